@@ -1,0 +1,197 @@
+"""The reactor: runs lightweight Threads from an asyncio event loop.
+
+Event-driven by default: a reactor iteration is scheduled only when a message is sent,
+a period-0 poller is registered, or a timed poller falls due; otherwise the loop sleeps
+in epoll and the process uses no CPU. With ``poll_mode`` the reactor iterates without
+pause, like SPDK's reactors, trading a core for latency.
+
+Multi-core is a reactor per process (see docs/architecture.md); one Reactor per process.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from spydk.thread.thread import Thread, set_thread
+
+
+class Reactor:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, poll_mode: bool = False,
+                 lcore: int = 0):
+        self.loop = loop or asyncio.get_event_loop()
+        self.poll_mode = poll_mode
+        self.lcore = lcore
+        self.threads: list[Thread] = []
+        self._scheduled = False
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._timer_due: int | None = None
+        self.created_ns = time.monotonic_ns()
+        self.busy_ns = 0
+        self.iterations = 0
+        self.app_thread: Thread | None = None
+        self._stopped = False
+
+    # -- threads ----------------------------------------------------------------------
+
+    def create_thread(self, name: str, cpumask: int | None = None) -> Thread:
+        t = Thread(self, name, cpumask if cpumask is not None else (1 << self.lcore))
+        self.threads.append(t)
+        if self.app_thread is None:
+            self.app_thread = t
+        self.wake()
+        return t
+
+    def _thread_exited(self, thread: Thread) -> None:
+        if thread in self.threads:
+            self.threads.remove(thread)
+
+    def thread_by_id(self, tid: int) -> Thread | None:
+        for t in self.threads:
+            if t.id == tid:
+                return t
+        return None
+
+    # -- scheduling -------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Make sure an iteration runs soon (cheap when one is already scheduled)."""
+        if not self._scheduled and not self._stopped:
+            self._scheduled = True
+            self.loop.call_soon(self._iterate)
+
+    def wake_threadsafe(self) -> None:
+        self.loop.call_soon_threadsafe(self.wake)
+
+    def set_poll_mode(self, enabled: bool) -> None:
+        self.poll_mode = enabled
+        for t in self.threads:
+            t.in_interrupt = not enabled
+        self.wake()
+
+    def _iterate(self) -> None:
+        self._scheduled = False
+        now = time.monotonic_ns()
+        start = time.perf_counter_ns()
+        work = 0
+        pending = False
+        next_due: int | None = None
+        for t in tuple(self.threads):
+            work += t.poll(now)
+            if t.has_pending():
+                pending = True
+            due = t.next_timer_ns()
+            if due is not None and (next_due is None or due < next_due):
+                next_due = due
+        self.iterations += 1
+        if work:
+            self.busy_ns += time.perf_counter_ns() - start
+        if self._stopped:
+            return
+        if pending or self.poll_mode:
+            self.wake()
+        elif next_due is not None:
+            self._arm_timer(next_due)
+
+    def _arm_timer(self, due_ns: int) -> None:
+        if self._timer is not None and self._timer_due is not None and self._timer_due <= due_ns:
+            return  # an earlier timer is already set and will re-arm
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = max(0.0, (due_ns - time.monotonic_ns()) / 1e9)
+        self._timer_due = due_ns
+        self._timer = self.loop.call_later(delay, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._timer_due = None
+        self.wake()
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- helpers for code outside any Thread -------------------------------------------
+
+    def call_on(self, thread: Thread, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run fn(*args) on ``thread`` and return a future of its result (control plane)."""
+        fut: asyncio.Future[Any] = self.loop.create_future()
+
+        def run() -> None:
+            try:
+                res = fn(*args)
+            except BaseException as e:  # delivered to the awaiting coroutine
+                if not fut.done():
+                    fut.set_exception(e)
+                return
+            if not fut.done():
+                fut.set_result(res)
+
+        thread.send_msg(run)
+        return fut
+
+    def add_reader(self, fd: int, thread: Thread, fn: Callable[[], Any]) -> None:
+        """Call fn on ``thread`` whenever fd is readable (an interrupt source, e.g. an eventfd)."""
+        def ready() -> None:
+            prev = set_thread(thread)
+            try:
+                fn()
+            finally:
+                set_thread(prev)
+            if thread.has_pending():
+                self.wake()
+        self.loop.add_reader(fd, ready)
+
+    def remove_reader(self, fd: int) -> None:
+        self.loop.remove_reader(fd)
+
+    # -- introspection ----------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        now = time.monotonic_ns()
+        times = os.times()
+        return {
+            "lcore": self.lcore,
+            "busy": self.busy_ns,
+            "idle": max(0, now - self.created_ns - self.busy_ns),
+            "in_interrupt": not self.poll_mode,
+            "irq": 0,
+            "sys": int(times.system * 1e9),
+            "usr": int(times.user * 1e9),
+            "lw_threads": [
+                {"name": t.name, "id": t.id, "cpumask": format(t.cpumask, "x"),
+                 "elapsed": now - t.created_ns}
+                for t in self.threads
+            ],
+        }
+
+
+_reactor: Reactor | None = None
+
+
+def get_reactor() -> Reactor:
+    if _reactor is None:
+        raise RuntimeError("no spydk reactor in this process; create one with spydk.thread.init_reactor()")
+    return _reactor
+
+
+def init_reactor(loop: asyncio.AbstractEventLoop | None = None, *, poll_mode: bool = False,
+                 lcore: int = 0) -> Reactor:
+    """Create the process's reactor (replacing a stopped one, for tests)."""
+    global _reactor
+    if _reactor is not None:
+        _reactor.stop()
+    _reactor = Reactor(loop, poll_mode=poll_mode, lcore=lcore)
+    return _reactor
+
+
+def reactor_or_none() -> Reactor | None:
+    return _reactor
+
+
+# Ticks reported by *_get_stats RPCs are nanoseconds.
+TICK_RATE = 1_000_000_000
