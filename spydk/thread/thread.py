@@ -136,7 +136,7 @@ class Thread:
             raise RuntimeError(f"thread {self.name!r} is exiting; cannot register poller")
         if period_us < 0:
             raise ValueError("poller period must be >= 0 microseconds")
-        p = Poller(self, fn, arg, period_us, name or getattr(fn, "__qualname__", "poller"))
+        p = Poller(self, fn, arg, period_us, name or str(getattr(fn, "__qualname__", "poller")))
         self._add_running(p)
         self.reactor.wake()
         return p
