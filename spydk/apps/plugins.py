@@ -1,0 +1,27 @@
+"""Where RPCs, subsystems and bdev modules come from.
+
+Importing a plugin module registers what it provides (rpc_method, register_subsystem,
+bdev module registry). Built-in plugins are listed here; third-party packages add theirs
+through the ``spydk.plugins`` entry point group.
+"""
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "spydk.apps.framework_rpc",
+)
+
+_loaded = False
+
+
+def load_plugins() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for name in BUILTIN_PLUGINS:
+        importlib.import_module(name)
+    for ep in entry_points(group="spydk.plugins"):
+        ep.load()
+    _loaded = True
