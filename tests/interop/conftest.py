@@ -1,0 +1,194 @@
+"""Fixtures for the interop tests: a cached guest image (built once per machine), a
+guest runner, and host-side targets (spydk, tgt, qemu-storage-daemon).
+
+On a failed test the guest console and every target log of that test are added to
+the report as sections.  ``pytest -s`` also streams the guest console live.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import guest_run
+from .targets import (
+    QsdTarget,
+    SpydkTarget,
+    TgtTarget,
+    free_tcp_port,
+    start_qsd,
+    start_spydk,
+    start_tgt,
+)
+
+GUEST_DIR = Path(__file__).resolve().parent / "guest"
+LOGS = pytest.StashKey[list[tuple[str, Path]]]()
+
+RunGuest = Callable[..., guest_run.GuestResult]
+
+
+def _attach(node: pytest.Item, title: str, path: Path) -> None:
+    node.stash.setdefault(LOGS, []).append((title, path))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and not hasattr(rep, "wasxfail"):
+        for title, path in item.stash.get(LOGS, []):
+            try:
+                text = path.read_text(errors="replace")
+            except OSError as e:
+                text = f"(cannot read {path}: {e})"
+            rep.sections.append((f"{title} ({path})", text[-20000:]))
+
+
+def _workdir(tmp_path: Path, stack: list[Path], name: str) -> Path:
+    # Unix socket paths are limited to 107 bytes: work in a short folder under /tmp,
+    # and copy the logs into pytest's tmp_path (kept for the last runs) at teardown.
+    d = Path(tempfile.mkdtemp(prefix=f"spydk-{name}-", dir="/tmp"))
+    stack.append(d)
+    return d
+
+
+def _keep_logs(tmp_path: Path, dirs: list[Path]) -> None:
+    for d in dirs:
+        for log in d.glob("*.log"):
+            shutil.copyfile(log, tmp_path / f"{d.name}-{log.name}")
+        for cfg in d.glob("*.json"):
+            shutil.copyfile(cfg, tmp_path / f"{d.name}-{cfg.name}")
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def guest_image() -> guest_run.GuestImage:
+    """The kernel and base initramfs; built on first use per machine (about 15 s), then
+    taken from the cache (see guest_run.default_cache_dir).  A missing tool is an error."""
+    try:
+        return guest_run.prepare()
+    except guest_run.GuestError as e:
+        pytest.fail(f"cannot prepare the guest image: {e}", pytrace=False)
+
+
+@pytest.fixture
+def run_guest(guest_image: guest_run.GuestImage, request: pytest.FixtureRequest,
+              tmp_path: Path) -> RunGuest:
+    """``run_guest(script, env=None, *, timeout=300, vhost_user_blk=(), disks=(), **kw)
+    -> GuestResult``.  ``script``: a file name under tests/interop/guest/ (str), a file
+    (Path), or the script text itself (bytes).  The console goes to a log file that is
+    attached to the report when the test fails."""
+    live = request.config.getoption("capture") == "no"
+    count = 0
+
+    def run(script: str | Path | bytes, env: Mapping[str, str] | None = None, *,
+            timeout: float = 300, vhost_user_blk: Sequence[str | Path] = (),
+            disks: Sequence[str | Path] = (), **kw: Any) -> guest_run.GuestResult:
+        nonlocal count
+        count += 1
+        if isinstance(script, str):
+            script = GUEST_DIR / script
+        text = script if isinstance(script, bytes) else script.read_bytes()
+        log = tmp_path / f"guest-console-{count}.log"
+        _attach(request.node, "guest console", log)
+        with open(log, "w") as f:
+            def on_line(line: str) -> None:
+                f.write(line + "\n")
+                f.flush()
+                if live:
+                    print(line, flush=True)
+            res = guest_run.run(guest_image, text, env=env, timeout=timeout,
+                                vhost_user_blk=vhost_user_blk, disks=disks, on_line=on_line,
+                                **kw)
+            boot = "n/a" if res.boot_s is None else f"{res.boot_s:.1f} s"
+            f.write(f"-- guest exit {res.rc}, boot {boot}, total {res.total_s:.1f} s, "
+                    f"timed out: {res.timed_out}\n")
+        request.node.user_properties.append(("guest_boot_s", res.boot_s))
+        request.node.user_properties.append(("guest_total_s", round(res.total_s, 1)))
+        return res
+
+    return run
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """``free_port() -> int``: a distinct free TCP port on 127.0.0.1 per call."""
+    given: set[int] = set()
+
+    def pick() -> int:
+        for _ in range(50):
+            p = free_tcp_port()
+            if p not in given:
+                given.add(p)
+                return p
+        raise RuntimeError("no free port")
+
+    return pick
+
+
+@pytest.fixture
+def spydk_target(request: pytest.FixtureRequest,
+                 tmp_path: Path) -> Iterator[Callable[..., SpydkTarget]]:
+    """``spydk_target(config: dict, *, timeout=30) -> SpydkTarget``: start
+    ``.venv/bin/spydk tgt -r <sock> --json <config>`` in its own folder (its cwd), wait
+    until the RPC socket answers spdk_get_version, stop it (SIGINT) at teardown."""
+    started: list[SpydkTarget] = []
+    dirs: list[Path] = []
+
+    def start(config: dict[str, Any], *, timeout: float = 30) -> SpydkTarget:
+        wd = _workdir(tmp_path, dirs, "tgt")
+        _attach(request.node, "spydk target log", wd / "spydk.log")
+        t = start_spydk(config, wd, timeout=timeout)
+        started.append(t)
+        return t
+
+    yield start
+    for t in started:
+        t.stop()
+    _keep_logs(tmp_path, dirs)
+
+
+@pytest.fixture
+def tgt_target(request: pytest.FixtureRequest,
+               tmp_path: Path) -> Iterator[Callable[..., TgtTarget]]:
+    """``tgt_target(*, iqn=..., lun_mb=64, chap=None) -> TgtTarget``: Debian's tgtd on a
+    free 127.0.0.1 port with one file-backed LUN; stopped through tgtadm at teardown."""
+    started: list[TgtTarget] = []
+    dirs: list[Path] = []
+
+    def start(**kw: Any) -> TgtTarget:
+        wd = _workdir(tmp_path, dirs, "tgtd")
+        _attach(request.node, "tgtd log", wd / "tgtd.log")
+        t = start_tgt(wd, **kw)
+        started.append(t)
+        return t
+
+    yield start
+    for t in started:
+        t.stop()
+    _keep_logs(tmp_path, dirs)
+
+
+@pytest.fixture
+def qsd_target(request: pytest.FixtureRequest,
+               tmp_path: Path) -> Iterator[Callable[..., QsdTarget]]:
+    """``qsd_target(*, size_mb=64) -> QsdTarget``: qemu-storage-daemon serving a raw
+    file over vhost-user-blk (QsdTarget.socket_path, QsdTarget.backing)."""
+    started: list[QsdTarget] = []
+    dirs: list[Path] = []
+
+    def start(**kw: Any) -> QsdTarget:
+        wd = _workdir(tmp_path, dirs, "qsd")
+        _attach(request.node, "qemu-storage-daemon log", wd / "qsd.log")
+        t = start_qsd(wd, **kw)
+        started.append(t)
+        return t
+
+    yield start
+    for t in started:
+        t.stop()
+    _keep_logs(tmp_path, dirs)
