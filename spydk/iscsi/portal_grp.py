@@ -10,6 +10,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from spydk.iscsi.auth import ChapSettings
+
 MAX_PORTALS = 1024
 DEFAULT_PORT = "3260"
 
@@ -64,6 +66,9 @@ class PortalGroup:
     # The connection glue keeps its listening servers here while started.
     servers: list[Any] = field(default_factory=list, repr=False)
     started: bool = False
+    # Discovery CHAP for sessions through this group (iscsi_portal_group_set_auth);
+    # None: the global discovery settings.
+    chap: ChapSettings | None = None
 
     def to_json(self) -> dict[str, object]:
         return {"portals": [p.to_json() for p in self.portals], "tag": self.tag,
