@@ -1,0 +1,349 @@
+"""The application framework: reactor, app thread, subsystems, RPC server, config replay.
+
+    app = App(AppOptions(rpc_socket="/tmp/x.sock", config=cfg))
+    await app.start()          # returns once RPCs are served and the config is applied
+    ...
+    app.shutdown()             # from a signal, spdk_kill_instance or a test
+    await app.wait_shutdown()
+
+States: STARTUP (only before init: with --wait-for-rpc, until framework_start_init) ->
+RUNTIME -> SHUTDOWN (new RPCs refused, subsystems finalized in reverse, files flushed).
+
+Handlers and subsystem hooks run on the app thread, through ``run_on_app_thread``: a plain
+function runs as a message on the Thread; a returned awaitable is driven by an asyncio
+task that makes the app thread current around each step (``on_thread``), so code that
+calls get_thread()/get_io_channel() works before and after every await.
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import json
+import os
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from spydk import log as spydk_log
+from spydk.apps.json_config import ConfigEntry, ConfigError, SubsystemConfig, parse_config, read_config_file
+from spydk.apps.plugins import load_plugins
+from spydk.init.subsystem import Subsystem, all_subsystems, get_subsystem, sorted_subsystems
+from spydk.rpc import errors
+from spydk.rpc.errors import RpcError
+from spydk.rpc.registry import State
+from spydk.rpc.server import DEFAULT_SOCKET, Dispatcher, RpcServer
+from spydk.thread import Reactor, Thread, init_reactor
+from spydk.thread.thread import set_thread
+
+log = spydk_log.get_logger("app")
+
+# Which subsystems each application wants (missing ones are simply not present yet).
+APP_SUBSYSTEMS: dict[str, tuple[str, ...] | None] = {
+    "tgt": None,  # everything registered
+    "nvmf_tgt": ("bdev", "nvmf"),
+    "iscsi_tgt": ("bdev", "scsi", "iscsi"),
+}
+
+
+class AppState(enum.Enum):
+    STARTUP = "STARTUP"
+    RUNTIME = "RUNTIME"
+    SHUTDOWN = "SHUTDOWN"
+
+
+class StartupError(Exception):
+    """The app could not start (bad config, socket in use, failed subsystem init)."""
+
+
+@dataclass
+class AppOptions:
+    name: str = "spydk_tgt"
+    rpc_socket: str | None = DEFAULT_SOCKET       # None: no RPC server (in-process use)
+    json_config: str | None = None                # path of a config file to replay
+    config: dict[str, Any] | None = None          # an already-parsed config (default config, tests)
+    config_source: str = "<config>"               # how messages name ``config``
+    json_ignore_init_errors: bool = False
+    wait_for_rpc: bool = False
+    subsystems: tuple[str, ...] | None = None     # None: every registered subsystem
+    poll: bool = False
+    lcore: int = 0
+    cpumask: int = 1
+
+
+def default_config() -> dict[str, Any]:
+    """The embedded config that ``--default-config`` starts with."""
+    text = resources.files("spydk").joinpath("data/default_config.json").read_text()
+    doc: dict[str, Any] = json.loads(text)
+    return doc
+
+
+def on_thread(aw: Awaitable[Any], thread: Thread) -> Awaitable[Any]:
+    """Wrap an awaitable so ``thread`` is the current Thread while each of its steps runs."""
+    return _OnThread(aw, thread)
+
+
+class _OnThread:
+    __slots__ = ("_aw", "_thread")
+
+    def __init__(self, aw: Awaitable[Any], thread: Thread):
+        self._aw = aw
+        self._thread = thread
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        it = self._aw.__await__()
+        send_value: Any = None
+        exc: BaseException | None = None
+        while True:
+            prev = set_thread(self._thread)
+            try:
+                if exc is not None:
+                    e, exc = exc, None
+                    yielded = it.throw(e)
+                else:
+                    yielded = it.send(send_value)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                set_thread(prev)
+            try:
+                send_value = yield yielded
+            except BaseException as e:  # cancellation and errors go into the wrapped coroutine
+                exc = e
+
+
+def select_subsystems(wanted: tuple[str, ...] | None) -> list[Subsystem]:
+    """The wanted subsystems that are registered (with all their dependencies), init order."""
+    names = [s.name for s in all_subsystems()] if wanted is None else list(wanted)
+
+    def complete(name: str, seen: tuple[str, ...] = ()) -> bool:
+        s = get_subsystem(name)
+        if s is None or name in seen:
+            return s is not None
+        return all(complete(d, seen + (name,)) for d in s.depends_on)
+
+    usable = []
+    for n in names:
+        if complete(n):
+            usable.append(n)
+        elif get_subsystem(n) is not None:
+            log.warning("subsystem %s left out: a subsystem it depends on is not available", n)
+    return sorted_subsystems(usable)
+
+
+class App:
+    def __init__(self, opts: AppOptions | None = None):
+        self.opts = opts or AppOptions()
+        self.state = AppState.STARTUP
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.reactor: Reactor | None = None
+        self.thread: Thread | None = None   # "app_thread"
+        self.subsystems: list[Subsystem] = []
+        self.initialized: list[Subsystem] = []
+        self.dispatcher = Dispatcher(self)
+        self.server: RpcServer | None = None
+        self._init_started = False
+        self._init_done: asyncio.Event | None = None
+        self._shutdown_done: asyncio.Event | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
+        self._pending_runtime: list[ConfigEntry] = []
+        self._config_source = "<config>"
+        self.exit_code = 0
+        self.pid = os.getpid()
+
+    # -- state ------------------------------------------------------------------------
+
+    @property
+    def rpc_state(self) -> State:
+        if self.state is AppState.STARTUP:
+            return State.STARTUP
+        if self.state is AppState.RUNTIME:
+            return State.RUNTIME
+        return State(0)
+
+    @property
+    def shutting_down(self) -> bool:
+        return self.state is AppState.SHUTDOWN
+
+    # -- running code on the app thread -------------------------------------------------
+
+    async def run_on_app_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call fn on the app thread; if it returns an awaitable, await it there too."""
+        assert self.reactor is not None and self.thread is not None, "App.start() has not run"
+        res = await self.reactor.call_on(self.thread, lambda: fn(*args, **kwargs))
+        if inspect.isawaitable(res):
+            res = await on_thread(res, self.thread)
+        return res
+
+    # -- start ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bring the app up: reactor, RPC server, config pass 1, init (unless --wait-for-rpc),
+        config pass 2. Raises StartupError; everything started is torn down first."""
+        load_plugins()
+        self.loop = asyncio.get_running_loop()
+        self._init_done = asyncio.Event()
+        self._shutdown_done = asyncio.Event()
+        self.reactor = init_reactor(self.loop, poll_mode=self.opts.poll, lcore=self.opts.lcore)
+        self.thread = self.reactor.create_thread("app_thread", self.opts.cpumask)
+        self.subsystems = select_subsystems(self.opts.subsystems)
+        try:
+            configs = self._load_config()
+            if self.opts.rpc_socket:
+                self.server = RpcServer(self.dispatcher, self.opts.rpc_socket)
+                try:
+                    await self.server.start()
+                except Exception as e:
+                    self.server = None
+                    raise StartupError(str(e)) from None
+            startup, runtime = self._split_config(configs)
+            await self._apply(startup)
+            self._pending_runtime = runtime
+            if not self.opts.wait_for_rpc:
+                await self.start_init()
+            elif runtime:
+                log.info("--wait-for-rpc: %d config entries wait for framework_start_init", len(runtime))
+        except StartupError:
+            await self._teardown()
+            raise
+        except ConfigError as e:
+            await self._teardown()
+            raise StartupError(str(e)) from None
+        where = f"RPC at {self.opts.rpc_socket}" if self.opts.rpc_socket else "no RPC server"
+        spydk_log.notice(log, "%s started (pid %d, %s, state %s, %s mode)", self.opts.name, self.pid, where,
+                         self.state.value, "poll" if self.opts.poll else "event")
+
+    def _load_config(self) -> list[SubsystemConfig]:
+        if self.opts.json_config:
+            source = self.opts.json_config
+            doc = read_config_file(source)
+        elif self.opts.config is not None:
+            source, doc = self.opts.config_source, self.opts.config
+        else:
+            return []
+        self._config_source = source
+        present = {s.name for s in self.subsystems}
+        out = []
+        for sc in parse_config(doc, source):
+            if sc.name not in present:
+                why = "is not part of this application" if get_subsystem(sc.name) else "is unknown"
+                if sc.entries:
+                    log.warning("config %s: skipping subsystem %r (%d entries): it %s",
+                                source, sc.name, len(sc.entries), why)
+                continue
+            out.append(sc)
+        return out
+
+    def _split_config(self, configs: list[SubsystemConfig]) -> tuple[list[ConfigEntry], list[ConfigEntry]]:
+        startup: list[ConfigEntry] = []
+        runtime: list[ConfigEntry] = []
+        for sc in configs:
+            for e in sc.entries:
+                m = self._config_method(e)
+                if m is None:
+                    continue
+                (startup if m.states & State.STARTUP else runtime).append(e)
+        return startup, runtime
+
+    def _where(self, e: ConfigEntry) -> str:
+        return (f"config {self._config_source}: subsystem {e.subsystem!r}, "
+                f"method {e.method!r} (entry {e.index})")
+
+    def _config_method(self, e: ConfigEntry) -> Any:
+        try:
+            return self.dispatcher.lookup(e.method)
+        except RpcError as err:
+            msg = f"{self._where(e)}: {err.message}"
+            if self.opts.json_ignore_init_errors:
+                log.error("%s (ignored: --json-ignore-init-errors)", msg)
+                return None
+            raise ConfigError(msg) from None
+
+    async def _apply(self, entries: list[ConfigEntry]) -> None:
+        for e in entries:
+            try:
+                await self.dispatcher.call(e.method, e.params)
+            except RpcError as err:
+                msg = f"{self._where(e)}: {err.message}"
+                if self.opts.json_ignore_init_errors:
+                    log.error("%s (ignored: --json-ignore-init-errors)", msg)
+                    continue
+                raise ConfigError(msg) from None
+
+    async def start_init(self) -> None:
+        """Initialize the subsystems in dependency order, enter RUNTIME, replay the rest of
+        the config (framework_start_init)."""
+        if self._init_started:
+            raise RpcError(errors.INVALID_STATE, "framework_start_init was already called; the subsystems "
+                                                 "are initialized once")
+        self._init_started = True
+        for s in self.subsystems:
+            if s.init is not None:
+                try:
+                    await self.run_on_app_thread(s.init, self)
+                except Exception as e:
+                    raise StartupError(f"subsystem {s.name!r} failed to initialize: {e}") from e
+            self.initialized.append(s)
+            log.debug("subsystem %s initialized", s.name)
+        if self.state is AppState.STARTUP:
+            self.state = AppState.RUNTIME
+        pending, self._pending_runtime = self._pending_runtime, []
+        await self._apply(pending)
+        assert self._init_done is not None
+        self._init_done.set()
+
+    async def wait_init(self) -> None:
+        assert self._init_done is not None
+        await self._init_done.wait()
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def shutdown(self, reason: str = "") -> None:
+        """Begin an orderly shutdown (idempotent; safe from signal handlers on the loop)."""
+        if self._shutdown_task is not None or self.loop is None:
+            return
+        if reason:
+            spydk_log.notice(log, "shutting down: %s", reason)
+        self.state = AppState.SHUTDOWN
+        if self.server is not None:
+            self.server.stop_accepting()
+        self._shutdown_task = self.loop.create_task(self._teardown())
+
+    async def wait_shutdown(self) -> None:
+        assert self._shutdown_done is not None
+        await self._shutdown_done.wait()
+
+    async def run(self) -> int:
+        """start(), then serve until shutdown() completes; returns the exit code."""
+        await self.start()
+        await self.wait_shutdown()
+        return self.exit_code
+
+    async def _teardown(self) -> None:
+        self.state = AppState.SHUTDOWN
+        for s in reversed(self.initialized):
+            if s.fini is None:
+                continue
+            try:
+                await asyncio.wait_for(self.run_on_app_thread(s.fini, self), timeout=30)
+                log.debug("subsystem %s finalized", s.name)
+            except Exception as e:
+                log.error("subsystem %s failed to finalize: %s", s.name, e)
+                self.exit_code = 1
+        self.initialized.clear()
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
+        if self.thread is not None and not self.thread.exited:
+            exited = asyncio.Event()
+            self.thread.exit(exited.set)
+            try:
+                await asyncio.wait_for(exited.wait(), timeout=2)
+            except TimeoutError:
+                log.warning("app_thread still holds io_channels or pollers at exit")
+        if self.reactor is not None:
+            self.reactor.stop()
+        spydk_log.flush()
+        if self._shutdown_done is not None:
+            self._shutdown_done.set()

@@ -1,0 +1,169 @@
+"""`spydk`: the console entry point.
+
+    spydk tgt [options]         all subsystems (SPDK's spdk_tgt)
+    spydk nvmf_tgt [options]    bdev + nvmf
+    spydk iscsi_tgt [options]   bdev + scsi + iscsi
+    spydk rpc ...               the JSON-RPC command line (spydk.rpc.cli)
+    spydk bdevperf ...          spydk.apps.bdevperf:main(argv), when present
+
+Target options are SPDK's (-m, -r, -c/--json, --wait-for-rpc, -L, ...) plus --poll and
+--default-config. Options SPDK needs for DPDK (--no-huge, -s, -i, -e) are accepted and
+ignored: spydk needs no hugepages or shared memory.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from spydk import log as spydk_log
+from spydk.apps.app import APP_SUBSYSTEMS, App, AppOptions, StartupError, default_config
+from spydk.rpc.server import DEFAULT_SOCKET
+
+APP_NAMES = {"tgt": "spydk_tgt", "nvmf_tgt": "nvmf_tgt", "iscsi_tgt": "iscsi_tgt"}
+USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,rpc,bdevperf} [options]
+
+  tgt        start a target with every subsystem (like SPDK's spdk_tgt)
+  nvmf_tgt   start an NVMe-oF target (bdev + nvmf subsystems)
+  iscsi_tgt  start an iSCSI target (bdev + scsi + iscsi subsystems)
+  rpc        call a JSON-RPC method of a running application (like SPDK's rpc.py)
+  bdevperf   run the block device benchmark
+
+`spydk tgt --default-config` starts with a 64 MiB Malloc0 bdev; `spydk COMMAND -h` for options.
+"""
+
+
+def parse_cpumask(text: str) -> list[int]:
+    """SPDK's -m: a hex mask ("0x3") or a core list ("[0,2-3]")."""
+    t = text.strip()
+    if t.startswith("["):
+        cores: list[int] = []
+        for part in t.strip("[]").split(","):
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                cores.extend(range(int(lo), int(hi) + 1))
+            elif part.strip():
+                cores.append(int(part))
+        if not cores:
+            raise argparse.ArgumentTypeError(f"empty core list {text!r}")
+        return sorted(set(cores))
+    try:
+        mask = int(t, 16)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a hex cpumask nor a core list like [0,1]") from None
+    if mask <= 0:
+        raise argparse.ArgumentTypeError("the cpumask selects no core")
+    return [i for i in range(mask.bit_length()) if mask >> i & 1]
+
+
+def target_parser(cmd: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"spydk {cmd}", description=f"Start spydk's {APP_NAMES[cmd]}.")
+    p.add_argument("-m", "--cpumask", type=parse_cpumask, default=[0],
+                   help="cores, hex mask or [list]; one reactor runs on the main core (default 0x1)")
+    p.add_argument("-p", "--main-core", type=int, help="core of the reactor (default: first core of -m)")
+    p.add_argument("-r", "--rpc-socket", default=DEFAULT_SOCKET, help=f"RPC Unix socket (default {DEFAULT_SOCKET})")
+    p.add_argument("-c", "--json", "--config", dest="json", metavar="FILE", help="JSON config file to replay")
+    p.add_argument("--json-ignore-init-errors", action="store_true", help="log failing config entries and go on")
+    p.add_argument("--wait-for-rpc", action="store_true",
+                   help="wait for framework_start_init before initializing the subsystems")
+    p.add_argument("-L", "--logflag", action="append", default=[], metavar="FLAG",
+                   help='debug output of a component (repeatable; "all" for every one)')
+    p.add_argument("--poll", action="store_true", help="busy-poll the reactor (one core at 100%%, lowest latency)")
+    p.add_argument("--default-config", action="store_true",
+                   help="start with the embedded default config (a 64 MiB Malloc0 bdev, block size 512)")
+    # Accepted for command-line compatibility with SPDK's apps; they change nothing here.
+    p.add_argument("-e", "--tpoint-group-mask", help=argparse.SUPPRESS)
+    p.add_argument("--no-huge", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("-s", "--mem-size", help=argparse.SUPPRESS)
+    p.add_argument("-i", "--shm-id", help=argparse.SUPPRESS)
+    return p
+
+
+def run_target(cmd: str, argv: Sequence[str]) -> int:
+    args = target_parser(cmd).parse_args(argv)
+    spydk_log.setup()
+    if args.json and args.default_config:
+        print(f"spydk {cmd}: --json and --default-config cannot be combined", file=sys.stderr)
+        return 2
+    lcore = args.main_core if args.main_core is not None else args.cpumask[0]
+    if args.main_core is not None and args.main_core not in args.cpumask:
+        print(f"spydk {cmd}: main core {args.main_core} is not in the cpumask", file=sys.stderr)
+        return 2
+    opts = AppOptions(name=APP_NAMES[cmd], rpc_socket=args.rpc_socket, json_config=args.json,
+                      json_ignore_init_errors=args.json_ignore_init_errors, wait_for_rpc=args.wait_for_rpc,
+                      subsystems=APP_SUBSYSTEMS[cmd], poll=args.poll, lcore=lcore, cpumask=1 << lcore)
+    if args.default_config:
+        opts.config, opts.config_source = default_config(), "<default config>"
+    log = spydk_log.get_logger("app")
+    if len(args.cpumask) > 1:
+        log.warning("cpumask has %d cores: spydk runs one reactor per process, on core %d "
+                    "(see docs/architecture.md)", len(args.cpumask), lcore)
+    return _run(App(opts), args.logflag, cmd)
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def _run(app: App, logflags: list[str], cmd: str) -> int:
+    loop = _new_loop()
+    asyncio.set_event_loop(loop)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, app.shutdown, f"signal {signal.Signals(sig).name}")
+
+    async def main() -> int:
+        from spydk.apps.plugins import load_plugins
+        load_plugins()  # flags of every component exist before -L is checked
+        for f in logflags:
+            try:
+                spydk_log.set_flag(f)
+            except ValueError as e:
+                print(f"spydk {cmd}: -L {f}: {e}", file=sys.stderr)
+                return 2
+        return await app.run()
+
+    try:
+        return loop.run_until_complete(main())
+    except StartupError as e:
+        print(f"spydk {cmd}: cannot start: {e}", file=sys.stderr)
+        return 1
+    finally:
+        spydk_log.flush()
+        loop.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0 if args else 2
+    cmd, rest = args[0], args[1:]
+    if cmd in APP_NAMES:
+        return run_target(cmd, rest)
+    if cmd == "rpc":
+        from spydk.rpc.cli import main as rpc_main
+        return rpc_main(rest)
+    if cmd == "bdevperf":
+        try:
+            mod = importlib.import_module("spydk.apps.bdevperf")
+        except ModuleNotFoundError as e:
+            if e.name not in ("spydk.apps.bdevperf",):
+                raise
+            print("spydk: bdevperf is not part of this build yet", file=sys.stderr)
+            return 2
+        rc: int = mod.main(rest)
+        return rc
+    print(f"spydk: unknown command {cmd!r}\n\n{USAGE}", end="", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""`spydk rpc`: SPDK rpc.py's command line, built from per-area modules.
+
+    spydk rpc [-s SOCK] [-t TIMEOUT] [-r RETRIES] [-v] [--dry-run] METHOD [args...]
+    spydk rpc < script.txt        # one command per line, '#' comments
+
+Plug-in point: every module named in ``CLI_MODULES`` that can be imported provides
+
+    def add_commands(sub: argparse._SubParsersAction, call: Call) -> None
+
+which adds one sub-parser per method, with rpc.py's flags and positional arguments, and
+sets ``func=lambda args: ...`` on it. ``call(method, params)`` performs the request
+(None-valued params are dropped); the printers below format results like rpc.py. A
+module that does not exist yet (an area not built) is skipped silently; third-party
+packages add modules through the ``spydk.cli`` entry point group.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import Any
+
+from spydk.rpc.client import DEFAULT_SOCKET, DEFAULT_TIMEOUT, Client, ClientError, NoServerError
+from spydk.rpc.errors import RpcError
+
+CLI_MODULES: tuple[str, ...] = (
+    "spydk.apps.framework_cli",
+    "spydk.bdev.cli",
+    "spydk.nvmf.cli",
+    "spydk.iscsi.cli",
+    "spydk.scsi.cli",
+)
+
+
+class Call:
+    """The ``call`` given to add_commands: bound to a client once the arguments are parsed."""
+
+    def __init__(self) -> None:
+        self.client: Any = None
+        self.dry_run = False
+
+    def __call__(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        params = {k: v for k, v in (params or {}).items() if v is not None}
+        if self.dry_run:
+            req: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": 1}
+            if params:
+                req["params"] = params
+            print("Request:\n" + json.dumps(req, indent=2))
+            raise _DryRun
+        if self.client is None:
+            raise ClientError("no client")
+        return self.client.call(method, params)
+
+
+class _DryRun(Exception):
+    pass
+
+
+# -- printers, as rpc.py formats results --------------------------------------------------
+
+def print_dict(d: Any) -> None:
+    print(json.dumps(d, indent=2))
+
+
+def print_json(s: Any) -> None:
+    print(json.dumps(s, indent=2).strip('"'))
+
+
+def print_array(a: Sequence[str]) -> None:
+    print(" ".join(shlex.quote(v) for v in a))
+
+
+def add_simple(sub: argparse._SubParsersAction, call: Call, name: str, help: str,
+               printer: Callable[[Any], None] | None = print_dict) -> argparse.ArgumentParser:
+    """A command without arguments that prints its result (or nothing with printer=None)."""
+    p = sub.add_parser(name, help=help)
+
+    def run(args: argparse.Namespace) -> None:
+        res = call(name)
+        if printer is not None:
+            printer(res)
+    p.set_defaults(func=run)
+    return p
+
+
+# -- parser -------------------------------------------------------------------------------
+
+def load_cli_modules() -> list[Any]:
+    mods = []
+    for name in CLI_MODULES:
+        try:
+            mods.append(importlib.import_module(name))
+        except ModuleNotFoundError as e:
+            if e.name is None or not name.startswith(e.name):
+                raise  # the module exists but one of its imports is missing: a real error
+    for ep in entry_points(group="spydk.cli"):
+        mods.append(ep.load())
+    return mods
+
+
+def build_parser(call: Call) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spydk rpc", description="Call JSON-RPC methods of a spydk or SPDK application.")
+    parser.add_argument("-s", dest="server_addr", default=DEFAULT_SOCKET,
+                        help=f"RPC Unix socket path (default {DEFAULT_SOCKET})")
+    parser.add_argument("-t", dest="timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("-r", dest="conn_retries", type=int, default=0,
+                        help="retry connecting N times, 0.2 s apart (default 0)")
+    parser.add_argument("-v", dest="verbose", action="store_true", help="print each request and answer")
+    parser.add_argument("--dry-run", action="store_true", help="print the request instead of sending it")
+    sub = parser.add_subparsers(dest="called_rpc_name", metavar="METHOD", help="RPC method")
+    for mod in load_cli_modules():
+        mod.add_commands(sub, call)
+    return parser
+
+
+class _VerboseClient:
+    def __init__(self, client: Client):
+        self._c = client
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        req: dict[str, Any] = {"method": method}
+        if params:
+            req["params"] = params
+        print("request:\n" + json.dumps(req, indent=2), file=sys.stderr)
+        res = self._c.call(method, params)
+        print("response:\n" + json.dumps(res, indent=2), file=sys.stderr)
+        return res
+
+
+def _run_one(args: argparse.Namespace, call: Call) -> int:
+    try:
+        args.func(args)
+    except _DryRun:
+        return 0
+    except RpcError as e:
+        print(f"spydk rpc: {args.called_rpc_name} failed: {e.message} (code {e.code})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    call = Call()
+    parser = build_parser(call)
+    args = parser.parse_args(argv)
+    call.dry_run = args.dry_run
+    script = not hasattr(args, "func")
+    if script and sys.stdin.isatty():
+        parser.print_help()
+        return 1
+    client: Client | None = None
+    try:
+        if not args.dry_run:
+            client = Client(args.server_addr, args.timeout, connect_retries=args.conn_retries)
+            call.client = _VerboseClient(client) if args.verbose else client
+        if not script:
+            return _run_one(args, call)
+        for lineno, line in enumerate(sys.stdin, 1):
+            words = shlex.split(line, comments=True)
+            if not words:
+                continue
+            try:
+                line_args = parser.parse_args(words)
+            except SystemExit:
+                print(f"spydk rpc: stdin line {lineno}: cannot parse {line.strip()!r}", file=sys.stderr)
+                return 1
+            if not hasattr(line_args, "func"):
+                continue
+            if _run_one(line_args, call):
+                print(f"spydk rpc: stopped at stdin line {lineno}", file=sys.stderr)
+                return 1
+        return 0
+    except NoServerError as e:
+        print(f"spydk rpc: {e}", file=sys.stderr)
+        return 1
+    except ClientError as e:
+        print(f"spydk rpc: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if client is not None:
+            client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
