@@ -349,7 +349,7 @@ class Negotiator:
             if value not in ("Yes", "No"):
                 return REJECT
             offered = value == "Yes"
-            mine = _OUR_CONST[key] if key in _OUR_CONST else bool(getattr(self.limits, _OURS[key]))
+            mine = bool(_OUR_CONST[key]) if key in _OUR_CONST else bool(getattr(self.limits, _OURS[key]))
             result = (offered or mine) if kind is Kind.BOOL_OR else (offered and mine)
             self._apply(key, result)
             return _yn(result)

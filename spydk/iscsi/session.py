@@ -151,17 +151,16 @@ class Session:
         """A non-immediate command finished: open the window by one."""
         self.max_cmd_sn = (self.max_cmd_sn + 1) & SN_MASK
 
-    def advance(self) -> None:
-        """ExpCmdSN moved past a command: deliver any deferred ones now in order."""
-        self.exp_cmd_sn = (self.exp_cmd_sn + 1) & SN_MASK
+    def advance_deferred(self) -> None:
+        """ExpCmdSN moved: run deferred commands that are now next in order."""
         deferred = self.deferred
         while deferred:
             item = deferred.pop(self.exp_cmd_sn, None)
             if item is None:
                 break
             self.exp_cmd_sn = (self.exp_cmd_sn + 1) & SN_MASK
-            conn, deliver = item
-            deliver()
+            conn, run = item
+            run()
             self.registry.wake(conn)
 
     def in_window(self, cmd_sn: int) -> bool:
