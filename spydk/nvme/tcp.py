@@ -68,6 +68,7 @@ from spydk.nvme.tcp_spec import (
     TERM_REQ_MAX_PLEN,
     Fes,
     PduType,
+    data_offset,
     pda_alignment,
 )
 
@@ -189,11 +190,14 @@ Event = (ICReqReceived | ICRespReceived | CapsuleCommand | CapsuleResponse | H2C
 # ---------------------------------------------------------------------------------------------
 
 
-class _State(enum.Enum):
-    AWAIT_IC = 0  # controller: waiting for ICReq; host: waiting for ICResp
-    IC_PENDING = 1  # controller got ICReq and has not sent ICResp yet; host has not sent ICReq
-    READY = 2
-    CLOSED = 3
+# Connection states (plain ints: Enum member lookups are slow on the hot path).
+_AWAIT_IC = 0  # controller: waiting for ICReq; host: waiting for ICResp
+_IC_PENDING = 1  # controller got ICReq and has not sent ICResp yet; host has not sent ICReq
+_READY = 2
+_CLOSED = 3
+_STATE_NAMES = ("AWAIT_IC", "IC_PENDING", "READY", "CLOSED")
+_C2H_DIR = int(spec.DataTransfer.CONTROLLER_TO_HOST)
+_H2C_DIR = int(spec.DataTransfer.HOST_TO_CONTROLLER)
 
 
 @dataclass(slots=True)
@@ -249,6 +253,7 @@ _H2C_PACK = H2C_DATA.pack
 _R2T_PACK = R2T.pack
 _CH_PACK = CH.pack
 _ZERO_PAD = bytes(128)
+_BUF_TYPES = (bytes, bytearray, memoryview)  # a tuple: isinstance on a union type is slower
 
 _CONTROLLER_RX = frozenset({PduType.IC_REQ, PduType.H2C_TERM_REQ, PduType.CAPSULE_CMD,
                             PduType.H2C_DATA})
@@ -281,7 +286,7 @@ class TcpQueuePair:
         self._controller = role is Role.CONTROLLER
         self._rx_types = _CONTROLLER_RX if self._controller else _HOST_RX
         # Controller waits for the ICReq; host must send its ICReq before anything arrives.
-        self._state = _State.AWAIT_IC if self._controller else _State.IC_PENDING
+        self._state = _AWAIT_IC if self._controller else _IC_PENDING
         # Negotiated parameters.
         self.header_digest = False
         self.data_digest = False
@@ -291,10 +296,19 @@ class TcpQueuePair:
         self.maxh2cdata = DEFAULT_MAXH2CDATA
         self.max_incapsule_data = max_incapsule_data  # set from IOCCSZ after Connect
         self._hd = 0  # header digest length in force
+        # Precomputed at negotiation for the hot paths (see _negotiated).
+        self._rx_align = 0
+        self._cmd_fast_plen = -1  # PLEN of a header-only CapsuleCmd; -1 = no fast path
+        self._cmd_fast_flags = 0
+        self._tx_pdo = DATA_HLEN  # PDO of the data PDUs we send
+        self._tx_pad = b""
+        self._tx_flags = 0  # HDGSTF/DDGSTF on data PDUs we send
+        self._c2h_fast = False
         self._req_hdgst = False
         self._req_ddgst = False
         # Receive ring: bytes [_rpos, _rend) are received and not yet parsed.
         self._ring_size = ring_size
+        self._low_water = ring_size >> 3
         self._ring = bytearray(ring_size)
         self._rview = memoryview(self._ring)
         self._rpos = 0
@@ -309,7 +323,6 @@ class TcpQueuePair:
         self._r2t_count: dict[int, int] = {}
         # Host: cid -> command.
         self._cmds: dict[int, _HostCmd] = {}
-        self._scratch: memoryview | None = None
 
     # -----------------------------------------------------------------------------------------
     # Receive side
@@ -317,28 +330,26 @@ class TcpQueuePair:
 
     @property
     def closed(self) -> bool:
-        return self._state is _State.CLOSED
+        return self._state == _CLOSED
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
-        """A writable buffer for the transport to receive into (asyncio.BufferedProtocol)."""
+        """A writable buffer for the transport to receive into (asyncio.BufferedProtocol).
+
+        Once closed, the ring is still handed out but buffer_updated() discards what lands."""
         p = self._pending
-        if p is not None and not self._ddgst_wait and self._state is not _State.CLOSED:
+        if p is not None and not self._ddgst_wait:
             return p.dest[p.filled:]
-        if self._state is _State.CLOSED:
-            if self._scratch is None:
-                self._scratch = memoryview(bytearray(16384))
-            return self._scratch
-        free = self._ring_size - self._rend
-        live = self._rend - self._rpos
-        want = max(self._need - live, 1)
-        # Wrap when the tail cannot hold what the PDU needs or has become small.
-        if free < want or free < (self._ring_size >> 3):
+        rend = self._rend
+        free = self._ring_size - rend
+        # Wrap when the tail has become small or cannot hold the rest of the current PDU.
+        if free < self._low_water or free < self._need - rend + self._rpos:
             self._make_room()
-        return self._rview[self._rend:]
+            rend = self._rend
+        return self._rview[rend:]
 
     def buffer_updated(self, nbytes: int) -> None:
         """The transport wrote nbytes into the last buffer from get_buffer(); parses them."""
-        if nbytes <= 0 or self._state is _State.CLOSED:
+        if nbytes <= 0 or self._state == _CLOSED:
             return
         p = self._pending
         if p is not None and not self._ddgst_wait:
@@ -359,7 +370,7 @@ class TcpQueuePair:
             return
         mv = data if isinstance(data, bytes) else memoryview(data).cast("B")
         pos = 0
-        while pos < n and self._state is not _State.CLOSED:
+        while pos < n and self._state != _CLOSED:
             buf = self.get_buffer(n - pos)
             k = min(len(buf), n - pos)
             buf[:k] = mv[pos:pos + k]
@@ -371,9 +382,9 @@ class TcpQueuePair:
         if self._eof:
             return
         self._eof = True
-        if self._state is not _State.CLOSED:
+        if self._state != _CLOSED:
             clean = self._rend == self._rpos and self._pending is None
-            self._state = _State.CLOSED
+            self._state = _CLOSED
             self._pending = None
             self._events.append(ConnectionClosed(clean=clean))
 
@@ -388,9 +399,42 @@ class TcpQueuePair:
         self._events.clear()
         return out
 
+    def _negotiated(self) -> None:
+        """Connection initialization done: derive the per-PDU constants."""
+        hd = self._hd = DIGEST_LEN if self.header_digest else 0
+        self._state = _READY
+        self._rx_align = pda_alignment(self.cpda if self._controller else self.hpda)
+        if self._controller:
+            self._cmd_fast_plen = CAPSULE_CMD_HLEN + hd
+            self._cmd_fast_flags = HDGSTF if hd else 0
+        tx_pda = self.hpda if self._controller else self.cpda
+        self._tx_pdo = data_offset(DATA_HLEN, bool(hd), tx_pda)
+        self._tx_pad = bytes(self._tx_pdo - DATA_HLEN - hd)
+        self._tx_flags = (HDGSTF if hd else 0) | (DDGSTF if self.data_digest else 0)
+        self._c2h_fast = self._controller and not self._tx_flags and not self._tx_pad
+
     def _parse(self) -> None:
         append = self._events.append
-        while self._state is not _State.CLOSED:
+        fast_plen = self._cmd_fast_plen
+        fast_flags = self._cmd_fast_flags
+        closed = _CLOSED
+        while self._state != closed:
+            if self._pending is None:
+                rpos = self._rpos
+                avail = self._rend - rpos
+                if avail < 8:
+                    return
+                # Fast path: a header-only CapsuleCmd (reads, flushes, admin commands).
+                if avail >= fast_plen > 0:
+                    ring = self._rview
+                    ptype, flags, hlen, _, plen = _CH_UNPACK(ring, rpos)
+                    if ptype == 4 and plen == fast_plen and flags == fast_flags and hlen == 72:
+                        if fast_flags and crc32c(ring[rpos:rpos + 72]) != _U32_UNPACK(ring, rpos + 72)[0]:
+                            append(self._fail(Fes.HEADER_DIGEST_ERROR, 0, "header digest mismatch"))
+                            return
+                        self._rpos = rpos + plen
+                        append(CapsuleCommand(ring[rpos + 8:rpos + 72], None))
+                        continue
             ev = self._parse_one()
             if ev is None:
                 return
@@ -430,7 +474,7 @@ class TcpQueuePair:
             return self._fail(Fes.INVALID_HEADER_FIELD, 2, "wrong HLEN for PDU type")
         if ptype <= 3:
             return self._rx_control(ptype, flags, hlen, plen, avail)
-        if self._state is not _State.READY:
+        if self._state != _READY:
             return self._fail(Fes.PDU_SEQUENCE_ERROR, 0, "PDU before connection initialization")
         hd = self._hd
         if (flags & HDGSTF) != (hd and HDGSTF):
@@ -451,7 +495,7 @@ class TcpQueuePair:
                 return self._fail(Fes.INVALID_HEADER_FIELD, 1, "data digest flag missing")
             if pdo < hend or pdo > hend + _MAX_PAD or pdo + dd > plen:
                 return self._fail(Fes.INVALID_HEADER_FIELD, 3, "bad PDO")
-            align = pda_alignment(self.cpda if self._controller else self.hpda)
+            align = self._rx_align
             if align and pdo % align:
                 return self._fail(Fes.INVALID_HEADER_FIELD, 3, "PDO not aligned")
             dlen = plen - pdo - dd
@@ -498,9 +542,9 @@ class TcpQueuePair:
             _, _, _, _, _, fes, fei = TERM_REQ.unpack_from(ring, rpos)
             data = bytes(ring[rpos + TERM_REQ_HLEN:rpos + plen])
             self._consume(plen)
-            self._state = _State.CLOSED
+            self._state = _CLOSED
             return TermReqReceived(fes=fes, fei=fei, pdu_header=data)
-        if self._state is not _State.AWAIT_IC:
+        if self._state != _AWAIT_IC:
             return self._fail(Fes.PDU_SEQUENCE_ERROR, 0, "unexpected connection initialization PDU")
         if plen != IC_HLEN:
             return self._fail(Fes.INVALID_HEADER_FIELD, 4, "IC PDU PLEN must be 128")
@@ -518,7 +562,7 @@ class TcpQueuePair:
             self.maxr2t = maxr2t
             self._req_hdgst = bool(dgst & 1)
             self._req_ddgst = bool(dgst & 2)
-            self._state = _State.IC_PENDING
+            self._state = _IC_PENDING
             return ICReqReceived(pfv=pfv, hpda=hpda, header_digest=self._req_hdgst,
                                  data_digest=self._req_ddgst, maxr2t=maxr2t)
         _, _, _, _, _, pfv, cpda, dgst, maxh2cdata = IC_RESP.unpack_from(ring, rpos)
@@ -535,8 +579,7 @@ class TcpQueuePair:
         self.maxh2cdata = maxh2cdata
         self.header_digest = bool(dgst & 1)
         self.data_digest = bool(dgst & 2)
-        self._hd = DIGEST_LEN if self.header_digest else 0
-        self._state = _State.READY
+        self._negotiated()
         return ICRespReceived(pfv=pfv, cpda=cpda, header_digest=self.header_digest,
                               data_digest=self.data_digest, maxh2cdata=maxh2cdata)
 
@@ -591,7 +634,7 @@ class TcpQueuePair:
                 dest = dest[datao - r2t.base:datao - r2t.base + datal]
         else:  # C2HData, host side
             cmd = self._cmds.get(cccid)
-            if cmd is None or not cmd.direction & spec.DataTransfer.CONTROLLER_TO_HOST:
+            if cmd is None or not cmd.direction & _C2H_DIR:
                 return self._fail(Fes.INVALID_HEADER_FIELD, 8, "C2H data for no read command")
             if flags & SUCCESS and not flags & LAST_PDU:
                 return self._fail(Fes.INVALID_HEADER_FIELD, 1, "SUCCESS without LAST_PDU")
@@ -696,7 +739,7 @@ class TcpQueuePair:
     def _rx_r2t(self, rpos: int, plen: int) -> Event:
         cccid, ttag, r2to, r2tl = _DATA_PSH_UNPACK(self._rview, rpos + 8)
         cmd = self._cmds.get(cccid)
-        if cmd is None or not cmd.direction & spec.DataTransfer.HOST_TO_CONTROLLER:
+        if cmd is None or not cmd.direction & _H2C_DIR:
             return self._fail(Fes.INVALID_HEADER_FIELD, 8, "R2T for no write command")
         if r2tl == 0:
             return self._fail(Fes.INVALID_HEADER_FIELD, 16, "zero-length R2T")
@@ -719,7 +762,7 @@ class TcpQueuePair:
             n = max(avail, 0)
         header = bytes(self._rview[self._rpos:self._rpos + n])
         term = self._term_req(fes, fei, header) if reply else []
-        self._state = _State.CLOSED
+        self._state = _CLOSED
         self._pending = None
         return ProtocolError(fes, fei, reason, term)
 
@@ -736,18 +779,18 @@ class TcpQueuePair:
     def send_term_req(self, fes: int, fei: int = 0, pdu_header: Buffer = b"") -> list[Buffer]:
         """Terminate the connection (C2HTermReq or H2CTermReq by role); close it after sending."""
         out = self._term_req(fes, fei, pdu_header)
-        self._state = _State.CLOSED
+        self._state = _CLOSED
         return out
 
     def _require_ready(self) -> None:
-        if self._state is not _State.READY:
-            raise LocalProtocolError(f"queue pair is {self._state.name}, not READY")
+        if self._state != _READY:
+            raise LocalProtocolError(f"queue pair is {_STATE_NAMES[self._state]}, not READY")
 
     # --- connection initialization -----------------------------------------------------------
 
     def send_icreq(self, *, hpda: int = 0, header_digest: bool = False, data_digest: bool = False,
                    maxr2t: int = 0) -> list[Buffer]:
-        if self._controller or self._state is not _State.IC_PENDING:
+        if self._controller or self._state != _IC_PENDING:
             raise LocalProtocolError("send_icreq: host role, once, first")
         if not 0 <= hpda <= MAX_PDA:
             raise LocalProtocolError("hpda out of range")
@@ -755,14 +798,14 @@ class TcpQueuePair:
         self.maxr2t = maxr2t
         self._req_hdgst = header_digest
         self._req_ddgst = data_digest
-        self._state = _State.AWAIT_IC
+        self._state = _AWAIT_IC
         dgst = (1 if header_digest else 0) | (2 if data_digest else 0)
         return [IC_REQ.pack(PduType.IC_REQ, 0, IC_HLEN, 0, IC_HLEN, 0, hpda, dgst, maxr2t)]
 
     def send_icresp(self, *, cpda: int = 0, maxh2cdata: int = DEFAULT_MAXH2CDATA,
                     header_digest: bool = True, data_digest: bool = True) -> list[Buffer]:
         """Answer the ICReq. Digests are enabled where the host asked and these allow it."""
-        if not self._controller or self._state is not _State.IC_PENDING:
+        if not self._controller or self._state != _IC_PENDING:
             raise LocalProtocolError("send_icresp: controller role, after ICReqReceived")
         if not 0 <= cpda <= MAX_PDA or maxh2cdata < MIN_MAXH2CDATA or maxh2cdata % 4:
             raise LocalProtocolError("cpda or maxh2cdata out of range")
@@ -770,8 +813,7 @@ class TcpQueuePair:
         self.maxh2cdata = maxh2cdata
         self.header_digest = header_digest and self._req_hdgst
         self.data_digest = data_digest and self._req_ddgst
-        self._hd = DIGEST_LEN if self.header_digest else 0
-        self._state = _State.READY
+        self._negotiated()
         dgst = (1 if self.header_digest else 0) | (2 if self.data_digest else 0)
         return [IC_RESP.pack(PduType.IC_RESP, 0, IC_HLEN, 0, IC_HLEN, 0, cpda, dgst, maxh2cdata)]
 
@@ -790,7 +832,7 @@ class TcpQueuePair:
     def send_response(self, cid: int, status: int = 0, dw0: int = 0, dw1: int = 0, sqhd: int = 0,
                       sqid: int = 0) -> list[Buffer]:
         """CapsuleResp from CQE fields in one pack (the hot path for I/O completions)."""
-        if self._state is not _State.READY:
+        if self._state != _READY:
             raise LocalProtocolError("queue pair not READY")
         if self._hd:
             hdr = _RESP_PACK(5, HDGSTF, 24, 0, 28, dw0, dw1, sqhd, sqid, cid, status)
@@ -802,11 +844,18 @@ class TcpQueuePair:
                       max_pdu_data: int = 0) -> list[Buffer]:
         """C2HData PDU(s) for data (one buffer or several). With max_pdu_data the data is split
         into PDUs of at most that many bytes; LAST_PDU/SUCCESS go on the final one only."""
-        if self._state is not _State.READY or not self._controller:
+        if self._state != _READY or not self._controller:
             raise LocalProtocolError("send_c2h_data: controller role, READY")
         if success and not last:
             raise LocalProtocolError("SUCCESS requires LAST_PDU")
-        bufs = [data] if isinstance(data, bytes | bytearray | memoryview) else data
+        if self._c2h_fast and not max_pdu_data and isinstance(data, _BUF_TYPES):
+            # Fast path: one PDU, no digests, no padding.
+            dlen = len(data)
+            if not dlen:
+                raise LocalProtocolError("C2H data must not be empty")
+            flags = (LAST_PDU if last else 0) | (SUCCESS if success else 0)
+            return [_C2H_PACK(7, flags, 24, 24, 24 + dlen, cccid, offset, dlen), data]
+        bufs = [data] if isinstance(data, _BUF_TYPES) else data
         total = 0
         for b in bufs:
             total += len(b)
@@ -814,39 +863,30 @@ class TcpQueuePair:
             raise LocalProtocolError("C2H data must not be empty")
         final_flags = (LAST_PDU if last else 0) | (SUCCESS if success else 0)
         if not max_pdu_data or total <= max_pdu_data:
-            return self._data_pdu_out(7, cccid, 0, offset, bufs, total, self.hpda, final_flags)
+            return self._data_pdu_out(7, cccid, 0, offset, bufs, total, final_flags)
         out: list[Buffer] = []
         for chunk_off, chunk in _split(bufs, max_pdu_data):
             n = 0
             for b in chunk:
                 n += len(b)
             flags = final_flags if chunk_off + n == total else 0
-            out += self._data_pdu_out(7, cccid, 0, offset + chunk_off, chunk, n, self.hpda, flags)
+            out += self._data_pdu_out(7, cccid, 0, offset + chunk_off, chunk, n, flags)
         return out
 
     def _data_pdu_out(self, ptype: int, cccid: int, ttag: int, offset: int,
-                      bufs: Sequence[Buffer], dlen: int, pda: int, flags: int) -> list[Buffer]:
-        hd = self._hd
-        dd = DIGEST_LEN if self.data_digest else 0
-        hend = DATA_HLEN + hd
-        pdo = hend
-        if pda:
-            align = (pda + 1) * 4
-            pdo = -(-hend // align) * align
-        if hd:
-            flags |= HDGSTF
-        if dd:
-            flags |= DDGSTF
+                      bufs: Sequence[Buffer], dlen: int, flags: int) -> list[Buffer]:
+        """One H2CData/C2HData PDU: header [+HDGST] [+pad] + data [+DDGST]."""
+        flags |= self._tx_flags
+        pdo = self._tx_pdo
+        dd = DIGEST_LEN if flags & DDGSTF else 0
         plen = pdo + dlen + dd
         if ptype == 7:
             hdr = _C2H_PACK(7, flags, DATA_HLEN, pdo, plen, cccid, offset, dlen)
         else:
             hdr = _H2C_PACK(6, flags, DATA_HLEN, pdo, plen, cccid, ttag, offset, dlen)
-        if hd:
+        if flags & HDGSTF:
             hdr += _U32_PACK(crc32c(hdr))
-        if pdo != hend:
-            hdr += _ZERO_PAD[:pdo - hend]
-        out: list[Buffer] = [hdr]
+        out: list[Buffer] = [hdr + self._tx_pad if self._tx_pad else hdr]
         out += bufs
         if dd:
             out.append(_U32_PACK(_digest(bufs)))
@@ -857,7 +897,7 @@ class TcpQueuePair:
         """Ask the host for [offset, offset + length) of command cccid's data.
 
         With dest (a writable view of length bytes) the H2CData payloads land in it directly."""
-        if self._state is not _State.READY or not self._controller:
+        if self._state != _READY or not self._controller:
             raise LocalProtocolError("send_r2t: controller role, READY")
         if ttag in self._r2ts:
             raise LocalProtocolError(f"TTAG {ttag} already in use")
@@ -894,7 +934,7 @@ class TcpQueuePair:
                          dest: memoryview | None = None) -> list[Buffer]:
         """CapsuleCmd for a 64-byte SQE, with optional in-capsule data. The command's data length
         and direction come from SGL1 and the opcode; dest receives C2H data for reads."""
-        if self._state is not _State.READY or self._controller:
+        if self._state != _READY or self._controller:
             raise LocalProtocolError("send_capsule_cmd: host role, READY")
         if len(sqe) != spec.SQE_SIZE:
             raise LocalProtocolError("SQE must be 64 bytes")
@@ -906,12 +946,12 @@ class TcpQueuePair:
         bufs: Sequence[Buffer] = ()
         dlen = 0
         if data is not None:
-            bufs = [data] if isinstance(data, bytes | bytearray | memoryview) else data
+            bufs = [data] if isinstance(data, _BUF_TYPES) else data
             for b in bufs:
                 dlen += len(b)
             if dlen > self.max_incapsule_data:
                 raise LocalProtocolError("in-capsule data longer than the controller accepts")
-            if not direction & spec.DataTransfer.HOST_TO_CONTROLLER or dlen != length:
+            if not direction & _H2C_DIR or dlen != length:
                 raise LocalProtocolError("in-capsule data needs a write whose SGL1 length matches")
         if dest is not None:
             dest = _byte_view(dest)
@@ -948,12 +988,12 @@ class TcpQueuePair:
                       last: bool = True) -> list[Buffer]:
         """H2CData PDU(s) answering an R2T, split at MAXH2CDATA; last marks the end of the R2T's
         range (LAST_PDU on the final PDU, and the R2T stops counting against MAXR2T)."""
-        if self._state is not _State.READY or self._controller:
+        if self._state != _READY or self._controller:
             raise LocalProtocolError("send_h2c_data: host role, READY")
         cmd = self._cmds.get(cccid)
         if cmd is None:
             raise LocalProtocolError(f"no outstanding command {cccid}")
-        bufs = [data] if isinstance(data, bytes | bytearray | memoryview) else data
+        bufs = [data] if isinstance(data, _BUF_TYPES) else data
         total = 0
         for b in bufs:
             total += len(b)
@@ -969,7 +1009,7 @@ class TcpQueuePair:
             for b in chunk:
                 n += len(b)
             flags = LAST_PDU if last and chunk_off + n == total else 0
-            out += self._data_pdu_out(6, cccid, ttag, offset + chunk_off, chunk, n, self.cpda, flags)
+            out += self._data_pdu_out(6, cccid, ttag, offset + chunk_off, chunk, n, flags)
         return out
 
     def abort_command(self, cid: int) -> None:
