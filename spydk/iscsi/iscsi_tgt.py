@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import errno
 import weakref
-from functools import partial
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from typing import Any
 
 from spydk.iscsi.auth import AuthError, AuthGroup, AuthSecret, ChapSettings
@@ -117,6 +117,7 @@ class IscsiTarget:
     stop_listening: Callable[[PortalGroup], Any] | None = None
     build_device: Callable[[TargetNode], Any] | None = None
     drop_device: Callable[[TargetNode], Any] | None = None
+    add_lun_device: Callable[[TargetNode, int, str], Any] | None = None
 
     # -- options ----------------------------------------------------------------------
 
@@ -287,13 +288,9 @@ class IscsiTarget:
             raise IscsiConfigError(f"lun_id must be in 0..255 (or -1 for the lowest free), got {lun_id}")
         if lun_id in node.luns:
             raise IscsiConfigError(f"LUN {lun_id} already exists on {node.name}", errno.EEXIST)
+        if self.add_lun_device is not None and node.device is not None:
+            self.add_lun_device(node, lun_id, bdev)  # raises IscsiConfigError (missing bdev)
         node.luns[lun_id] = bdev
-        if node.device is not None and hasattr(node.device, "glue_add_lun"):
-            try:
-                node.device.glue_add_lun(lun_id, bdev)
-            except IscsiConfigError:
-                del node.luns[lun_id]
-                raise
         return lun_id
 
     def add_maps(self, name: str, maps: list[tuple[int, int]]) -> None:

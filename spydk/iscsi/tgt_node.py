@@ -63,6 +63,7 @@ class TargetNode:
     data_digest: bool = False
     # The SCSI device behind the LUNs (spydk.scsi); created by the target.
     device: Any = None
+    backends: list[Any] = field(default_factory=list, repr=False)  # opened per LUN
     # Connections logged in to this node (spydk.iscsi.portal.Connection).
     connections: set[Any] = field(default_factory=set, repr=False)
     destroying: bool = False
