@@ -52,6 +52,7 @@ from .session import (
     SessionType,
     TargetInfo,
     TargetPolicy,
+    sn_le,
 )
 from .spec import LoginStatus, Opcode, RejectReason, Stage
 
@@ -716,7 +717,7 @@ class Connection:
         if immediate:
             run()
             return True
-        if cmd_sn == s.exp_cmd_sn:
+        if cmd_sn == s.exp_cmd_sn and sn_le(cmd_sn, s.max_cmd_sn):
             s.exp_cmd_sn = (cmd_sn + 1) & SN_MASK
             run()
             if s.deferred:
@@ -844,7 +845,7 @@ class Connection:
         self._cmds[itt] = cmd
         s = self.session
         assert s is not None
-        if immediate or cmd_sn == s.exp_cmd_sn:
+        if immediate or (cmd_sn == s.exp_cmd_sn and ((s.max_cmd_sn - cmd_sn) & SN_MASK) < 0x80000000):
             if not immediate:
                 s.exp_cmd_sn = (cmd_sn + 1) & SN_MASK
             cmd.ordered = True
