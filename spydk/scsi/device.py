@@ -137,7 +137,7 @@ class ScsiDevice:
 
     @staticmethod
     def _reply(task: ScsiTask, data: bytes, alloc: int) -> None:
-        n = min(len(data), alloc, task.transfer_length)
+        n = min(len(data), alloc)
         task.status = ScsiStatus.GOOD
         task.data_in = [memoryview(data)[:n]] if n else []
         task.data_in_length = n

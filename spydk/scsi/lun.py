@@ -260,6 +260,10 @@ class ScsiLun:
         self._num_blocks = backend.num_blocks
         mtb = backend.max_transfer_blocks
         self.max_transfer_blocks = mtb if mtb > 0 else max(1, DEFAULT_MAX_TRANSFER_BYTES // self._bs)
+        # Advertised in the Block Limits page and enforced on UNMAP; larger requests are
+        # split to the backend's own limits.
+        self.max_unmap_descriptors = UNMAP_MAX_DESCRIPTORS
+        self.max_unmap_lbas = 0xFFFFFFFF
         self._tasks: set[ScsiTask] = set()
         self._nexuses: set[str] = set()
         self._ua: dict[str, list[int]] = {}
@@ -311,8 +315,7 @@ class ScsiLun:
                 raise illegal(Asc.INVALID_COMMAND_OPERATION_CODE)
             if len(cdb) < _CDB_LEN[op]:
                 raise invalid_field_in_cdb()
-            if self.reservations.active and op not in _PR_ALLOWED and \
-                    self._conflicts(task, op, cdb):
+            if self.reservations.active and self._conflicts(task, op, cdb):
                 raise ReservationConflict()
             if self._ejected and op in _MEDIUM_OPS:
                 raise _MEDIUM_NOT_PRESENT
@@ -387,7 +390,9 @@ class ScsiLun:
         self._fail(task, CheckCondition(key, asc, info))
 
     def _respond(self, task: ScsiTask, data: bytes | bytearray | memoryview, alloc: int) -> None:
-        n = min(len(data), alloc, task.transfer_length)
+        # Truncated to the allocation length only: the transport clips to its expected transfer
+        # length and reports the difference as residual overflow.
+        n = min(len(data), alloc)
         if n:
             task.data_in = [memoryview(data)[:n]]
         task.data_in_length = n
@@ -455,6 +460,8 @@ class ScsiLun:
         nexus = (task.initiator_port, task.target_port)
         if res.spc2_holder is not None:
             return op not in _SPC2_ALLOWED and res.spc2_conflicts(nexus)
+        if op in _PR_ALLOWED:
+            return False
         if op == Op.SERVICE_ACTION_IN_16 and cdb[1] & 0x1F == SaIn16.READ_CAPACITY_16:
             return False
         if op in (Op.RESERVE_6, Op.RESERVE_10):
@@ -507,12 +514,7 @@ class ScsiLun:
             self._fail_now(task, SenseKey.MEDIUM_ERROR, Asc.UNRECOVERED_READ_ERROR)
             return
         n = len(buf)
-        tl = task.transfer_length
-        if tl < n:
-            buf = buf[:tl]
-            n = tl
-        if n:
-            task.data_in = [buf]
+        task.data_in = [buf]
         task.data_in_length = n
         stats = self.stats
         stats.read_ops += 1
@@ -766,12 +768,6 @@ class ScsiLun:
             return True
         _Loop(task, step, finish).run()
 
-    def _max_unmap_descriptors(self) -> int:
-        return UNMAP_MAX_DESCRIPTORS
-
-    def _max_unmap_lbas(self) -> int:
-        return 0xFFFFFFFF
-
     def _cmd_unmap(self, task: ScsiTask, cdb: Cdb) -> None:
         if not self.backend.supports_unmap:
             raise illegal(Asc.INVALID_COMMAND_OPERATION_CODE)
@@ -789,7 +785,7 @@ class ScsiLun:
             raise _param_len_error()
         _, bddl = UNMAP_HEADER.unpack_from(data)
         count = min(bddl, plen - UNMAP_HEADER.size) // UNMAP_DESCRIPTOR.size
-        if count > self._max_unmap_descriptors():
+        if count > self.max_unmap_descriptors:
             raise CheckCondition(_ILLEGAL, Asc.INVALID_FIELD_IN_PARAMETER_LIST)
         ranges: list[tuple[int, int]] = []
         total = 0
@@ -801,7 +797,7 @@ class ScsiLun:
             if num:
                 ranges.append((lba, num))
                 total += num
-        if total > self._max_unmap_lbas():
+        if total > self.max_unmap_lbas:
             raise CheckCondition(_ILLEGAL, Asc.INVALID_FIELD_IN_PARAMETER_LIST)
         if not ranges:
             self._done(task)
@@ -1001,8 +997,8 @@ class ScsiLun:
                 optimal_granularity=min(1 << b.physical_block_exp, 0xFFFF),
                 max_transfer=self.max_transfer_blocks,
                 optimal_transfer=b.optimal_io_boundary,
-                max_unmap_lbas=self._max_unmap_lbas() if unmap else 0,
-                max_unmap_descriptors=self._max_unmap_descriptors() if unmap else 0,
+                max_unmap_lbas=self.max_unmap_lbas if unmap else 0,
+                max_unmap_descriptors=self.max_unmap_descriptors if unmap else 0,
                 unmap_granularity=(1 << b.physical_block_exp) if unmap else 0,
                 max_write_same=0,
             ))
