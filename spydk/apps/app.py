@@ -33,7 +33,7 @@ from spydk.init.subsystem import Subsystem, all_subsystems, get_subsystem, sorte
 from spydk.rpc import errors
 from spydk.rpc.errors import RpcError
 from spydk.rpc.registry import State
-from spydk.rpc.server import DEFAULT_SOCKET, Dispatcher, RpcServer
+from spydk.rpc.server import DEFAULT_SOCKET, Dispatcher, RpcServer, SocketInUse
 from spydk.thread import Reactor, Thread, init_reactor
 from spydk.thread.thread import set_thread
 
@@ -182,6 +182,14 @@ class App:
         """Bring the app up: reactor, RPC server, config pass 1, init (unless --wait-for-rpc),
         config pass 2. Raises StartupError; everything started is torn down first."""
         load_plugins()
+        if self.opts.rpc_socket:
+            # First, so a second app on a live socket touches nothing (the reactor is per process).
+            self.server = RpcServer(self.dispatcher, self.opts.rpc_socket)
+            try:
+                self.server.claim()
+            except SocketInUse as e:
+                self.server = None
+                raise StartupError(str(e)) from None
         self.loop = asyncio.get_running_loop()
         self._init_done = asyncio.Event()
         self._shutdown_done = asyncio.Event()
@@ -190,12 +198,10 @@ class App:
         self.subsystems = select_subsystems(self.opts.subsystems)
         try:
             configs = self._load_config()
-            if self.opts.rpc_socket:
-                self.server = RpcServer(self.dispatcher, self.opts.rpc_socket)
+            if self.server is not None:
                 try:
                     await self.server.start()
-                except Exception as e:
-                    self.server = None
+                except SocketInUse as e:
                     raise StartupError(str(e)) from None
             startup, runtime = self._split_config(configs)
             await self._apply(startup)

@@ -38,6 +38,8 @@ DEFAULT_SOCKET = "/var/tmp/spdk.sock"
 # More than SPDK's 64: test suites open many clients at once. Extra ones are closed at once.
 MAX_CONNECTIONS = 256
 READ_CHUNK = 256 * 1024
+# Bursts of clients (a test suite, a CSI node restart) connect faster than we accept.
+LISTEN_BACKLOG = 1024
 
 _JSON_TYPES_ID = (str, int, float, type(None))
 
@@ -186,16 +188,22 @@ class RpcServer:
         self._closing = False
 
     async def start(self) -> None:
-        self._take_path()
+        """claim() (unless done) and listen."""
+        if self._lock_fd is None:
+            self.claim()
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=self.path, limit=READ_CHUNK)
+            self._server = await asyncio.start_unix_server(self._serve, path=self.path, limit=READ_CHUNK,
+                                                              backlog=LISTEN_BACKLOG)
         except OSError as e:
             self._release_lock()
             raise SocketInUse(f"cannot listen on RPC socket {self.path}: {e.strerror}") from e
         self.accepting = True
 
-    def _take_path(self) -> None:
-        """Lock <path>.lock like SPDK; refuse a live server, remove a stale socket file."""
+    def claim(self) -> None:
+        """Lock <path>.lock like SPDK; refuse a live server, remove a stale socket file.
+
+        Raises SocketInUse. Separate from start() so an app checks this before it sets up
+        anything else."""
         lock_path = self.path + ".lock"
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
