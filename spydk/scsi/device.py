@@ -112,13 +112,18 @@ class ScsiDevice:
     def _execute_without_lun(self, task: ScsiTask) -> None:
         cdb = task.cdb
         op = cdb[0] if cdb else -1
-        if op == Op.REPORT_LUNS and len(cdb) >= 12:
+        if op == Op.REPORT_LUNS:
+            if len(cdb) < 12:
+                raise invalid_field_in_cdb()
             select, alloc = CDB_REPORT_LUNS.unpack_from(cdb)
             if select not in (0, 1, 2):
                 raise invalid_field_in_cdb(2)
             if alloc < 16:
                 raise invalid_field_in_cdb(6)
             luns = b"".join(encode_lun(i) for i in sorted(self.luns)) if select != 1 else b""
+            lun = self.luns.get(task.lun)
+            if lun is not None:  # the initiator has now seen the new inventory
+                lun.clear_ua(task.initiator_port, Asc.REPORTED_LUNS_DATA_HAS_CHANGED)
             self._reply(task, len(luns).to_bytes(4, "big") + bytes(4) + luns, alloc)
         elif op == Op.INQUIRY and len(cdb) >= 6:
             flags, page, alloc = CDB_INQUIRY.unpack_from(cdb)

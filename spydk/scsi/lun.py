@@ -295,6 +295,13 @@ class ScsiLun:
         if asc not in q and len(q) < MAX_UA_PER_NEXUS:
             q.append(asc)
 
+    def clear_ua(self, initiator_port: str, asc: int) -> None:
+        q = self._ua.get(initiator_port)
+        if q and asc in q:
+            q.remove(asc)
+            if not q:
+                del self._ua[initiator_port]
+
     def pending_unit_attentions(self, initiator_port: str) -> list[int]:
         return list(self._ua.get(initiator_port, ()))
 

@@ -300,3 +300,12 @@ def test_removable_eject_and_prevent() -> None:
     assert check(h.run(bytes.fromhex("28000000000000000100"))) == (SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
     good(h.run(bytes.fromhex("1b0100000300")))
     good(h.run(bytes(6)))
+
+
+def test_lun_inventory_change_ua_cleared_by_report_luns(h: Harness) -> None:
+    good(h.run(bytes(6), port=I2))
+    h.dev.add_lun(3, MemoryBackend("m3"))
+    assert h.lun.pending_unit_attentions(I2) == [Asc.REPORTED_LUNS_DATA_HAS_CHANGED]
+    good(h.run(bytes.fromhex("a00000000000000001000000"), port=I2))
+    good(h.run(bytes(6), port=I2))
+    assert check(h.run(bytes.fromhex("a000000000"))) == (ILLEGAL, Asc.INVALID_FIELD_IN_CDB)
