@@ -1,0 +1,565 @@
+"""nvmf_* RPCs with SPDK's names, parameters and result shapes, and the "nvmf" subsystem.
+
+Every handler runs on the app thread. Configuration problems come back as JSON-RPC
+errors whose message names the parameter or object at fault.
+"""
+from __future__ import annotations
+
+import errno
+import uuid as _uuid
+from typing import Any
+
+from spydk.bdev.bdev import BdevError
+from spydk.init.subsystem import Subsystem as InitSubsystem
+from spydk.init.subsystem import register_subsystem
+from spydk.log import get_logger
+from spydk.nvmf import tgt as tgt_mod
+from spydk.nvmf.bdev_ns import BdevBackend
+from spydk.nvmf.discovery import FILTERS, Referral
+from spydk.nvmf.subsystem import (
+    ANA_STATE_BY_NAME,
+    ANA_STATE_NAMES,
+    DEFAULT_MODEL,
+    DEFAULT_SERIAL,
+    DISCOVERY_NQN,
+    ListenAddress,
+    NvmfConfigError,
+    Subsystem,
+    parse_hex_id,
+)
+from spydk.nvmf.tgt import Target, get_target
+from spydk.nvmf.transport import TransportOptions
+from spydk.nvmf.transport_tcp import TcpTransport
+from spydk.rpc.errors import INVALID_PARAMS, RpcError
+from spydk.rpc.registry import RpcContext, State, rpc_method
+from spydk.rpc.schema import Param
+from spydk.thread import TICK_RATE
+
+log = get_logger("nvmf")
+ANY = State.STARTUP | State.RUNTIME
+
+_ADDR_FIELDS = (Param("trtype", "string", required=True), Param("adrfam", "string"),
+                Param("traddr", "string", required=True), Param("trsvcid", "string"))
+_NS_FIELDS = (Param("nsid", "uint32"), Param("bdev_name", "string", required=True),
+              Param("nguid", "string"), Param("eui64", "string"), Param("uuid", "uuid"),
+              Param("ptpl_file", "string"), Param("anagrpid", "uint32"),
+              Param("no_auto_visible", "boolean"), Param("hide_metadata", "boolean"))
+_ANA_STATES = ("optimized", "non_optimized", "inaccessible")
+_TGT = Param("tgt_name", "string")
+
+
+def _tgt(tgt_name: str | None = None) -> Target:
+    t = get_target()
+    if tgt_name is not None and tgt_name != t.name:
+        raise RpcError(-errno.ENODEV, f"tgt_name {tgt_name!r}: no such target (the target is {t.name!r})")
+    return t
+
+
+def _err(e: NvmfConfigError, what: str = "") -> RpcError:
+    msg = f"{what}: {e}" if what else str(e)
+    return RpcError(-e.errno if e.errno != 22 else INVALID_PARAMS, msg)
+
+
+def _addr(d: dict[str, Any], param: str = "listen_address") -> ListenAddress:
+    try:
+        return ListenAddress.from_json(d)
+    except NvmfConfigError as e:
+        raise RpcError(INVALID_PARAMS, f"parameter '{param}': {e}") from None
+
+
+def _subsys(t: Target, nqn: str) -> Subsystem:
+    s = t.subsystems.get(nqn)
+    if s is None:
+        raise RpcError(-errno.ENODEV, f"subsystem {nqn!r} does not exist (parameter 'nqn')")
+    return s
+
+
+# --------------------------------------------------------------------------------------------
+# Target-wide settings
+# --------------------------------------------------------------------------------------------
+
+
+@rpc_method("nvmf_set_max_subsystems", [Param("max_subsystems", "uint32", required=True)],
+            states=State.STARTUP)
+def nvmf_set_max_subsystems(ctx: RpcContext, max_subsystems: int) -> bool:
+    """Set the maximum number of subsystems (startup only)."""
+    t = get_target()
+    if max_subsystems < len(t.subsystems):
+        raise RpcError(INVALID_PARAMS, f"parameter 'max_subsystems' ({max_subsystems}) is below the "
+                                       f"{len(t.subsystems)} subsystems that exist")
+    t.max_subsystems = max_subsystems
+    return True
+
+
+@rpc_method("nvmf_set_config", [
+    Param("admin_cmd_passthru", "object", open=True), Param("poll_groups_mask", "string"),
+    Param("discovery_filter", "string", deprecated=True),
+    Param("discovery_filters", "bitmask", choices=FILTERS[1:]),
+    Param("dhchap_digests", "bitmask"), Param("dhchap_dhgroups", "bitmask"),
+    Param("dup_host_policy", "enum", choices=("allow", "restrict_per_listener")),
+], states=State.STARTUP)
+def nvmf_set_config(ctx: RpcContext, admin_cmd_passthru: dict[str, Any] | None = None,
+                    poll_groups_mask: str | None = None, discovery_filter: str | None = None,
+                    discovery_filters: list[str] | None = None, **_ignored: Any) -> bool:
+    """Target-wide settings: discovery filter (match_any / transport,address,svcid)."""
+    t = get_target()
+    if discovery_filter is not None:
+        parts = tuple(p for p in discovery_filter.split(",") if p)
+        bad = [p for p in parts if p not in FILTERS]
+        if bad or not parts:
+            raise RpcError(INVALID_PARAMS, f"parameter 'discovery_filter': {discovery_filter!r}; use "
+                                           "match_any or a comma list of transport,address,svcid")
+        t.discovery_filters = parts
+    if discovery_filters is not None:
+        t.discovery_filters = tuple(discovery_filters) or ("match_any",)
+    if admin_cmd_passthru is not None:
+        if any(v for v in admin_cmd_passthru.values()):
+            raise RpcError(INVALID_PARAMS, "parameter 'admin_cmd_passthru': passthrough of admin "
+                                           "commands is not supported")
+        t.admin_cmd_passthru = dict(admin_cmd_passthru)
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Transports
+# --------------------------------------------------------------------------------------------
+
+_TRANSPORT_PARAMS = [
+    Param("trtype", "string", required=True), _TGT,
+    Param("max_queue_depth", "uint16"), Param("max_io_qpairs_per_ctrlr", "uint16"),
+    Param("in_capsule_data_size", "uint32"), Param("max_io_size", "uint32"),
+    Param("io_unit_size", "uint32"), Param("max_aq_depth", "uint32"),
+    Param("num_shared_buffers", "uint32"), Param("buf_cache_size", "uint32"),
+    Param("iobuf_small_cache_size", "uint32"), Param("iobuf_large_cache_size", "uint32"),
+    Param("zcopy", "boolean"), Param("num_cqe", "int32"), Param("max_srq_depth", "uint32"),
+    Param("no_srq", "boolean"), Param("c2h_success", "boolean"),
+    Param("dif_insert_or_strip", "boolean"), Param("sock_priority", "uint32"),
+    Param("acceptor_backlog", "int32"), Param("abort_timeout_sec", "uint32"),
+    Param("no_wr_batching", "boolean"), Param("control_msg_num", "uint16"),
+    Param("disable_mappable_bar0", "boolean"), Param("disable_adaptive_irq", "boolean"),
+    Param("disable_shadow_doorbells", "boolean"), Param("acceptor_poll_rate", "uint32"),
+    Param("ack_timeout", "uint32"), Param("data_wr_pool_size", "uint32"),
+    Param("disable_command_passthru", "boolean"), Param("kas", "uint16"),
+    Param("min_kato", "uint32"), Param("masked_oncs", "bitmask"), Param("masked_fuses", "bitmask"),
+]
+
+
+@rpc_method("nvmf_create_transport", _TRANSPORT_PARAMS)
+def nvmf_create_transport(ctx: RpcContext, trtype: str, tgt_name: str | None = None,
+                          **params: Any) -> bool:
+    """Create the NVMe/TCP transport with its options."""
+    t = _tgt(tgt_name)
+    if trtype.upper() != "TCP":
+        raise RpcError(INVALID_PARAMS, f"parameter 'trtype': transport {trtype!r} is not supported "
+                                       "(spydk has TCP)")
+    if "TCP" in t.transports:
+        raise RpcError(-errno.EEXIST, "transport TCP already exists")
+    names = TransportOptions.names()
+    opts = TransportOptions(**{k: v for k, v in params.items() if k in names})
+    if opts.dif_insert_or_strip:
+        raise RpcError(INVALID_PARAMS, "parameter 'dif_insert_or_strip': DIF is not supported")
+    try:
+        opts.validate()
+    except NvmfConfigError as e:
+        raise RpcError(INVALID_PARAMS, f"nvmf_create_transport: {e}") from None
+    tr = TcpTransport(t, opts)
+    t.add_transport(tr)
+    return True
+
+
+@rpc_method("nvmf_get_transports", [_TGT, Param("trtype", "string")])
+def nvmf_get_transports(ctx: RpcContext, tgt_name: str | None = None,
+                        trtype: str | None = None) -> list[dict[str, Any]]:
+    """The transports and their options."""
+    t = _tgt(tgt_name)
+    if trtype is not None and trtype.upper() not in t.transports:
+        raise RpcError(-errno.ENODEV, f"parameter 'trtype': no transport {trtype!r}")
+    return [tr.to_json() for tr in t.transports.values()
+            if trtype is None or tr.trtype == trtype.upper()]
+
+
+# --------------------------------------------------------------------------------------------
+# Subsystems
+# --------------------------------------------------------------------------------------------
+
+
+@rpc_method("nvmf_create_subsystem", [
+    Param("nqn", "string", required=True), _TGT, Param("serial_number", "string"),
+    Param("model_number", "string"), Param("admin_label", "string"),
+    Param("max_namespaces", "uint32"), Param("allow_any_host", "boolean"),
+    Param("ana_reporting", "boolean"), Param("min_cntlid", "uint16"), Param("max_cntlid", "uint16"),
+    Param("dmrsl", "uint32"), Param("wzsl", "uint8"), Param("passthrough", "boolean"),
+    Param("enable_nssr", "boolean"),
+])
+def nvmf_create_subsystem(ctx: RpcContext, nqn: str, tgt_name: str | None = None,
+                          serial_number: str = DEFAULT_SERIAL, model_number: str = DEFAULT_MODEL,
+                          max_namespaces: int = 0, allow_any_host: bool = False,
+                          ana_reporting: bool = False, min_cntlid: int = 1, max_cntlid: int = 0xFFEF,
+                          passthrough: bool = False, **_ignored: Any) -> bool:
+    """Create an NVM subsystem."""
+    t = _tgt(tgt_name)
+    if passthrough:
+        raise RpcError(INVALID_PARAMS, "parameter 'passthrough' is not supported")
+    if nqn == DISCOVERY_NQN:
+        raise RpcError(-errno.EEXIST, "the discovery subsystem always exists")
+    try:
+        s = Subsystem(nqn, serial_number=serial_number, model_number=model_number,
+                      max_namespaces=max_namespaces, allow_any_host=allow_any_host,
+                      ana_reporting=ana_reporting, min_cntlid=min_cntlid, max_cntlid=max_cntlid)
+        t.add_subsystem(s)
+    except NvmfConfigError as e:
+        raise _err(e, "nvmf_create_subsystem") from None
+    return True
+
+
+@rpc_method("nvmf_delete_subsystem", [Param("nqn", "string", required=True), _TGT])
+async def nvmf_delete_subsystem(ctx: RpcContext, nqn: str, tgt_name: str | None = None) -> bool:
+    """Delete a subsystem, disconnecting its hosts."""
+    t = _tgt(tgt_name)
+    _subsys(t, nqn)
+    try:
+        await t.remove_subsystem(nqn)
+    except NvmfConfigError as e:
+        raise _err(e) from None
+    return True
+
+
+@rpc_method("nvmf_get_subsystems", [Param("nqn", "string"), _TGT])
+def nvmf_get_subsystems(ctx: RpcContext, nqn: str | None = None,
+                        tgt_name: str | None = None) -> list[dict[str, Any]]:
+    t = _tgt(tgt_name)
+    if nqn is not None:
+        return [_subsys(t, nqn).to_json()]
+    return [s.to_json() for s in t.subsystems.values()]
+
+
+@rpc_method("nvmf_subsystem_add_ns", [
+    Param("nqn", "string", required=True),
+    Param("namespace", "object", required=True, fields=_NS_FIELDS), _TGT,
+])
+def nvmf_subsystem_add_ns(ctx: RpcContext, nqn: str, namespace: dict[str, Any],
+                          tgt_name: str | None = None) -> int:
+    """Add a bdev as a namespace; returns its NSID."""
+    t = _tgt(tgt_name)
+    s = _subsys(t, nqn)
+    if s.discovery:
+        raise RpcError(INVALID_PARAMS, "parameter 'nqn': the discovery subsystem has no namespaces")
+    ns_opts = namespace
+    bdev_name = ns_opts["bdev_name"]
+    try:
+        nguid = parse_hex_id(ns_opts["nguid"], 16, "namespace.nguid") if "nguid" in ns_opts else None
+        eui64 = parse_hex_id(ns_opts["eui64"], 8, "namespace.eui64") if "eui64" in ns_opts else None
+    except NvmfConfigError as e:
+        raise RpcError(INVALID_PARAMS, f"parameter {e}") from None
+    nsid = ns_opts.get("nsid", 0)
+    if nsid and nsid in s.namespaces:
+        raise RpcError(INVALID_PARAMS, f"parameter 'namespace.nsid': nsid {nsid} is already in use "
+                                       f"in {nqn}")
+    if any(n.bdev_name == bdev_name for n in s.namespaces.values()):
+        raise RpcError(INVALID_PARAMS, f"parameter 'namespace.bdev_name': bdev {bdev_name!r} is "
+                                       f"already a namespace of {nqn}")
+    holder: dict[str, int] = {}
+
+    def removed() -> None:
+        n = holder.get("nsid")
+        if n is not None and s.namespaces.get(n) is not None and s.namespaces[n].backend is backend:
+            log.warning("bdev %s was removed: removing namespace %d from %s", bdev_name, n, nqn)
+            s.remove_namespace(n)
+
+    try:
+        backend = BdevBackend(bdev_name, removed)
+    except BdevError as e:
+        raise RpcError(-e.errno, f"parameter 'namespace.bdev_name': {e.message}") from None
+    uuid = _uuid.UUID(ns_opts["uuid"]).bytes if "uuid" in ns_opts else backend.uuid
+    try:
+        ns = s.add_namespace(bdev_name, backend, nsid=nsid, nguid=nguid, eui64=eui64, uuid=uuid,
+                             anagrpid=ns_opts.get("anagrpid", 0))
+    except NvmfConfigError as e:
+        backend.close()
+        raise RpcError(INVALID_PARAMS, f"parameter 'namespace': {e}") from None
+    holder["nsid"] = ns.nsid
+    return ns.nsid
+
+
+@rpc_method("nvmf_subsystem_remove_ns", [Param("nqn", "string", required=True),
+                                         Param("nsid", "uint32", required=True), _TGT])
+def nvmf_subsystem_remove_ns(ctx: RpcContext, nqn: str, nsid: int, tgt_name: str | None = None) -> bool:
+    s = _subsys(_tgt(tgt_name), nqn)
+    try:
+        ns = s.remove_namespace(nsid)
+    except NvmfConfigError as e:
+        raise RpcError(INVALID_PARAMS, f"parameter 'nsid': {e}") from None
+    ns.backend.close()
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Listeners and ANA
+# --------------------------------------------------------------------------------------------
+
+
+@rpc_method("nvmf_subsystem_add_listener", [
+    Param("nqn", "string", required=True), _TGT,
+    Param("listen_address", "object", required=True, fields=_ADDR_FIELDS),
+    Param("secure_channel", "boolean"), Param("ana_state", "enum", choices=_ANA_STATES),
+    Param("sock_impl", "string"), Param("numa_id", "int32"),
+])
+async def nvmf_subsystem_add_listener(ctx: RpcContext, nqn: str, listen_address: dict[str, Any],
+                                      tgt_name: str | None = None, secure_channel: bool = False,
+                                      ana_state: str = "optimized", **_ignored: Any) -> bool:
+    """Listen for hosts of this subsystem on an address (IPv4 or IPv6)."""
+    t = _tgt(tgt_name)
+    s = _subsys(t, nqn)
+    addr = _addr(listen_address)
+    if secure_channel:
+        raise RpcError(INVALID_PARAMS, "parameter 'secure_channel': TLS is not supported")
+    try:
+        await t.add_listener(s, addr, ana_state=ANA_STATE_BY_NAME[ana_state])
+    except NvmfConfigError as e:
+        raise _err(e, "nvmf_subsystem_add_listener") from None
+    return True
+
+
+@rpc_method("nvmf_subsystem_remove_listener", [
+    Param("nqn", "string", required=True), _TGT,
+    Param("listen_address", "object", required=True, fields=_ADDR_FIELDS),
+])
+async def nvmf_subsystem_remove_listener(ctx: RpcContext, nqn: str, listen_address: dict[str, Any],
+                                         tgt_name: str | None = None) -> bool:
+    t = _tgt(tgt_name)
+    s = _subsys(t, nqn)
+    addr = _addr(listen_address)
+    try:
+        await t.remove_listener(s, addr)
+    except NvmfConfigError as e:
+        raise _err(e, "parameter 'listen_address'") from None
+    return True
+
+
+def _listener_json(s: Subsystem, lst: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"address": lst.address.to_json(),
+                           "ana_state": ANA_STATE_NAMES[lst.default_state]}
+    if s.ana_reporting:
+        out["ana_states"] = [{"ana_group": g, "ana_state": ANA_STATE_NAMES[lst.ana_state(g)]}
+                             for g in range(1, s.max_namespaces + 1)]
+    return out
+
+
+@rpc_method("nvmf_subsystem_get_listeners", [Param("nqn", "string", required=True), _TGT])
+def nvmf_subsystem_get_listeners(ctx: RpcContext, nqn: str, tgt_name: str | None = None) -> list[dict[str, Any]]:
+    s = _subsys(_tgt(tgt_name), nqn)
+    return [_listener_json(s, lst) for lst in s.listeners]
+
+
+@rpc_method("nvmf_subsystem_listener_set_ana_state", [
+    Param("nqn", "string", required=True), _TGT,
+    Param("listen_address", "object", required=True, fields=_ADDR_FIELDS),
+    Param("ana_state", "enum", choices=_ANA_STATES, required=True), Param("anagrpid", "uint32"),
+])
+def nvmf_subsystem_listener_set_ana_state(ctx: RpcContext, nqn: str, listen_address: dict[str, Any],
+                                          ana_state: str, tgt_name: str | None = None,
+                                          anagrpid: int = 0) -> bool:
+    s = _subsys(_tgt(tgt_name), nqn)
+    addr = _addr(listen_address)
+    if anagrpid and not s.ana_reporting:
+        raise RpcError(INVALID_PARAMS, f"parameter 'anagrpid': {nqn} was created without ana_reporting")
+    try:
+        s.set_ana_state(addr, ANA_STATE_BY_NAME[ana_state], anagrpid)
+    except NvmfConfigError as e:
+        raise RpcError(INVALID_PARAMS, str(e)) from None
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Hosts
+# --------------------------------------------------------------------------------------------
+
+
+@rpc_method("nvmf_subsystem_add_host", [
+    Param("nqn", "string", required=True), Param("host", "string", required=True), _TGT,
+    Param("psk", "string"), Param("dhchap_key", "string"), Param("dhchap_ctrlr_key", "string"),
+])
+def nvmf_subsystem_add_host(ctx: RpcContext, nqn: str, host: str, tgt_name: str | None = None,
+                            psk: str | None = None, dhchap_key: str | None = None,
+                            **_ignored: Any) -> bool:
+    """Allow a host NQN to connect to the subsystem."""
+    t = _tgt(tgt_name)
+    s = _subsys(t, nqn)
+    if psk is not None or dhchap_key is not None:
+        raise RpcError(INVALID_PARAMS, "parameters 'psk'/'dhchap_key': TLS and DH-HMAC-CHAP are not supported")
+    try:
+        s.add_host(host)
+    except NvmfConfigError as e:
+        raise RpcError(INVALID_PARAMS if e.errno == 22 else -e.errno, f"parameter 'host': {e}") from None
+    t.bump_generation()
+    return True
+
+
+@rpc_method("nvmf_subsystem_remove_host", [
+    Param("nqn", "string", required=True), Param("host", "string", required=True), _TGT,
+    Param("timeout_ms", "uint64"),
+])
+def nvmf_subsystem_remove_host(ctx: RpcContext, nqn: str, host: str, tgt_name: str | None = None,
+                               timeout_ms: int = 0) -> bool:
+    """Disallow a host; its controllers on this subsystem are disconnected."""
+    t = _tgt(tgt_name)
+    s = _subsys(t, nqn)
+    try:
+        ctrlrs = s.remove_host(host)
+    except NvmfConfigError as e:
+        raise RpcError(-e.errno, f"parameter 'host': {e}") from None
+    if not s.allow_any_host:
+        for c in ctrlrs:
+            c.destroy(f"host {host} removed from {nqn}")
+    t.bump_generation()
+    return True
+
+
+@rpc_method("nvmf_subsystem_allow_any_host", [
+    Param("nqn", "string", required=True), Param("allow_any_host", "boolean", required=True), _TGT,
+])
+def nvmf_subsystem_allow_any_host(ctx: RpcContext, nqn: str, allow_any_host: bool,
+                                  tgt_name: str | None = None) -> bool:
+    t = _tgt(tgt_name)
+    s = _subsys(t, nqn)
+    s.allow_any_host = allow_any_host
+    t.bump_generation()
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Introspection
+# --------------------------------------------------------------------------------------------
+
+
+@rpc_method("nvmf_subsystem_get_controllers", [Param("nqn", "string", required=True), _TGT])
+def nvmf_subsystem_get_controllers(ctx: RpcContext, nqn: str, tgt_name: str | None = None) -> list[dict[str, Any]]:
+    s = _subsys(_tgt(tgt_name), nqn)
+    return [c.to_json() for c in s.controllers.values()]
+
+
+@rpc_method("nvmf_subsystem_get_qpairs", [Param("nqn", "string", required=True), _TGT])
+def nvmf_subsystem_get_qpairs(ctx: RpcContext, nqn: str, tgt_name: str | None = None) -> list[dict[str, Any]]:
+    s = _subsys(_tgt(tgt_name), nqn)
+    out = []
+    for c in s.controllers.values():
+        for qp in c.qpairs():
+            la = qp.listen_address
+            out.append({"cntlid": c.cntlid, "qid": qp.qid, "state": qp.state,
+                        "thread": "nvmf_tgt_poll_group_000", "hostnqn": c.hostnqn,
+                        "listen_address": la.to_json() if la is not None else {},
+                        "peer_address": dict(qp.peer_address)})
+    return out
+
+
+@rpc_method("nvmf_get_stats", [_TGT])
+def nvmf_get_stats(ctx: RpcContext, tgt_name: str | None = None) -> dict[str, Any]:
+    t = _tgt(tgt_name)
+    return {"tick_rate": TICK_RATE, "poll_groups": [t.stats()]}
+
+
+# --------------------------------------------------------------------------------------------
+# Referrals
+# --------------------------------------------------------------------------------------------
+
+
+@rpc_method("nvmf_discovery_add_referral", [
+    _TGT, Param("address", "object", required=True, fields=_ADDR_FIELDS),
+    Param("secure_channel", "boolean"), Param("subnqn", "string"),
+])
+def nvmf_discovery_add_referral(ctx: RpcContext, address: dict[str, Any], tgt_name: str | None = None,
+                                secure_channel: bool = False, subnqn: str = DISCOVERY_NQN) -> bool:
+    t = _tgt(tgt_name)
+    addr = _addr(address, "address")
+    try:
+        from spydk.nvmf.subsystem import validate_nqn
+        validate_nqn(subnqn)
+        t.add_referral(Referral(addr, subnqn, secure_channel))
+    except NvmfConfigError as e:
+        raise RpcError(INVALID_PARAMS if e.errno == 22 else -e.errno, f"nvmf_discovery_add_referral: {e}") from None
+    return True
+
+
+@rpc_method("nvmf_discovery_remove_referral", [
+    _TGT, Param("address", "object", required=True, fields=_ADDR_FIELDS), Param("subnqn", "string"),
+])
+def nvmf_discovery_remove_referral(ctx: RpcContext, address: dict[str, Any], tgt_name: str | None = None,
+                                   subnqn: str | None = None) -> bool:
+    t = _tgt(tgt_name)
+    try:
+        t.remove_referral(_addr(address, "address"), subnqn)
+    except NvmfConfigError as e:
+        raise RpcError(-errno.ENOENT, f"parameter 'address': {e}") from None
+    return True
+
+
+@rpc_method("nvmf_discovery_get_referrals", [_TGT])
+def nvmf_discovery_get_referrals(ctx: RpcContext, tgt_name: str | None = None) -> list[dict[str, Any]]:
+    return [r.to_json() for r in _tgt(tgt_name).referrals]
+
+
+# --------------------------------------------------------------------------------------------
+# The "nvmf" subsystem: start-up, shutdown and the config dump
+# --------------------------------------------------------------------------------------------
+
+
+def _init(app: Any) -> None:
+    t = get_target()
+    if app.thread is not None:
+        t.start(app.thread)
+
+
+async def _fini(app: Any) -> None:
+    t = tgt_mod._target
+    if t is not None:
+        await t.shutdown()
+    tgt_mod.set_target(None)
+
+
+def config_json(t: Target) -> list[dict[str, Any]]:
+    """RPC calls that rebuild the target's configuration, in replay order."""
+    out: list[dict[str, Any]] = []
+    filt = ",".join(t.discovery_filters)
+    out.append({"method": "nvmf_set_config", "params": {
+        "discovery_filter": filt, "admin_cmd_passthru": dict(t.admin_cmd_passthru)}})
+    out.append({"method": "nvmf_set_max_subsystems", "params": {"max_subsystems": t.max_subsystems}})
+    for tr in t.transports.values():
+        out.append({"method": "nvmf_create_transport", "params": tr.to_json()})
+    for s in t.subsystems.values():
+        if not s.discovery:
+            out.append({"method": "nvmf_create_subsystem", "params": {
+                "nqn": s.nqn, "allow_any_host": s.allow_any_host, "serial_number": s.serial_number,
+                "model_number": s.model_number, "max_namespaces": s.max_namespaces,
+                "min_cntlid": s.min_cntlid, "max_cntlid": s.max_cntlid,
+                "ana_reporting": s.ana_reporting}})
+        for h in s.hosts:
+            out.append({"method": "nvmf_subsystem_add_host", "params": {"nqn": s.nqn, "host": h}})
+        for ns in sorted(s.namespaces.values(), key=lambda n: n.nsid):
+            nsp: dict[str, Any] = {"nsid": ns.nsid, "bdev_name": ns.bdev_name,
+                                   "uuid": str(_uuid.UUID(bytes=ns.uuid)), "anagrpid": ns.anagrpid,
+                                   "no_auto_visible": False}
+            if ns.nguid_given or ns.nguid != ns.uuid:
+                nsp["nguid"] = ns.nguid.hex().upper()
+            if any(ns.eui64):
+                nsp["eui64"] = ns.eui64.hex().upper()
+            out.append({"method": "nvmf_subsystem_add_ns", "params": {"nqn": s.nqn, "namespace": nsp}})
+        for lst in s.listeners:
+            out.append({"method": "nvmf_subsystem_add_listener", "params": {
+                "nqn": s.nqn, "listen_address": lst.address.to_json(),
+                "secure_channel": lst.secure_channel,
+                "ana_state": ANA_STATE_NAMES[lst.default_state]}})
+            for grp, st in sorted(lst.ana_states.items()):
+                out.append({"method": "nvmf_subsystem_listener_set_ana_state", "params": {
+                    "nqn": s.nqn, "listen_address": lst.address.to_json(),
+                    "ana_state": ANA_STATE_NAMES[st], "anagrpid": grp}})
+    for r in t.referrals:
+        out.append({"method": "nvmf_discovery_add_referral", "params": {
+            "address": r.address.to_json(), "secure_channel": r.secure_channel, "subnqn": r.subnqn}})
+    return out
+
+
+def _config(app: Any) -> list[dict[str, Any]]:
+    return config_json(get_target())
+
+
+register_subsystem(InitSubsystem("nvmf", depends_on=("bdev",), init=_init, fini=_fini, config=_config))

@@ -1,0 +1,348 @@
+"""NVM subsystems: namespaces, allowed hosts, listeners and their ANA states.
+
+A Subsystem is pure configuration plus the list of live controllers; the target
+(tgt.py) owns the subsystems and the controllers (ctrlr.py) reference them.
+Configuration errors raise NvmfConfigError with a message naming the bad value.
+"""
+from __future__ import annotations
+
+import re
+import uuid as _uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from spydk.nvme.spec import AnaState
+
+if TYPE_CHECKING:
+    from spydk.nvmf.ctrlr import Controller
+    from spydk.nvmf.io import NamespaceBackend
+
+DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery"
+NQN_MAX_LEN = 223
+UUID_NQN_PREFIX = "nqn.2014-08.org.nvmexpress:uuid:"
+DEFAULT_SERIAL = "00000000000000000000"
+DEFAULT_MODEL = "SPDK bdev Controller"
+DEFAULT_MAX_NAMESPACES = 32
+MIN_CNTLID = 1
+MAX_CNTLID = 0xFFEF
+
+ANA_STATE_NAMES = {
+    AnaState.OPTIMIZED: "optimized",
+    AnaState.NON_OPTIMIZED: "non_optimized",
+    AnaState.INACCESSIBLE: "inaccessible",
+    AnaState.PERSISTENT_LOSS: "persistent_loss",
+    AnaState.CHANGE: "change",
+}
+ANA_STATE_BY_NAME = {v: k for k, v in ANA_STATE_NAMES.items()}
+
+
+class NvmfConfigError(ValueError):
+    """A configuration request that cannot be honoured (bad NQN, duplicate nsid, ...)."""
+
+    def __init__(self, message: str, errno_: int = 22):
+        super().__init__(message)
+        self.errno = errno_
+
+
+_DATE_RE = re.compile(r"^nqn\.(\d{4})-(\d{2})\.([^:]+)(:.*)?$")
+_LABEL_RE = re.compile(r"^[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?$")
+
+
+def validate_nqn(nqn: str) -> None:
+    """Raise NvmfConfigError saying what is wrong with ``nqn`` (NVMe base spec 4.5 naming)."""
+    raw = nqn.encode()
+    if len(raw) > NQN_MAX_LEN:
+        raise NvmfConfigError(f"NQN is {len(raw)} bytes long, the maximum is {NQN_MAX_LEN}: {nqn!r}")
+    if nqn == DISCOVERY_NQN:
+        return
+    if nqn.startswith(UUID_NQN_PREFIX):
+        tail = nqn[len(UUID_NQN_PREFIX):]
+        try:
+            ok = len(tail) == 36 and str(_uuid.UUID(tail)) == tail.lower()
+        except ValueError:
+            ok = False
+        if not ok:
+            raise NvmfConfigError(f"NQN {nqn!r}: a UUID NQN must end in a 36-character UUID "
+                                  f"(e.g. {UUID_NQN_PREFIX}{_uuid.UUID(int=0)})")
+        return
+    if not nqn.startswith("nqn."):
+        raise NvmfConfigError(f"NQN {nqn!r} must start with 'nqn.' "
+                              "(format nqn.yyyy-mm.reverse.domain:name)")
+    m = _DATE_RE.match(nqn)
+    if m is None:
+        raise NvmfConfigError(f"NQN {nqn!r}: expected nqn.yyyy-mm.<reverse domain>[:<name>] "
+                              "with a 4-digit year and a 2-digit month")
+    month = int(m.group(2))
+    if not 1 <= month <= 12:
+        raise NvmfConfigError(f"NQN {nqn!r}: month {m.group(2)} is not 01..12")
+    for label in m.group(3).split("."):
+        if not _LABEL_RE.match(label):
+            raise NvmfConfigError(f"NQN {nqn!r}: domain label {label!r} is invalid (letters, "
+                                  "digits and inner hyphens, starting with a letter)")
+    if m.group(4) is not None and len(m.group(4)) < 2:
+        raise NvmfConfigError(f"NQN {nqn!r}: the name after ':' is empty")
+
+
+def parse_hex_id(text: str, nbytes: int, what: str) -> bytes:
+    """NGUID (16 bytes) / EUI-64 (8 bytes) from hex, dashes allowed as in SPDK's RPC."""
+    h = text.replace("-", "")
+    if len(h) != 2 * nbytes:
+        raise NvmfConfigError(f"{what} must be {2 * nbytes} hex digits, got {text!r}")
+    try:
+        return bytes.fromhex(h)
+    except ValueError:
+        raise NvmfConfigError(f"{what} is not hexadecimal: {text!r}") from None
+
+
+def format_hex_id(raw: bytes) -> str:
+    return raw.hex().upper()
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """A transport address; trsvcid is a string as on the wire and in SPDK's RPC."""
+
+    trtype: str
+    traddr: str
+    trsvcid: str
+    adrfam: str = "IPv4"
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ListenAddress:
+        trtype = str(d.get("trtype", "")).upper()
+        if trtype != "TCP":
+            raise NvmfConfigError(f"listen_address.trtype {d.get('trtype')!r} is not supported "
+                                  "(only TCP)")
+        traddr = str(d.get("traddr", ""))
+        if not traddr:
+            raise NvmfConfigError("listen_address.traddr is required")
+        adrfam = d.get("adrfam")
+        if adrfam is None:
+            adrfam = "IPv6" if ":" in traddr else "IPv4"
+        fams = {"ipv4": "IPv4", "ipv6": "IPv6"}
+        if str(adrfam).lower() not in fams:
+            raise NvmfConfigError(f"listen_address.adrfam {adrfam!r} must be IPv4 or IPv6")
+        adrfam = fams[str(adrfam).lower()]
+        svc = d.get("trsvcid")
+        if svc is None or svc == "":
+            svc = "4420"
+        try:
+            port = int(svc)
+        except ValueError:
+            raise NvmfConfigError(f"listen_address.trsvcid {svc!r} is not a port number") from None
+        if not 0 <= port <= 65535:
+            raise NvmfConfigError(f"listen_address.trsvcid {svc!r} is out of range")
+        return cls("TCP", traddr, str(port), adrfam)
+
+    def to_json(self) -> dict[str, str]:
+        return {"trtype": self.trtype, "adrfam": self.adrfam, "traddr": self.traddr,
+                "trsvcid": self.trsvcid}
+
+    def __str__(self) -> str:
+        host = f"[{self.traddr}]" if self.adrfam == "IPv6" else self.traddr
+        return f"{self.trtype} {host}:{self.trsvcid}"
+
+
+@dataclass
+class Listener:
+    address: ListenAddress
+    ana_states: dict[int, AnaState] = field(default_factory=dict)  # anagrpid -> state
+    default_state: AnaState = AnaState.OPTIMIZED
+    secure_channel: bool = False
+
+    def ana_state(self, anagrpid: int) -> AnaState:
+        return self.ana_states.get(anagrpid, self.default_state)
+
+
+@dataclass
+class Namespace:
+    nsid: int
+    bdev_name: str
+    backend: NamespaceBackend
+    nguid: bytes = bytes(16)
+    eui64: bytes = bytes(8)
+    uuid: bytes = bytes(16)
+    anagrpid: int = 0
+    nguid_given: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"nsid": self.nsid, "bdev_name": self.bdev_name, "name": self.bdev_name}
+        if any(self.nguid):
+            out["nguid"] = format_hex_id(self.nguid)
+        if any(self.eui64):
+            out["eui64"] = format_hex_id(self.eui64)
+        if any(self.uuid):
+            out["uuid"] = str(_uuid.UUID(bytes=self.uuid))
+        out["anagrpid"] = self.anagrpid
+        return out
+
+
+NsChangeCb = Callable[["Subsystem", int], None]
+
+
+class Subsystem:
+    def __init__(self, nqn: str, *, serial_number: str = DEFAULT_SERIAL,
+                 model_number: str = DEFAULT_MODEL, max_namespaces: int = 0,
+                 allow_any_host: bool = False, ana_reporting: bool = False,
+                 min_cntlid: int = MIN_CNTLID, max_cntlid: int = MAX_CNTLID, discovery: bool = False):
+        validate_nqn(nqn)
+        if not serial_number.isascii() or not 0 < len(serial_number) <= 20 \
+                or not serial_number.isprintable():
+            raise NvmfConfigError(f"serial_number must be 1..20 printable ASCII characters: {serial_number!r}")
+        if not model_number.isascii() or not 0 < len(model_number) <= 40 \
+                or not model_number.isprintable():
+            raise NvmfConfigError(f"model_number must be 1..40 printable ASCII characters: {model_number!r}")
+        if not MIN_CNTLID <= min_cntlid <= max_cntlid <= MAX_CNTLID:
+            raise NvmfConfigError(f"min_cntlid/max_cntlid must satisfy {MIN_CNTLID} <= min_cntlid <= "
+                                  f"max_cntlid <= {MAX_CNTLID}; got {min_cntlid}/{max_cntlid}")
+        self.nqn = nqn
+        self.discovery = discovery
+        self.serial_number = serial_number
+        self.model_number = model_number
+        self.max_namespaces_set = max_namespaces
+        self.max_namespaces = max_namespaces or DEFAULT_MAX_NAMESPACES
+        self.allow_any_host = allow_any_host
+        self.ana_reporting = ana_reporting
+        self.min_cntlid = min_cntlid
+        self.max_cntlid = max_cntlid
+        self.hosts: list[str] = []
+        self.namespaces: dict[int, Namespace] = {}
+        self.listeners: list[Listener] = []
+        self.controllers: dict[int, Controller] = {}
+        self._next_cntlid = min_cntlid
+        self.ns_change_listeners: list[NsChangeCb] = []
+        self.ana_change_count = 0
+
+    # -- hosts --------------------------------------------------------------------------------
+
+    def host_allowed(self, hostnqn: str) -> bool:
+        return self.allow_any_host or hostnqn in self.hosts
+
+    def add_host(self, hostnqn: str) -> None:
+        validate_nqn(hostnqn)
+        if hostnqn in self.hosts:
+            raise NvmfConfigError(f"host {hostnqn} is already allowed on {self.nqn}", 17)
+        self.hosts.append(hostnqn)
+
+    def remove_host(self, hostnqn: str) -> list[Controller]:
+        """Forget the host; returns its controllers (the caller disconnects them)."""
+        if hostnqn not in self.hosts:
+            raise NvmfConfigError(f"host {hostnqn} is not in the allowed hosts of {self.nqn}", 2)
+        self.hosts.remove(hostnqn)
+        return [c for c in self.controllers.values() if c.hostnqn == hostnqn]
+
+    # -- namespaces ---------------------------------------------------------------------------
+
+    def add_namespace(self, bdev_name: str, backend: NamespaceBackend, *, nsid: int = 0,
+                      nguid: bytes | None = None, eui64: bytes | None = None,
+                      uuid: bytes | None = None, anagrpid: int = 0) -> Namespace:
+        if self.discovery:
+            raise NvmfConfigError("the discovery subsystem has no namespaces")
+        if nsid == 0:
+            nsid = next((i for i in range(1, self.max_namespaces + 1) if i not in self.namespaces), 0)
+            if nsid == 0:
+                raise NvmfConfigError(f"{self.nqn} is full: max_namespaces is {self.max_namespaces}", 28)
+        elif not 1 <= nsid <= self.max_namespaces:
+            raise NvmfConfigError(f"nsid {nsid} is out of range 1..{self.max_namespaces} "
+                                  f"(max_namespaces of {self.nqn})")
+        if nsid in self.namespaces:
+            raise NvmfConfigError(f"nsid {nsid} is already in use in {self.nqn} "
+                                  f"(by bdev {self.namespaces[nsid].bdev_name})", 17)
+        for ns in self.namespaces.values():
+            if ns.bdev_name == bdev_name:
+                raise NvmfConfigError(f"bdev {bdev_name} is already namespace {ns.nsid} of {self.nqn}", 17)
+        if anagrpid and not 1 <= anagrpid <= self.max_namespaces:
+            raise NvmfConfigError(f"anagrpid {anagrpid} is out of range 1..{self.max_namespaces}")
+        u = uuid if uuid is not None else bytes(16)
+        ns = Namespace(nsid, bdev_name, backend, nguid=nguid if nguid is not None else u,
+                       eui64=eui64 or bytes(8), uuid=u, anagrpid=anagrpid or nsid,
+                       nguid_given=nguid is not None)
+        self.namespaces[nsid] = ns
+        self._ns_changed(nsid)
+        return ns
+
+    def remove_namespace(self, nsid: int) -> Namespace:
+        ns = self.namespaces.pop(nsid, None)
+        if ns is None:
+            raise NvmfConfigError(f"{self.nqn} has no namespace {nsid}", 2)
+        self._ns_changed(nsid)
+        return ns
+
+    def _ns_changed(self, nsid: int) -> None:
+        for c in list(self.controllers.values()):
+            c.namespace_changed(nsid)
+        for cb in list(self.ns_change_listeners):
+            cb(self, nsid)
+
+    # -- listeners ----------------------------------------------------------------------------
+
+    def find_listener(self, addr: ListenAddress) -> Listener | None:
+        for lst in self.listeners:
+            if lst.address == addr:
+                return lst
+        return None
+
+    def listener_allows(self, addr: ListenAddress | None) -> bool:
+        """May a host connect through ``addr``? (Discovery answers on every listener.)"""
+        if self.discovery or addr is None:
+            return True
+        return self.find_listener(addr) is not None
+
+    def set_ana_state(self, addr: ListenAddress, state: AnaState, anagrpid: int = 0) -> None:
+        lst = self.find_listener(addr)
+        if lst is None:
+            raise NvmfConfigError(f"{self.nqn} has no listener {addr}", 2)
+        if anagrpid:
+            if not 1 <= anagrpid <= self.max_namespaces:
+                raise NvmfConfigError(f"anagrpid {anagrpid} is out of range 1..{self.max_namespaces}")
+            lst.ana_states[anagrpid] = state
+        else:
+            lst.default_state = state
+            lst.ana_states.clear()
+        self.ana_change_count += 1
+        for c in list(self.controllers.values()):
+            if c.listen_address == addr:
+                c.ana_changed()
+
+    def ana_groups(self) -> list[int]:
+        return sorted({ns.anagrpid for ns in self.namespaces.values()})
+
+    # -- controller IDs -----------------------------------------------------------------------
+
+    def allocate_cntlid(self) -> int:
+        """The next free controller ID in min_cntlid..max_cntlid (0 when all are in use)."""
+        span = self.max_cntlid - self.min_cntlid + 1
+        for _ in range(span):
+            c = self._next_cntlid
+            self._next_cntlid = c + 1 if c < self.max_cntlid else self.min_cntlid
+            if c not in self.controllers:
+                return c
+        return 0
+
+    # -- JSON ---------------------------------------------------------------------------------
+
+    @property
+    def subtype(self) -> str:
+        return "Discovery" if self.discovery else "NVMe"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "nqn": self.nqn,
+            "subtype": self.subtype,
+            "listen_addresses": [lst.address.to_json() for lst in self.listeners],
+            "allow_any_host": self.allow_any_host,
+            "hosts": [{"nqn": h} for h in self.hosts],
+        }
+        if not self.discovery:
+            out.update({
+                "serial_number": self.serial_number,
+                "model_number": self.model_number,
+                "max_namespaces": self.max_namespaces,
+                "min_cntlid": self.min_cntlid,
+                "max_cntlid": self.max_cntlid,
+                "ana_reporting": self.ana_reporting,
+                "namespaces": [ns.to_json() for ns in sorted(self.namespaces.values(),
+                                                             key=lambda n: n.nsid)],
+            })
+        return out

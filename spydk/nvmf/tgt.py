@@ -1,0 +1,259 @@
+"""The NVMe-oF target: transports, subsystems, referrals and the discovery generation counter.
+
+One Target per process (``get_target``), created by the "nvmf" subsystem at start-up.
+Configuration methods raise NvmfConfigError; the RPC layer turns that into JSON-RPC errors.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from spydk.log import get_logger
+from spydk.nvme.spec import AnaState
+from spydk.nvmf import discovery
+from spydk.nvmf.discovery import Referral
+from spydk.nvmf.subsystem import (
+    DISCOVERY_NQN,
+    ListenAddress,
+    Listener,
+    NvmfConfigError,
+    Subsystem,
+)
+from spydk.nvmf.transport import Transport, TransportOptions
+
+if TYPE_CHECKING:
+    from spydk.nvmf.request import Qpair
+    from spydk.thread import Poller, Thread
+
+log = get_logger("nvmf")
+
+DEFAULT_MAX_SUBSYSTEMS = 1024
+KEEP_ALIVE_POLL_US = 100_000
+
+
+class Target:
+    def __init__(self, name: str = "nvmf_tgt", *, max_subsystems: int = DEFAULT_MAX_SUBSYSTEMS,
+                 clock: Callable[[], int] = time.monotonic_ns):
+        self.name = name
+        self.clock = clock
+        self.max_subsystems = max_subsystems
+        self.transports: dict[str, Transport] = {}
+        self.subsystems: dict[str, Subsystem] = {}
+        self.referrals: list[Referral] = []
+        self.generation = 0
+        self.discovery_filters: tuple[str, ...] = ("match_any",)
+        self.admin_cmd_passthru: dict[str, bool] = {"identify_ctrlr": False}
+        self.thread: Thread | None = None
+        self._ka_poller: Poller | None = None
+        self._port_ids: dict[tuple[str, str], int] = {}
+        # nvmf_get_stats counters
+        self.admin_qpairs = 0
+        self.io_qpairs = 0
+        self.live_qpairs: set[Qpair] = set()
+        self.pending_bdev_io = 0
+        self.completed_nvme_io = 0
+        self.subsystems[DISCOVERY_NQN] = Subsystem(DISCOVERY_NQN, allow_any_host=True, discovery=True)
+
+    # -- threads and pollers -------------------------------------------------------------------
+
+    def start(self, thread: Thread) -> None:
+        """Run the target's pollers on ``thread`` (the app thread)."""
+        self.thread = thread
+        self._ka_poller = thread.poller_register(self._keep_alive_poll, None, KEEP_ALIVE_POLL_US,
+                                                 "nvmf_keep_alive")
+
+    def _keep_alive_poll(self, _arg: Any) -> int:
+        return self.check_keep_alive(self.clock())
+
+    def check_keep_alive(self, now_ns: int) -> int:
+        """Free every controller whose keep-alive timer ran out; returns how many."""
+        n = 0
+        for s in list(self.subsystems.values()):
+            for c in list(s.controllers.values()):
+                if c.keep_alive_expired(now_ns):
+                    log.error("keep-alive timeout (%d ms) of controller %d of %s, host %s: "
+                              "freeing it and its queue pairs", c.kato_ms, c.cntlid, s.nqn, c.hostnqn)
+                    c.destroy("keep-alive timeout")
+                    n += 1
+        return n
+
+    async def shutdown(self) -> None:
+        if self._ka_poller is not None:
+            self._ka_poller.unregister()
+            self._ka_poller = None
+        for s in self.subsystems.values():
+            for c in list(s.controllers.values()):
+                c.destroy("target shutting down")
+        for t in list(self.transports.values()):
+            await t.close()
+        self.transports.clear()
+        for s in self.subsystems.values():
+            for ns in s.namespaces.values():
+                ns.backend.close()
+
+    # -- transports -----------------------------------------------------------------------------
+
+    def add_transport(self, transport: Transport) -> None:
+        if transport.trtype in self.transports:
+            raise NvmfConfigError(f"transport {transport.trtype} already exists", 17)
+        self.transports[transport.trtype] = transport
+
+    def transport_opts(self) -> TransportOptions:
+        t = self.transports.get("TCP")
+        return t.opts if t is not None else TransportOptions()
+
+    # -- subsystems -----------------------------------------------------------------------------
+
+    def add_subsystem(self, subsys: Subsystem) -> Subsystem:
+        if subsys.nqn in self.subsystems:
+            raise NvmfConfigError(f"subsystem {subsys.nqn} already exists", 17)
+        if len(self.subsystems) >= self.max_subsystems:
+            raise NvmfConfigError(f"the target already has max_subsystems ({self.max_subsystems}) "
+                                  "subsystems; raise it with nvmf_set_max_subsystems", 28)
+        self.subsystems[subsys.nqn] = subsys
+        self.bump_generation()
+        return subsys
+
+    def get_subsystem(self, nqn: str) -> Subsystem:
+        s = self.subsystems.get(nqn)
+        if s is None:
+            raise NvmfConfigError(f"subsystem {nqn} does not exist", 19)
+        return s
+
+    async def remove_subsystem(self, nqn: str) -> None:
+        if nqn == DISCOVERY_NQN:
+            raise NvmfConfigError("the discovery subsystem cannot be deleted", 1)
+        s = self.get_subsystem(nqn)
+        for c in list(s.controllers.values()):
+            c.destroy(f"subsystem {nqn} deleted")
+        del self.subsystems[nqn]
+        for lst in list(s.listeners):
+            await self._release_listen(lst.address)
+        for ns in s.namespaces.values():
+            ns.backend.close()
+        self.bump_generation()
+
+    # -- listeners ------------------------------------------------------------------------------
+
+    def _transport_for(self, addr: ListenAddress) -> Transport:
+        t = self.transports.get(addr.trtype)
+        if t is None:
+            raise NvmfConfigError(f"transport {addr.trtype} does not exist; create it with "
+                                  f"nvmf_create_transport -t {addr.trtype}", 22)
+        return t
+
+    async def add_listener(self, subsys: Subsystem, addr: ListenAddress, *,
+                           ana_state: AnaState = AnaState.OPTIMIZED,
+                           secure_channel: bool = False) -> Listener:
+        if subsys.find_listener(addr) is not None:
+            raise NvmfConfigError(f"{subsys.nqn} already listens on {addr}", 17)
+        t = self._transport_for(addr)
+        if addr not in t.listening():
+            await t.listen(addr)
+        lst = Listener(addr, default_state=ana_state, secure_channel=secure_channel)
+        subsys.listeners.append(lst)
+        self.bump_generation()
+        return lst
+
+    async def remove_listener(self, subsys: Subsystem, addr: ListenAddress) -> None:
+        lst = subsys.find_listener(addr)
+        if lst is None:
+            raise NvmfConfigError(f"{subsys.nqn} does not listen on {addr}", 2)
+        subsys.listeners.remove(lst)
+        for c in list(subsys.controllers.values()):
+            if c.listen_address == addr:
+                c.destroy(f"listener {addr} removed from {subsys.nqn}")
+        await self._release_listen(addr)
+        self.bump_generation()
+
+    async def _release_listen(self, addr: ListenAddress) -> None:
+        if any(s.find_listener(addr) for s in self.subsystems.values()):
+            return
+        t = self.transports.get(addr.trtype)
+        if t is not None and addr in t.listening():
+            await t.stop_listen(addr)
+
+    def port_id(self, addr: ListenAddress) -> int:
+        key = (addr.traddr, addr.trsvcid)
+        pid = self._port_ids.get(key)
+        if pid is None:
+            pid = self._port_ids[key] = len(self._port_ids)
+        return pid
+
+    # -- discovery ------------------------------------------------------------------------------
+
+    def bump_generation(self) -> None:
+        """The discovery log changed: new generation, and tell discovery controllers."""
+        self.generation += 1
+        d = self.subsystems.get(DISCOVERY_NQN)
+        if d is not None:
+            for c in list(d.controllers.values()):
+                c.discovery_changed()
+
+    def discovery_log(self, hostnqn: str, via: ListenAddress | None) -> bytes:
+        return discovery.build_log(self, hostnqn, via)
+
+    def add_referral(self, ref: Referral) -> None:
+        if any(r.address == ref.address and r.subnqn == ref.subnqn for r in self.referrals):
+            raise NvmfConfigError(f"referral to {ref.address} ({ref.subnqn}) already exists", 17)
+        self.referrals.append(ref)
+        self.bump_generation()
+
+    def remove_referral(self, addr: ListenAddress, subnqn: str | None) -> None:
+        for r in self.referrals:
+            if r.address == addr and (subnqn is None or r.subnqn == subnqn):
+                self.referrals.remove(r)
+                self.bump_generation()
+                return
+        raise NvmfConfigError(f"no referral to {addr}", 2)
+
+    # -- queue pair accounting ------------------------------------------------------------------
+
+    def qpair_connected(self, qp: Qpair) -> None:
+        if qp.qid == 0:
+            self.admin_qpairs += 1
+        else:
+            self.io_qpairs += 1
+
+    def qpair_opened(self, qp: Qpair) -> None:
+        self.live_qpairs.add(qp)
+
+    def qpair_closed(self, qp: Qpair) -> None:
+        """The transport connection of ``qp`` is gone: detach it from its controller."""
+        self.live_qpairs.discard(qp)
+        qp.state = "deleting"
+        if qp.ctrlr is not None:
+            qp.ctrlr.qpair_gone(qp)
+            qp.ctrlr = None
+        qp.outstanding.clear()
+        qp.fused_first = None
+
+    def stats(self) -> dict[str, Any]:
+        cur_admin = sum(1 for q in self.live_qpairs if q.qid == 0)
+        cur_io = sum(1 for q in self.live_qpairs if q.qid > 0)
+        return {
+            "name": "nvmf_tgt_poll_group_000",
+            "admin_qpairs": self.admin_qpairs,
+            "io_qpairs": self.io_qpairs,
+            "current_admin_qpairs": cur_admin,
+            "current_io_qpairs": cur_io,
+            "pending_bdev_io": self.pending_bdev_io,
+            "completed_nvme_io": self.completed_nvme_io,
+            "transports": [t.stats() for t in self.transports.values()],
+        }
+
+
+_target: Target | None = None
+
+
+def get_target() -> Target:
+    global _target
+    if _target is None:
+        _target = Target()
+    return _target
+
+
+def set_target(tgt: Target | None) -> None:
+    global _target
+    _target = tgt

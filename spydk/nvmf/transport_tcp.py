@@ -1,0 +1,336 @@
+"""The NVMe/TCP transport: asyncio listeners, one connection = one queue pair.
+
+Each connection is an ``asyncio.BufferedProtocol`` that receives straight into the sans-IO
+codec's ring (spydk.nvme.tcp), turns its events into Requests for the controller, and
+writes what the codec returns with one ``writelines`` per batch. Everything runs on the
+app thread (the protocol enters it while it processes a batch).
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import TYPE_CHECKING, Any
+
+from spydk.bdev import iobuf
+from spydk.log import NOTICE, get_logger
+from spydk.nvme import spec, tcp
+from spydk.nvme.spec import GenericStatus, SglSubtype, SglType
+from spydk.nvmf import ctrlr as nvmf_ctrlr
+from spydk.nvmf.request import Qpair, Request
+from spydk.nvmf.subsystem import ListenAddress, NvmfConfigError
+from spydk.nvmf.transport import Transport, TransportOptions
+from spydk.thread.thread import get_thread, set_thread
+
+if TYPE_CHECKING:
+    from spydk.nvmf.tgt import Target
+    from spydk.thread import Thread
+
+log = get_logger("nvmf")
+
+MAXH2CDATA = 131072
+_ST_TRANSIENT = (GenericStatus.TRANSIENT_TRANSPORT_ERROR << 1)
+_ST_SGL_LENGTH = (GenericStatus.DATA_SGL_LENGTH_INVALID << 1) | (1 << 15)
+_ST_SGL_TYPE = (GenericStatus.SGL_DESCRIPTOR_TYPE_INVALID << 1) | (1 << 15)
+_ST_SGL_OFFSET = (GenericStatus.INVALID_SGL_OFFSET << 1) | (1 << 15)
+_ST_INVALID_FIELD = (GenericStatus.INVALID_FIELD << 1) | (1 << 15)
+_SGL_INCAPSULE = (SglType.DATA_BLOCK << 4) | SglSubtype.OFFSET
+_SGL_TRANSPORT = (SglType.TRANSPORT_DATA_BLOCK << 4) | SglSubtype.TRANSPORT
+_SGL_UNPACK = spec.SGL_DESC.unpack_from
+_HDR_UNPACK = spec._OPC_FLAGS_CID_NSID.unpack_from
+FABRICS = spec.FABRICS_OPCODE
+
+
+class TcpTransport(Transport):
+    trtype = "TCP"
+
+    def __init__(self, tgt: Target, opts: TransportOptions):
+        super().__init__(tgt, opts)
+        self.servers: dict[ListenAddress, asyncio.AbstractServer] = {}
+        self.connections: set[TcpConnection] = set()
+        self.pool = iobuf.pool
+        self.thread: Thread | None = None
+
+    async def listen(self, addr: ListenAddress) -> None:
+        loop = asyncio.get_running_loop()
+        fam = socket.AF_INET6 if addr.adrfam == "IPv6" else socket.AF_INET
+        try:
+            server = await loop.create_server(lambda: TcpConnection(self, addr), addr.traddr,
+                                              int(addr.trsvcid), family=fam, reuse_address=True,
+                                              backlog=self.opts.acceptor_backlog)
+        except OSError as e:
+            raise NvmfConfigError(f"cannot listen on {addr}: {e.strerror or e}", e.errno or 5) from None
+        self.servers[addr] = server
+        log.log(NOTICE, "NVMe/TCP target listening on %s", addr)
+
+    async def stop_listen(self, addr: ListenAddress) -> None:
+        server = self.servers.pop(addr, None)
+        if server is None:
+            return
+        server.close()
+        for c in list(self.connections):
+            if c.listen_address == addr:
+                c.disconnect(f"listener {addr} removed")
+        await server.wait_closed()
+
+    def listening(self) -> list[ListenAddress]:
+        return list(self.servers)
+
+    async def close(self) -> None:
+        for addr in list(self.servers):
+            await self.stop_listen(addr)
+        for c in list(self.connections):
+            c.disconnect("transport closed")
+
+    def stats(self) -> dict[str, Any]:
+        return {"trtype": "TCP", "pending_data_buffer": 0,
+                "connections": len(self.connections)}
+
+
+class TcpConnection(asyncio.BufferedProtocol):
+    """One NVMe/TCP connection: codec events in, Requests to the controller, PDUs out."""
+
+    def __init__(self, tr: TcpTransport, listen_address: ListenAddress):
+        self.tr = tr
+        self.tgt = tr.tgt
+        self.opts = tr.opts
+        self.listen_address = listen_address
+        self.tq = tcp.TcpQueuePair(tcp.Role.CONTROLLER, max_incapsule_data=nvmf_ctrlr.ADMIN_ICD)
+        self.qp = Qpair(self, listen_address)
+        self.transport: asyncio.Transport | None = None
+        self.out: list[tcp.Buffer] = []
+        self.pool_bufs: list[memoryview] = []  # given back once their data is on the wire
+        self.r2t_reqs: dict[int, Request] = {}
+        self.r2t_bad: set[int] = set()
+        self.next_ttag = 0
+        self.closing = False
+        self.in_batch = False
+        self.flush_scheduled = False
+        self.c2h_success = self.opts.c2h_success
+        self.max_io = self.opts.max_io_size
+        self.thread: Thread | None = None
+        self.peer: dict[str, str] = {}
+
+    # -- asyncio protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        peer = transport.get_extra_info("peername")
+        if peer:
+            fam = "IPv6" if ":" in str(peer[0]) else "IPv4"
+            self.peer = {"trtype": "TCP", "adrfam": fam, "traddr": str(peer[0]),
+                         "trsvcid": str(peer[1])}
+        self.qp.peer_address = self.peer
+        self.tr.connections.add(self)
+        self.tgt.qpair_opened(self.qp)
+        self.thread = self.tgt.thread
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.tq.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.tq.buffer_updated(nbytes)
+        self._process()
+
+    def eof_received(self) -> bool:
+        self.tq.eof_received()
+        self._process()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.transport = None
+        self.tr.connections.discard(self)
+        prev = set_thread(self.thread) if self.thread is not None else get_thread()
+        try:
+            self.tgt.qpair_closed(self.qp)
+        finally:
+            set_thread(prev)
+        self.r2t_reqs.clear()
+        self.out.clear()
+        self.pool_bufs.clear()
+
+    # -- receive path ----------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        tq = self.tq
+        prev = set_thread(self.thread)
+        self.in_batch = True
+        try:
+            next_event = tq.next_event
+            while not self.closing:
+                ev = next_event()
+                if ev is None:
+                    break
+                t = type(ev)
+                if t is tcp.CapsuleCommand:
+                    self._capsule(ev)  # type: ignore[arg-type]
+                elif t is tcp.H2CData:
+                    if ev.last:  # type: ignore[union-attr]
+                        self._h2c_done(ev.ttag)  # type: ignore[union-attr]
+                else:
+                    self._other_event(ev)
+        finally:
+            self.in_batch = False
+            set_thread(prev)
+        if self.out:
+            self._flush()
+
+    def _other_event(self, ev: tcp.Event) -> None:
+        if isinstance(ev, tcp.ICReqReceived):
+            self.out += self.tq.send_icresp(cpda=0, maxh2cdata=MAXH2CDATA)
+        elif isinstance(ev, tcp.DataDigestError):
+            if ev.pdu_type == 4:
+                self._fail_cid(ev.cccid, _ST_TRANSIENT)
+            elif ev.last:
+                self.r2t_bad.discard(ev.ttag)
+                req = self.r2t_reqs.pop(ev.ttag, None)
+                if req is not None:
+                    req.io_done(_ST_TRANSIENT)
+            else:
+                self.r2t_bad.add(ev.ttag)
+        elif isinstance(ev, tcp.ProtocolError):
+            log.error("NVMe/TCP connection from %s: %s (FES %d); terminating it",
+                      self.peer.get("traddr", "?"), ev.reason, ev.fes)
+            self.out += ev.term_req
+            self.disconnect(ev.reason)
+        elif isinstance(ev, tcp.TermReqReceived):
+            log.error("NVMe/TCP host %s terminated the connection (FES %d)",
+                      self.peer.get("traddr", "?"), ev.fes)
+            self.disconnect("host sent H2CTermReq")
+        elif isinstance(ev, tcp.ConnectionClosed):
+            self.disconnect("connection closed by the host")
+
+    def _fail_cid(self, cid: int, status: int) -> None:
+        self.out += self.tq.send_response(cid, status, sqid=max(self.qp.qid, 0))
+
+    def _capsule(self, ev: tcp.CapsuleCommand) -> None:
+        sqe = ev.sqe
+        opc, flags, cid, nsid = _HDR_UNPACK(sqe, 0)
+        qp = self.qp
+        qp.sq_head += 1
+        xfer = (sqe[4] if opc == FABRICS else opc) & 3
+        length = 0
+        data = ev.data
+        if xfer:
+            if flags & 0xC0 == 0:  # PRPs cannot describe fabrics data
+                self._fail_cid(cid, _ST_INVALID_FIELD)
+                return
+            addr, length, _, ts = _SGL_UNPACK(sqe, 24)
+            if data is not None:
+                if ts != _SGL_INCAPSULE:
+                    self._fail_cid(cid, _ST_SGL_TYPE)
+                    return
+                if addr != 0:
+                    self._fail_cid(cid, _ST_SGL_OFFSET)
+                    return
+                if len(data) != length or xfer != 1:
+                    self._fail_cid(cid, _ST_SGL_LENGTH)
+                    return
+            elif ts != _SGL_TRANSPORT:
+                self._fail_cid(cid, _ST_SGL_TYPE)
+                return
+            if length > self.max_io and opc != FABRICS:
+                self._fail_cid(cid, _ST_SGL_LENGTH)
+                return
+            if xfer == 3:
+                self._fail_cid(cid, _ST_INVALID_FIELD)
+                return
+        req = Request(qp, sqe, cid, opc, flags, nsid, xfer, length, data)
+        if xfer == 1 and data is None and length:
+            # Ask for the data, received straight into a pooled buffer.
+            buf = self.tr.pool.get(length)
+            req.pool_buf = buf
+            dest = buf[:length]
+            req.data = dest
+            ttag = self.next_ttag
+            self.next_ttag = (ttag + 1) & 0xFFFF
+            self.r2t_reqs[ttag] = req
+            qp.outstanding[cid] = req
+            self.out += self.tq.send_r2t(cid, ttag, 0, length, dest=dest)
+            return
+        nvmf_ctrlr.exec_request(self.tgt, req)
+        if opc == FABRICS and qp.qid > 0 and self.tq.max_incapsule_data != self.opts.in_capsule_data_size:
+            self.tq.max_incapsule_data = self.opts.in_capsule_data_size
+
+    def _h2c_done(self, ttag: int) -> None:
+        req = self.r2t_reqs.pop(ttag, None)
+        if req is None:
+            return
+        if ttag in self.r2t_bad:
+            self.r2t_bad.discard(ttag)
+            req.io_done(_ST_TRANSIENT)
+            return
+        nvmf_ctrlr.exec_request(self.tgt, req)
+
+    # -- send path -------------------------------------------------------------------------------
+
+    def send_completion(self, req: Request) -> None:
+        if self.closing:
+            return
+        tq = self.tq
+        qp = self.qp
+        data = req.data
+        if req.xfer == 2 and data is not None and not req.status:
+            if self.c2h_success and not req.dw0 and not req.dw1:
+                self.out += tq.send_c2h_data(req.cid, 0, data, last=True, success=True)
+            else:
+                self.out += tq.send_c2h_data(req.cid, 0, data, last=True)
+                self.out += tq.send_response(req.cid, 0, req.dw0, req.dw1,
+                                             qp.sq_head % (qp.sqsize + 1), max(qp.qid, 0))
+        else:
+            self.out += tq.send_response(req.cid, req.status, req.dw0, req.dw1,
+                                         qp.sq_head % (qp.sqsize + 1), max(qp.qid, 0))
+        if req.pool_buf is not None:
+            self.pool_bufs.append(req.pool_buf)
+            req.pool_buf = None
+        ctx = req.ctx
+        if ctx is not None:
+            req.ctx = None
+            ctx.release()
+        self.tgt.completed_nvme_io += 1
+        if not self.in_batch and not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flush_scheduled = False
+        out = self.out
+        if not out:
+            return
+        self.out = []
+        t = self.transport
+        if t is None:
+            return
+        t.writelines(out)
+        bufs = self.pool_bufs
+        if bufs:
+            self.pool_bufs = []
+            # Buffers still queued in the transport are left to the garbage collector
+            # rather than reused under the socket's feet.
+            if not t.get_write_buffer_size():
+                put = self.tr.pool.put
+                for b in bufs:
+                    put(b)
+        if self.closing:
+            t.close()
+
+    def disconnect(self, reason: str) -> None:
+        """Close the connection (after sending what is queued); idempotent."""
+        if self.closing:
+            return
+        self.closing = True
+        if self.transport is None:
+            return
+        if self.out:
+            if self.in_batch:
+                return  # _process flushes, then closes
+            self._flush()
+        else:
+            self.transport.close()
