@@ -47,7 +47,9 @@ class ScsiTask:
     status: int = ScsiStatus.GOOD
     sense: bytes = b""
     data_in: list[memoryview] = field(default_factory=list)
-    data_in_length: int = 0  # total bytes in data_in (<= transfer_length after truncation)
+    # Bytes the command produced (after allocation-length truncation). May exceed
+    # transfer_length: the transport clips to it and reports the overflow as a residual.
+    data_in_length: int = 0
     aborted: bool = False
     on_complete: Callable[[ScsiTask], None] | None = None
     ctx: object = None  # transport's own per-task context
