@@ -58,8 +58,20 @@ def run(n: int, hdgst: bool, ddgst: bool, batch: int) -> float:
     return (time.perf_counter_ns() - t0) / (rounds * batch)
 
 
+def _call_ns() -> float:
+    """Cost of an empty 2-argument Python call here, to compare machines."""
+    def f(a: int, b: int) -> None:
+        pass
+    n = 1_000_000
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        f(1, 2)
+    return (time.perf_counter_ns() - t0) / n
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    print(f"machine reference: empty Python call + loop = {_call_ns():.0f} ns")
     for hdgst, ddgst, batch in ((False, False, 1), (False, False, 32), (True, False, 1),
                                 (True, True, 1), (True, True, 32)):
         run(n // 10, hdgst, ddgst, batch)  # warm-up
