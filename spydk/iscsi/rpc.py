@@ -357,3 +357,10 @@ def iscsi_get_stats(ctx: RpcContext) -> dict[str, int]:
     return counts
 
 
+
+
+@rpc_method("scsi_get_devices")
+def scsi_get_devices(ctx: RpcContext) -> list[dict[str, Any]]:
+    """List the SCSI devices behind the iSCSI target nodes."""
+    nodes = [n for n in _tgt(ctx).nodes.values() if n.device is not None]
+    return [{"id": i, "device_name": n.name} for i, n in enumerate(nodes)]

@@ -1,0 +1,93 @@
+"""Fixtures: an in-process app with the iSCSI target on a free loopback port.
+
+LUNs are RAM disks (spydk.scsi.testing.MemoryBackend) unless the bdev layer is available,
+so these tests exercise the target glue and protocol, not a bdev module.
+"""
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from spydk.init.subsystem import Subsystem, get_subsystem, register_subsystem
+from spydk.iscsi import portal
+from spydk.scsi.testing import MemoryBackend
+from spydk.testing import AppHarness
+
+IQN = "iqn.2016-06.io.spdk:disk1"
+
+
+class ClosableMemoryBackend(MemoryBackend):
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def iscsi_config(port: int, *, chap: tuple[str, str] | None = None, mutual: tuple[str, str] | None = None,
+                 options: dict[str, Any] | None = None, extra_nodes: int = 0) -> dict[str, Any]:
+    iscsi: list[dict[str, Any]] = []
+    if options:
+        iscsi.append({"method": "iscsi_set_options", "params": options})
+    iscsi += [
+        {"method": "iscsi_create_portal_group",
+         "params": {"tag": 1, "portals": [{"host": "127.0.0.1", "port": str(port)}]}},
+        {"method": "iscsi_create_initiator_group",
+         "params": {"tag": 1, "initiators": ["ANY"], "netmasks": ["127.0.0.1/32"]}},
+    ]
+    node: dict[str, Any] = {"name": "disk1", "alias_name": "Data Disk1",
+                            "luns": [{"bdev_name": "Malloc0", "lun_id": 0}],
+                            "pg_ig_maps": [{"pg_tag": 1, "ig_tag": 1}], "queue_depth": 32}
+    if chap is not None:
+        secret: dict[str, str] = {"user": chap[0], "secret": chap[1]}
+        if mutual is not None:
+            secret.update(muser=mutual[0], msecret=mutual[1])
+        iscsi.append({"method": "iscsi_create_auth_group", "params": {"tag": 1, "secrets": [secret]}})
+        node.update(require_chap=True, mutual_chap=mutual is not None, chap_group=1)
+    iscsi.append({"method": "iscsi_create_target_node", "params": node})
+    for i in range(extra_nodes):
+        iscsi.append({"method": "iscsi_create_target_node", "params": {
+            "name": f"disk{i + 2}", "alias_name": "", "luns": [{"bdev_name": f"Malloc{i + 1}"}],
+            "pg_ig_maps": [{"pg_tag": 1, "ig_tag": 1}], "queue_depth": 8}})
+    return {"subsystems": [{"subsystem": "iscsi", "config": iscsi}]}
+
+
+@pytest.fixture
+def backends(monkeypatch: pytest.MonkeyPatch) -> dict[str, ClosableMemoryBackend]:
+    made: dict[str, ClosableMemoryBackend] = {}
+
+    def opener(name: str) -> ClosableMemoryBackend:
+        if not name.startswith("Malloc"):
+            raise LookupError(f"no bdev named {name}")
+        b = made.get(name)
+        if b is None:
+            b = made[name] = ClosableMemoryBackend(name, num_blocks=2048, block_size=512)
+        return b
+
+    monkeypatch.setattr(portal, "backend_opener", opener)
+    if get_subsystem("bdev") is None:  # until the bdev layer registers its own
+        register_subsystem(Subsystem("bdev"))
+    return made
+
+
+@pytest.fixture
+def iscsi_app(backends: dict[str, ClosableMemoryBackend]) -> Iterator[Callable[..., tuple[AppHarness, int]]]:
+    harnesses: list[AppHarness] = []
+
+    def start(**kw: Any) -> tuple[AppHarness, int]:
+        port = free_port()
+        h = AppHarness(iscsi_config(port, **kw), subsystems=("iscsi",)).start()
+        harnesses.append(h)
+        return h, port
+
+    yield start
+    for h in harnesses:
+        h.stop()

@@ -1,0 +1,120 @@
+"""The target over loopback TCP with the test initiator: login, discovery, I/O, CHAP,
+several sessions, malformed input, and the connection RPCs."""
+from __future__ import annotations
+
+import os
+import socket
+import struct
+
+import pytest
+
+from .conftest import IQN
+from .initiator import Initiator, IscsiTestError
+
+
+def test_discovery_login_io_logout(iscsi_app) -> None:
+    h, port = iscsi_app()
+    d = Initiator("127.0.0.1", port, isid=b"\x80\0\0\0\0\x10")
+    d.login(None)
+    assert d.send_targets() == [("TargetName", IQN), ("TargetAddress", f"127.0.0.1:{port},1")]
+    d.logout()
+
+    i = Initiator("127.0.0.1", port)
+    params = i.login(IQN)
+    assert params["HeaderDigest"] == "None"
+    data = os.urandom(512 * 40)  # larger than FirstBurstLength (8192): immediate data + R2Ts
+    assert i.write10(0, 100, data).status == 0
+    r = i.read10(0, 100, 40)
+    assert r.status == 0 and r.data == data
+    # reading past the end: CHECK CONDITION, ILLEGAL REQUEST / LBA OUT OF RANGE
+    r = i.read10(0, 2047, 2)
+    assert r.status == 2 and r.sense[2] & 0x0F == 0x05 and r.sense[12] == 0x21
+    conns = h.client.iscsi_get_connections()
+    assert len(conns) == 1 and conns[0]["target_node_name"] == "disk1"
+    assert h.client.iscsi_get_stats()["running"] == 1
+    i.nop()
+    i.logout()
+
+
+def test_chap_good_bad_and_mutual(iscsi_app) -> None:
+    h, port = iscsi_app(chap=("user1", "secret-one-12"), mutual=("tgt", "tgt-secret-34"))
+    bad = Initiator("127.0.0.1", port)
+    with pytest.raises((IscsiTestError, ConnectionError), match="0x0201|closed"):
+        bad.login(IQN, chap=("user1", "wrong-secret"), mutual=("tgt", "tgt-secret-34"))
+    bad.close()
+    nochap = Initiator("127.0.0.1", port)
+    with pytest.raises((IscsiTestError, ConnectionError)):
+        nochap.login(IQN)
+    nochap.close()
+    good = Initiator("127.0.0.1", port)
+    good.login(IQN, chap=("user1", "secret-one-12"), mutual=("tgt", "tgt-secret-34"))
+    assert good.read10(0, 0, 1).status == 0
+    good.logout()
+
+
+def test_several_sessions_and_nodes(iscsi_app, backends) -> None:
+    h, port = iscsi_app(extra_nodes=2)
+    sessions = []
+    for n in range(3):
+        for k in range(2):
+            ini = Initiator("127.0.0.1", port, name=f"iqn.2024-01.org.test:i{k}",
+                            isid=bytes((0x80, 0, 0, 0, n, k)))
+            ini.login(f"iqn.2016-06.io.spdk:disk{n + 1}")
+            sessions.append((n, ini))
+    for n, ini in sessions:
+        payload = bytes([n + 1]) * 512
+        assert ini.write10(0, n, payload).status == 0
+    for n, ini in sessions:
+        assert ini.read10(0, n, 1).data == bytes([n + 1]) * 512
+    assert len(h.client.iscsi_get_connections()) == 6
+    for _, ini in sessions:
+        ini.logout()
+
+
+@pytest.mark.parametrize("garbage", [
+    b"\xff" * 48,                                           # unknown opcode before login
+    struct.pack(">BBxxI", 0x43, 0x87, 0xFFFFFF) + bytes(40),  # login with a 16 MiB data segment
+    b"\x01" + bytes(47),                                    # SCSI command before login
+])
+def test_malformed_input_ends_only_that_connection(iscsi_app, garbage: bytes) -> None:
+    h, port = iscsi_app()
+    good = Initiator("127.0.0.1", port)
+    good.login(IQN)
+    bad = socket.create_connection(("127.0.0.1", port), timeout=10)
+    bad.sendall(garbage)
+    bad.settimeout(10)
+    try:
+        while bad.recv(4096):
+            pass  # a login reject may come first; then the target closes
+    except (ConnectionResetError, TimeoutError):
+        pass
+    bad.close()
+    # the good session and the target carry on
+    assert good.read10(0, 0, 1).status == 0
+    other = Initiator("127.0.0.1", port, isid=b"\x80\0\0\0\0\x42")
+    other.login(IQN)
+    other.logout()
+    good.logout()
+
+
+def test_unknown_target_and_data_out_for_unknown_task(iscsi_app) -> None:
+    h, port = iscsi_app()
+    i = Initiator("127.0.0.1", port)
+    with pytest.raises(IscsiTestError, match="0x0203"):
+        i.login("iqn.2016-06.io.spdk:nope")
+    i.close()
+    i = Initiator("127.0.0.1", port)
+    i.login(IQN)
+    # Data-Out with an ITT nobody knows: rejected or connection dropped, target lives on
+    hdr = struct.pack(">BBxxI8sII4xI4xII4x", 0x05, 0x80, 512, bytes(8), 0x1234, 0x99,
+                      i.exp_stat_sn, 0, 0)
+    i.send_pdu(hdr, bytes(512))
+    try:
+        i.read10(0, 0, 1)
+    except (IscsiTestError, ConnectionError):
+        pass
+    i.close()
+    j = Initiator("127.0.0.1", port, isid=b"\x80\0\0\0\0\x43")
+    j.login(IQN)
+    assert j.read10(0, 0, 1).status == 0
+    j.logout()
