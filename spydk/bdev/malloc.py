@@ -1,0 +1,183 @@
+"""The malloc bdev: a RAM disk (SPDK's module/bdev/malloc).
+
+Data lives in an anonymous mmap (zero-filled, pages allocated on first touch). I/O is
+served synchronously inside submit_request; completions are deferred by the layer. Reads
+without a caller buffer are zero-copy: io.iovs is pointed at the disk's own memory, so a
+network target can send straight from it (the view is valid until the callback returns).
+"""
+from __future__ import annotations
+
+import errno
+import mmap
+import uuid as _uuid
+from collections.abc import Callable
+from typing import Any
+
+from spydk.bdev.bdev import Bdev, BdevError, get_bdev, register_bdev, unregister_bdev_by_name
+from spydk.bdev.io import (
+    COMPARE,
+    COMPARE_AND_WRITE,
+    FLUSH,
+    MISCOMPARE,
+    READ,
+    RESET,
+    SUCCESS,
+    UNMAP,
+    WRITE,
+    WRITE_ZEROES,
+    BdevIO,
+)
+from spydk.bdev.iobuf import ZERO_BUF_SIZE, ZEROES
+from spydk.bdev.module import BdevModule, register_module
+from spydk.thread import io_device_register, is_io_device
+
+_SUPPORTED = frozenset((READ, WRITE, UNMAP, FLUSH, RESET, WRITE_ZEROES, COMPARE, COMPARE_AND_WRITE))
+
+
+def check_block_size(block_size: int, what: str = "block_size") -> None:
+    if block_size < 512 or block_size % 512 or block_size & (block_size - 1):
+        raise BdevError(errno.EINVAL, f"{what} {block_size} is invalid: it must be a power of two and "
+                                      "a multiple of 512 (512, 1024, 2048, 4096, ...)")
+
+
+class MallocModule(BdevModule):
+    name = "malloc"
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def io_device(self) -> Any:
+        # Registered lazily: one io_device for all malloc disks; channels carry no state.
+        if not is_io_device(self):
+            io_device_register(self, lambda dev, ch: None, lambda dev, ch: None, "malloc")
+        return self
+
+
+module = register_module(MallocModule())
+
+
+class MallocBdev(Bdev):
+    zcopy_read = True
+
+    def __init__(self, name: str, block_size: int, num_blocks: int, *, uuid: str | None = None,
+                 optimal_io_boundary: int = 0, physical_block_size: int = 0):
+        super().__init__(name, module, block_size, num_blocks, uuid=uuid, product_name="Malloc disk",
+                         optimal_io_boundary=optimal_io_boundary,
+                         split_on_optimal_io_boundary=bool(optimal_io_boundary),
+                         physical_block_size=physical_block_size)
+        self._map = mmap.mmap(-1, block_size * num_blocks)
+        self.mem = memoryview(self._map)
+        self.io_device = module.io_device()
+        self._shift = block_size.bit_length() - 1
+
+    def io_type_supported(self, io_type: int) -> bool:
+        return io_type in _SUPPORTED
+
+    def submit_request(self, ctx: Any, io: BdevIO) -> None:
+        t = io.type
+        off = io.offset_blocks << self._shift
+        end = off + io.nbytes
+        if t == READ:
+            iovs = io.iovs
+            if iovs is None:
+                iov1 = io._iov1
+                iov1[0] = self.mem[off:end]
+                io.iovs = iov1
+            elif len(iovs) == 1:
+                iovs[0][:] = self.mem[off:end]
+            else:
+                io.scatter(self.mem[off:end])
+        elif t == WRITE:
+            iovs = io.iovs
+            if len(iovs) == 1:  # type: ignore[arg-type]
+                self.mem[off:end] = iovs[0]  # type: ignore[index]
+            else:
+                io.gather_into(self.mem[off:end])
+        elif t == UNMAP or t == WRITE_ZEROES:
+            self._zero(off, end)
+        elif t == COMPARE:
+            if not _equal(self.mem[off:end], io.iovs):
+                io.complete(MISCOMPARE)
+                return
+        elif t == COMPARE_AND_WRITE:
+            # Atomic here: nothing else runs between the compare and the write.
+            if not _equal(self.mem[off:end], io.compare_iovs):
+                io.complete(MISCOMPARE)
+                return
+            io.gather_into(self.mem[off:end])
+        # FLUSH and RESET: nothing to do for memory
+        io.complete(SUCCESS)
+
+    def _zero(self, off: int, end: int) -> None:
+        mem = self.mem
+        while off < end:
+            n = min(end - off, ZERO_BUF_SIZE)
+            mem[off:off + n] = ZEROES[:n]
+            off += n
+
+    def destruct(self, done: Callable[[int], Any]) -> None:
+        self.mem.release()
+        try:
+            self._map.close()
+        except BufferError:
+            pass  # a zero-copy view is still referenced somewhere; the GC frees the map
+        done(0)
+
+    def dump_info_json(self) -> dict[str, Any]:
+        return {}
+
+    def write_config_json(self) -> dict[str, Any]:
+        return {"method": "bdev_malloc_create", "params": {
+            "name": self.name, "num_blocks": self.num_blocks, "block_size": self.block_size,
+            "physical_block_size": self.physical_block_size, "uuid": str(self.uuid),
+            "optimal_io_boundary": self.optimal_io_boundary,
+            "md_size": 0, "md_interleave": False, "dif_type": 0, "dif_is_head_of_md": False,
+            "dif_pi_format": 0}}
+
+
+def _equal(mem: memoryview, iovs: list[Any] | None) -> bool:
+    pos = 0
+    for iov in iovs or ():
+        n = len(iov)
+        if mem[pos:pos + n] != memoryview(iov):
+            return False
+        pos += n
+    return True
+
+
+def create_malloc_disk(name: str | None, block_size: int, num_blocks: int, *, uuid: str | None = None,
+                       optimal_io_boundary: int = 0, physical_block_size: int = 0) -> MallocBdev:
+    """Create and register a malloc bdev; raises BdevError with a message naming the bad value."""
+    check_block_size(block_size)
+    if physical_block_size:
+        check_block_size(physical_block_size, "physical_block_size")
+        if physical_block_size < block_size:
+            raise BdevError(errno.EINVAL, f"physical_block_size {physical_block_size} is smaller than "
+                                          f"block_size {block_size}")
+    if num_blocks < 1:
+        raise BdevError(errno.EINVAL, f"num_blocks must be at least 1, got {num_blocks}")
+    if name is None or name == "":
+        while True:
+            name = f"Malloc{module.count}"
+            module.count += 1
+            if get_bdev(name) is None:
+                break
+    elif get_bdev(name) is not None:
+        raise BdevError(errno.EEXIST, f"bdev name {name!r} already exists")
+    if uuid is not None:
+        _uuid.UUID(uuid)
+    try:
+        bdev = MallocBdev(name, block_size, num_blocks, uuid=uuid, optimal_io_boundary=optimal_io_boundary,
+                          physical_block_size=physical_block_size)
+    except (OSError, OverflowError, ValueError) as e:
+        raise BdevError(errno.ENOMEM, f"cannot allocate {block_size * num_blocks} bytes for {name!r}: {e}") from None
+    try:
+        register_bdev(bdev)
+    except BdevError:
+        bdev.destruct(lambda rc: None)
+        raise
+    return bdev
+
+
+def delete_malloc_disk(name: str, cb: Callable[[int], Any]) -> None:
+    unregister_bdev_by_name(name, module, cb)
