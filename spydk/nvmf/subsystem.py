@@ -254,7 +254,7 @@ class Subsystem:
                 raise NvmfConfigError(f"bdev {bdev_name} is already namespace {ns.nsid} of {self.nqn}", 17)
         if anagrpid and not 1 <= anagrpid <= self.max_namespaces:
             raise NvmfConfigError(f"anagrpid {anagrpid} is out of range 1..{self.max_namespaces}")
-        u = uuid if uuid is not None else bytes(16)
+        u = uuid if uuid is not None else bytes(getattr(backend, "uuid", bytes(16)))
         ns = Namespace(nsid, bdev_name, backend, nguid=nguid if nguid is not None else u,
                        eui64=eui64 or bytes(8), uuid=u, anagrpid=anagrpid or nsid,
                        nguid_given=nguid is not None)

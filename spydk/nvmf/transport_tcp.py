@@ -113,8 +113,7 @@ class TcpConnection(asyncio.BufferedProtocol):
     # -- asyncio protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -218,11 +217,13 @@ class TcpConnection(asyncio.BufferedProtocol):
         xfer = (sqe[4] if opc == FABRICS else opc) & 3
         length = 0
         data = ev.data
-        if xfer:
-            if flags & 0xC0 == 0:  # PRPs cannot describe fabrics data
+        if flags & 0xC0 == 0:  # PRPs cannot describe fabrics data: only data-less commands
+            if data is not None:
                 self._fail_cid(cid, _ST_INVALID_FIELD)
                 return
-            addr, length, _, ts = _SGL_UNPACK(sqe, 24)
+            xfer = 0
+        if xfer:
+            addr, length, ts = _SGL_UNPACK(sqe, 24)
             if data is not None:
                 if ts != _SGL_INCAPSULE:
                     self._fail_cid(cid, _ST_SGL_TYPE)
@@ -277,7 +278,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         tq = self.tq
         qp = self.qp
         data = req.data
-        if req.xfer == 2 and data is not None and not req.status:
+        if req.xfer == 2 and data is not None and req.length and not req.status:
             if self.c2h_success and not req.dw0 and not req.dw1:
                 self.out += tq.send_c2h_data(req.cid, 0, data, last=True, success=True)
             else:
@@ -296,8 +297,13 @@ class TcpConnection(asyncio.BufferedProtocol):
             ctx.release()
         self.tgt.completed_nvme_io += 1
         if not self.in_batch and not self.flush_scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # driven without an event loop (tests): write now
+                self._flush()
+                return
             self.flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self.flush_scheduled = False
