@@ -14,6 +14,8 @@ from importlib.metadata import entry_points
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "spydk.apps.framework_rpc",
     "spydk.iscsi.subsystem",
+    "spydk.bdev",
+    "spydk.nvmf",
 )
 
 _loaded = False

@@ -35,3 +35,4 @@ __all__ = [
 # Built-in modules, RPCs and the subsystem register themselves on import.
 from spydk.bdev import malloc as _malloc  # noqa: E402,F401
 from spydk.bdev import null as _null  # noqa: E402,F401
+from spydk.bdev import rpc as _rpc  # noqa: E402,F401

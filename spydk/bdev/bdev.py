@@ -411,6 +411,12 @@ class BdevChannel:
         self._dispatch(io)
         return 0
 
+    def resubmit_queued(self) -> None:
+        """Submit the I/O that waited for a reset (unless another reset froze us again)."""
+        q = self.queued
+        while q and not (self.blocked & BLOCK_RESET):
+            self._submit_slow(q.popleft())
+
     def qos_release(self, io: BdevIO) -> None:
         """QoS let ``io`` through (on this channel's thread)."""
         if self.blocked & BLOCK_RESET:
@@ -719,6 +725,9 @@ class BdevChannel:
             bdev._pending_resets.append(io)
             return
         bdev._reset_io = io
+        # Freeze the submitting channel now, so I/O it submits after the reset waits for
+        # it; the other channels freeze as the walk reaches them.
+        self._set_blocked(BLOCK_RESET, True)
         for_each_channel(bdev, _freeze_channel, _channels_frozen, io)
 
     def _reset_done(self, io: BdevIO) -> None:
@@ -778,10 +787,6 @@ def _counted(it: ChannelIter, status: int) -> None:
 def _thaw_channel(it: ChannelIter, ioch: IoChannel) -> None:
     ch: BdevChannel = ioch.ctx
     ch._set_blocked(BLOCK_RESET, False)
-    q = ch.queued
-    while q and not (ch.blocked & BLOCK_RESET):
-        io = q.popleft()
-        ch._submit_slow(io)
     it.continue_(0)
 
 
@@ -790,10 +795,17 @@ def _channels_thawed(it: ChannelIter, status: int) -> None:
     bdev = io.bdev
     assert bdev is not None
     bdev._reset_io = None
-    io.ch._finish(io)
+    io.ch._finish(io)  # the reset's callback runs before the I/O that waited for it
     if bdev._pending_resets:
         nxt = bdev._pending_resets.popleft()
         nxt.ch._start_reset(nxt)
+    cur = get_thread()
+    for ch in list(bdev._channels):
+        if ch.queued:
+            if ch.thread is cur:
+                ch.resubmit_queued()
+            else:
+                ch.thread.send_msg(ch.resubmit_queued)
 
 
 def slice_iovs(iovs: list[Any], start: int, nbytes: int) -> list[memoryview]:

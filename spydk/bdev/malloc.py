@@ -181,3 +181,43 @@ def create_malloc_disk(name: str | None, block_size: int, num_blocks: int, *, uu
 
 def delete_malloc_disk(name: str, cb: Callable[[int], Any]) -> None:
     unregister_bdev_by_name(name, module, cb)
+
+
+# -- RPCs ---------------------------------------------------------------------------------
+
+from spydk.rpc import Param, RpcContext, rpc_method  # noqa: E402
+from spydk.rpc.errors import invalid_params  # noqa: E402
+
+
+@rpc_method("bdev_malloc_create", [
+    Param("name", "string"), Param("block_size", "uint32", required=True),
+    Param("num_blocks", "uint64", required=True), Param("uuid", "uuid"),
+    Param("optimal_io_boundary", "uint32"), Param("md_size", "uint32"), Param("md_interleave", "boolean"),
+    Param("dif_type", "int32"), Param("dif_is_head_of_md", "boolean"),
+    Param("physical_block_size", "uint32"), Param("dif_pi_format", "uint32"), Param("numa_id", "int32"),
+])
+def rpc_bdev_malloc_create(ctx: RpcContext, block_size: int, num_blocks: int, name: str | None = None,
+                           uuid: str | None = None, optimal_io_boundary: int = 0, md_size: int = 0,
+                           md_interleave: bool = False, dif_type: int = 0, dif_is_head_of_md: bool = False,
+                           physical_block_size: int = 0, dif_pi_format: int = 0, numa_id: int = -1) -> str:
+    """Create a RAM disk; returns its name."""
+    from spydk.bdev.rpc import rpc_error
+    if md_size or dif_type:
+        raise invalid_params("parameters 'md_size' and 'dif_type' are not supported: spydk bdevs carry no metadata")
+    if num_blocks < 1:
+        raise invalid_params(f"parameter 'num_blocks' must be at least 1, got {num_blocks}")
+    try:
+        check_block_size(block_size)
+        return create_malloc_disk(name, block_size, num_blocks, uuid=uuid, optimal_io_boundary=optimal_io_boundary,
+                                  physical_block_size=physical_block_size).name
+    except BdevError as e:
+        if e.errno == errno.EINVAL:
+            raise invalid_params(e.message) from None
+        raise rpc_error(e) from None
+
+
+@rpc_method("bdev_malloc_delete", [Param("name", "string", required=True)])
+def rpc_bdev_malloc_delete(ctx: RpcContext, name: str) -> Any:
+    """Delete a malloc bdev (waits until its users have closed it)."""
+    from spydk.bdev.rpc import unregister_future
+    return unregister_future(lambda cb: delete_malloc_disk(name, cb))
