@@ -80,6 +80,10 @@ class Engine:
     efd: int
     depth: int
     inflight: int
+    _free: list[int]
+
+    def has_room(self) -> bool:
+        return bool(self._free)
 
     def prep_rw(self, write: bool, fd: int, iov_addrs: list[tuple[int, int]], offset: int,
                 token: Any) -> bool:
