@@ -302,3 +302,56 @@ def push_bytes(conn: Any, data: bytes, chunk: int = 1 << 20) -> None:
 
 
 _U16 = struct.Struct("<H")
+
+
+class SocketHost:
+    """TestHost over a real blocking TCP socket (tests and the benchmark's sanity checks)."""
+
+    def __init__(self, host: str, port: int, *, timeout: float = 10.0, **kw: bool):
+        import socket
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.h = TestHost(**kw)
+        self.bs = 512
+
+    def flush(self) -> None:
+        out = self.h.take_output()
+        if out:
+            self.sock.sendall(out)
+
+    def wait(self, cid: int) -> Completion:
+        self.flush()
+        while cid not in self.h.completions:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError("target closed the connection")
+            self.h.feed(data)
+            self.flush()
+        return self.h.completions.pop(cid)
+
+    def start(self) -> None:
+        self.h.icreq()
+        self.flush()
+        while not self.h.ready:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("target closed the connection during ICReq")
+            self.h.feed(data)
+
+    def connect_admin(self, subnqn: str, *, kato: int = 0, hostnqn: str = HOSTNQN) -> Completion:
+        self.start()
+        c = self.wait(self.h.connect(subnqn, kato=kato, hostnqn=hostnqn))
+        if c.status == 0:
+            en = self.wait(self.h.property_set(fab.Property.CC, fab.make_cc(en=True)))
+            assert en.status == 0
+        return c
+
+    def connect_io(self, subnqn: str, cntlid: int, qid: int = 1, *, icd: int = 4096,
+                   sqsize: int = 127) -> Completion:
+        self.start()
+        c = self.wait(self.h.connect(subnqn, qid=qid, cntlid=cntlid, sqsize=sqsize))
+        self.h.icd = icd
+        return c
+
+    def close(self) -> None:
+        self.sock.close()

@@ -85,12 +85,13 @@ class Target:
         for s in self.subsystems.values():
             for c in list(s.controllers.values()):
                 c.destroy("target shutting down")
-        for t in list(self.transports.values()):
-            await t.close()
-        self.transports.clear()
+        # Channels are released here, before any await, while this is the app thread.
         for s in self.subsystems.values():
             for ns in s.namespaces.values():
                 ns.backend.close()
+        for t in list(self.transports.values()):
+            await t.close()
+        self.transports.clear()
 
     # -- transports -----------------------------------------------------------------------------
 
