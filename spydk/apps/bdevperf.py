@@ -1,0 +1,540 @@
+"""bdevperf: drive bdevs at a fixed queue depth and report IOPS, bandwidth and latency.
+
+    spydk bdevperf -c bdev.json -q 128 -o 4096 -w randread -t 5
+
+Flags follow SPDK's bdevperf. Each job is one bdev on one lightweight thread (one per core
+of -m; with -C every core runs a job on every bdev). spydk runs one reactor per process,
+so the threads of a multi-core mask share one OS core. Without -z no RPC server is
+started; with -z the app waits for the perform_tests RPC and runs once per call.
+
+Latency is measured by the bdev layer's timestamps: from submission to the moment the
+completion batch is delivered (BdevIO.submit_ns, BdevChannel.cpl_ns).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import random
+import struct
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from spydk.bdev.bdev import BdevError, bdevs, get_bdev, open_ext, wait_for_examine
+from spydk.bdev.io import BdevIO
+from spydk.rpc import Param, RpcContext, rpc_method
+from spydk.thread import Thread
+
+WORKLOADS = ("read", "write", "randread", "randwrite", "rw", "randrw", "verify", "reset", "unmap",
+             "flush", "write_zeroes")
+RANDOM_TABLE = 1 << 16
+_HDR = struct.Struct("<QQ")  # verify: (block number, generation) at the head of every block
+assert _HDR.size == 16
+
+
+def parse_size(text: str) -> int:
+    """4096, 4k, 128K, 1m."""
+    t = text.strip().lower()
+    mult = 1
+    if t and t[-1] in "kmg":
+        mult = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}[t[-1]]
+        t = t[:-1]
+    try:
+        v = int(t) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid I/O size {text!r} (e.g. 4096 or 4k)") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"I/O size must be positive, got {text!r}")
+    return v
+
+
+def parse_mask(text: str) -> list[int]:
+    from spydk.apps.main import parse_cpumask
+    return parse_cpumask(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spydk bdevperf", description="Block device performance test (SPDK's bdevperf)")
+    p.add_argument("-q", dest="queue_depth", type=int, help="I/O depth per job")
+    p.add_argument("-o", dest="io_size", type=parse_size, help="I/O size in bytes (4096, 4k, 128k)")
+    p.add_argument("-w", dest="workload", choices=WORKLOADS, help="I/O pattern")
+    p.add_argument("-t", dest="time", type=float, help="run time in seconds")
+    p.add_argument("-M", dest="rwmixread", type=int, default=50, help="percentage of reads for rw/randrw (default 50)")
+    p.add_argument("-m", dest="cpumask", type=parse_mask, default=[0], help="core mask or list (default 0x1)")
+    p.add_argument("-c", "--json", dest="config", help="JSON config file creating the bdevs")
+    p.add_argument("-z", dest="wait_for_tests", action="store_true", help="wait for the perform_tests RPC")
+    p.add_argument("-r", dest="rpc_socket", default="/var/tmp/spdk.sock", help="RPC socket (with -z)")
+    p.add_argument("-S", dest="progress", type=float, default=0, help="print progress every N seconds")
+    p.add_argument("-T", dest="bdev_names", action="append", help="run only on this bdev (repeatable)")
+    p.add_argument("-C", dest="every_core", action="store_true", help="a job per bdev on every core")
+    p.add_argument("-s", "--seed", dest="seed", type=int, default=0, help="random seed (default: time)")
+    return p
+
+
+class Job:
+    """One bdev on one thread, keeping ``qd`` I/Os in flight until told to stop."""
+
+    def __init__(self, name: str, thread: Thread, core: int, args: argparse.Namespace, seed: int):
+        self.name = name
+        self.thread = thread
+        self.core = core
+        self.workload: str = args.workload
+        self.qd: int = args.queue_depth
+        self.io_size: int = args.io_size
+        self.rwmixread: int = 100 if args.workload in ("read", "randread") else \
+            0 if args.workload in ("write", "randwrite") else args.rwmixread
+        self.rng = random.Random(seed)
+        # Any: set in setup(); the hot path must not pay for None checks
+        self.desc: Any = None
+        self.ch: Any = None
+        self.running = False
+        self.outstanding = 0
+        self.done = 0
+        self.failed = 0
+        self.miscompares = 0
+        self.lat_sum = 0
+        self.lat_min = 1 << 62
+        self.lat_max = 0
+        self.start_ns = 0
+        self.end_ns = 0
+        self.error: str | None = None
+        self.on_finished: Any = None
+        self.gen = 0
+
+    # -- set-up on the job's thread ----------------------------------------------------
+
+    def setup(self) -> None:
+        write = self.workload not in ("read", "randread")
+        self.desc = open_ext(self.name, write, self._event)
+        bdev = self.desc.bdev
+        bs = bdev.block_size
+        if self.io_size % bs:
+            raise BdevError(22, f"I/O size {self.io_size} is not a multiple of {self.name}'s block size {bs}")
+        self.nblocks = self.io_size // bs
+        self.slots = bdev.num_blocks // self.nblocks
+        if self.slots < 1:
+            raise BdevError(22, f"bdev {self.name} is smaller than one I/O of {self.io_size} bytes")
+        self.ch = self.desc.get_io_channel()
+        rng = self.rng
+        self.offsets = [rng.randrange(self.slots) * self.nblocks for _ in range(RANDOM_TABLE)]
+        self.mix = [rng.randrange(100) < self.rwmixread for _ in range(RANDOM_TABLE)]
+        self.bufs = [memoryview(bytearray(rng.randbytes(self.io_size))) for _ in range(self.qd)]
+        self.rbufs = [memoryview(bytearray(self.io_size)) for _ in range(self.qd)] \
+            if self.workload in ("verify", "reset") else []
+        self.seq = 0
+        self.idx = 0
+        self.block_size = bs
+        self.rand = self.workload == "randread"
+        self._read = self.desc.read_blocks
+
+    def _event(self, ev: Any, bdev: Any, ctx: Any) -> None:
+        self.error = f"bdev {bdev.name} was removed"
+        self.running = False
+
+    # -- running --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.running = True
+        self.start_ns = time.perf_counter_ns()
+        for i in range(self.qd):
+            self.outstanding += 1
+            rc = self._submit(i)
+            if rc:
+                self.outstanding -= 1
+                self.error = f"submit failed: {rc}"
+                self.running = False
+                break
+        self._check_done()
+
+    def stop(self) -> None:
+        self.running = False
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if not self.running and self.outstanding == 0 and self.on_finished is not None:
+            if not self.end_ns:
+                self.end_ns = time.perf_counter_ns()
+            cb, self.on_finished = self.on_finished, None
+            cb(self)
+
+    def _next_offset(self) -> int:
+        w = self.workload
+        if w in ("randread", "randwrite", "randrw"):
+            i = self.idx = (self.idx + 1) & (RANDOM_TABLE - 1)
+            return self.offsets[i]
+        off = self.seq
+        self.seq += self.nblocks
+        if self.seq + self.nblocks > self.slots * self.nblocks:
+            self.seq = 0
+            self.gen += 1
+        return off
+
+    def _submit(self, slot: int) -> int:
+        """The general path (every workload); read/randread use the lean _read_done."""
+        w = self.workload
+        desc, ch = self.desc, self.ch
+        assert desc is not None and ch is not None
+        off = self._next_offset()
+        if w in ("read", "randread"):
+            return desc.read_blocks(ch, self.bufs[slot], off, self.nblocks, self._read_done, slot)
+        if w in ("write", "randwrite"):
+            return desc.write_blocks(ch, self.bufs[slot], off, self.nblocks, self._done, slot)
+        if w in ("rw", "randrw"):
+            self.idx = (self.idx + 1) & (RANDOM_TABLE - 1)
+            if self.mix[self.idx]:
+                return desc.read_blocks(ch, self.bufs[slot], off, self.nblocks, self._done, slot)
+            return desc.write_blocks(ch, self.bufs[slot], off, self.nblocks, self._done, slot)
+        if w in ("verify", "reset"):
+            buf = self.bufs[slot]
+            self._pattern(buf, off)
+            return desc.write_blocks(ch, buf, off, self.nblocks, self._verify_written, (slot, off))
+        if w == "unmap":
+            return desc.unmap_blocks(ch, off, self.nblocks, self._done, slot)
+        if w == "flush":
+            return desc.flush_blocks(ch, off, self.nblocks, self._done, slot)
+        return desc.write_zeroes_blocks(ch, off, self.nblocks, self._done, slot)
+
+    def _account(self, io: BdevIO, ok: bool) -> None:
+        lat = self.ch.cpl_ns - io.submit_ns
+        self.lat_sum += lat
+        if lat > self.lat_max:
+            self.lat_max = lat
+        if lat < self.lat_min:
+            self.lat_min = lat
+        if ok:
+            self.done += 1
+        else:
+            self.failed += 1
+
+    def _read_done(self, io: BdevIO, ok: bool, slot: int) -> None:
+        # The hot path of read workloads: account, then resubmit the same slot.
+        lat = self.ch.cpl_ns - io.submit_ns
+        self.lat_sum += lat
+        if lat > self.lat_max:
+            self.lat_max = lat
+        if lat < self.lat_min:
+            self.lat_min = lat
+        if ok:
+            self.done += 1
+        else:
+            self.failed += 1
+        if self.running:
+            if self.rand:
+                i = self.idx = (self.idx + 1) & 0xFFFF
+                off = self.offsets[i]
+            else:
+                off = self._next_offset()
+            if self._read(self.ch, self.bufs[slot], off, self.nblocks, self._read_done, slot) == 0:
+                return
+        self.outstanding -= 1
+        self._check_done()
+
+    def _done(self, io: BdevIO, ok: bool, slot: int) -> None:
+        self._account(io, ok)
+        self._resubmit(slot)
+
+    def _resubmit(self, slot: int) -> None:
+        if self.running and self._submit(slot) == 0:
+            return
+        self.outstanding -= 1
+        self._check_done()
+
+    # -- verify ---------------------------------------------------------------------------
+
+    def _pattern(self, buf: memoryview, off: int) -> None:
+        bs = self.block_size
+        for i in range(self.nblocks):
+            _HDR.pack_into(buf, i * bs, off + i, self.gen)
+
+    def _verify_written(self, io: BdevIO, ok: bool, arg: tuple[int, int]) -> None:
+        slot, off = arg
+        if not ok:
+            self._account(io, ok)
+            self._resubmit(slot)
+            return
+        rc = self.desc.read_blocks(self.ch, self.rbufs[slot], off, self.nblocks,
+                                   self._verify_read, arg)
+        if rc:
+            self.failed += 1
+            self._resubmit(slot)
+
+    def _verify_read(self, io: BdevIO, ok: bool, arg: tuple[int, int]) -> None:
+        slot, off = arg
+        self._account(io, ok)
+        if ok and self.rbufs[slot] != self.bufs[slot]:
+            self.miscompares += 1
+            self.failed += 1
+            self.done -= 1
+            if self.error is None:
+                self.error = self._describe_miscompare(slot, off)
+        self._resubmit(slot)
+
+    def _describe_miscompare(self, slot: int, off: int) -> str:
+        got, want = bytes(self.rbufs[slot]), bytes(self.bufs[slot])
+        bs = self.block_size
+        for i in range(self.nblocks):
+            if got[i * bs:(i + 1) * bs] != want[i * bs:(i + 1) * bs]:
+                lba, gen = _HDR.unpack_from(got, i * bs)
+                return (f"miscompare at block {off + i} of {self.name}: found data of block {lba} "
+                        f"generation {gen}, expected block {off + i} generation {self.gen}")
+        return f"miscompare at block {off} of {self.name}"
+
+    def teardown(self) -> None:
+        if self.ch is not None and self.desc is not None:
+            self.desc.put_io_channel(self.ch)
+            self.ch = None
+        if self.desc is not None:
+            self.desc.close()
+
+    # -- results ----------------------------------------------------------------------------
+
+    def result(self) -> dict[str, Any]:
+        secs = max((self.end_ns or time.perf_counter_ns()) - self.start_ns, 1) / 1e9
+        n = self.done + self.failed
+        return {
+            "job": self.name, "core_mask": hex(1 << self.core), "workload": self.workload,
+            "queue_depth": self.qd, "io_size": self.io_size, "runtime": secs,
+            "iops": self.done / secs, "mibps": self.done * self.io_size / secs / (1024 * 1024),
+            "io_failed": self.failed, "io_timeout": 0, "fail_per_sec": self.failed / secs,
+            "avg_latency_us": self.lat_sum / n / 1000 if n else 0.0,
+            "min_latency_us": self.lat_min / 1000 if n else 0.0,
+            "max_latency_us": self.lat_max / 1000 if n else 0.0,
+            "miscompares": self.miscompares,
+        }
+
+
+# -- running a test -----------------------------------------------------------------------
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace, reactor: Any, app_thread: Thread, out: Any = sys.stdout):
+        self.args = args
+        self.reactor = reactor
+        self.app_thread = app_thread
+        self.out = out
+        self.threads: dict[int, Thread] = {}
+
+    def thread_for(self, core: int) -> Thread:
+        t = self.threads.get(core)
+        if t is None:
+            t = self.app_thread if not self.threads and core == self.args.cpumask[0] else \
+                self.reactor.create_thread(f"bdevperf_core{core}", 1 << core)
+            self.threads[core] = t
+        return t
+
+    def make_jobs(self) -> list[Job]:
+        names = self.args.bdev_names or [b.name for b in bdevs() if not b.claimed]
+        for n in names:
+            if get_bdev(n) is None:
+                raise BdevError(19, f"bdev {n!r} does not exist")
+        if not names:
+            raise BdevError(19, "no bdevs to test: create some with -c/--json (e.g. bdev_malloc_create)")
+        cores = self.args.cpumask
+        seed = self.args.seed or time.time_ns()
+        jobs: list[Job] = []
+        for i, n in enumerate(names):
+            for core in (cores if self.args.every_core else [cores[i % len(cores)]]):
+                jobs.append(Job(n, self.thread_for(core), core, self.args, seed + len(jobs)))
+        return jobs
+
+    async def run(self) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        jobs = self.make_jobs()
+        for j in jobs:
+            await self.reactor.call_on(j.thread, j.setup)
+        # Move the set-up's objects out of the collector's way: a full collection over
+        # them would show up as a multi-millisecond latency spike.
+        gc.collect()
+        gc.freeze()
+        finished = loop.create_future()
+        left = [len(jobs)]
+
+        def one_done(job: Job) -> None:
+            left[0] -= 1
+            if left[0] == 0 and not finished.done():
+                loop.call_soon(finished.set_result, True)
+        for j in jobs:
+            j.on_finished = one_done
+        print(f"Running I/O for {self.args.time:g} seconds...", file=self.out, flush=True)
+        for j in jobs:
+            j.thread.send_msg(j.start)
+        resetter = None
+        if self.args.workload == "reset":
+            resetter = loop.create_task(self._resets(jobs))
+        deadline = loop.time() + self.args.time
+        last = (loop.time(), 0)
+        while loop.time() < deadline and not finished.done():
+            step = min(self.args.progress or 0.1, deadline - loop.time())
+            await asyncio.wait([finished], timeout=max(step, 0))
+            if self.args.progress and not finished.done():
+                now, total = loop.time(), sum(j.done for j in jobs)
+                if now - last[0] >= self.args.progress * 0.99:
+                    iops = (total - last[1]) / (now - last[0])
+                    print(f"  {iops:10.2f} IOPS, {iops * self.args.io_size / 1048576:8.2f} MiB/s",
+                          file=self.out, flush=True)
+                    last = (now, total)
+        if resetter is not None:
+            resetter.cancel()
+        for j in jobs:
+            j.thread.send_msg(j.stop)
+        await finished
+        for j in jobs:
+            await self.reactor.call_on(j.thread, j.teardown)
+        results = [j.result() for j in jobs]
+        for j in jobs:
+            if j.error:
+                print(f"job {j.name}: {j.error}", file=self.out)
+        print_results(results, self.out)
+        return results
+
+    async def _resets(self, jobs: list[Job]) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for j in jobs:
+                def go(j: Job = j) -> None:
+                    if j.running and j.desc is not None and j.ch is not None:
+                        j.outstanding += 1
+                        rc = j.desc.reset(j.ch, _reset_done, j)
+                        if rc:
+                            j.outstanding -= 1
+                j.thread.send_msg(go)
+
+
+def _reset_done(io: BdevIO, ok: bool, job: Job) -> None:
+    if not ok:
+        job.failed += 1
+    job.outstanding -= 1
+    job._check_done()
+
+
+def print_results(results: list[dict[str, Any]], out: Any = sys.stdout) -> None:
+    w = out.write
+    w(f"{'Latency(us)':>113}\n")
+    w(f" {'Device Information':<28}: {'runtime(s)':>10} {'IOPS':>10} {'MiB/s':>10} {'Fail/s':>10} "
+      f"{'TO/s':>8} {'Average':>10} {'min':>10} {'max':>10}\n")
+    for r in results:
+        w(f" Job: {r['job']} (Core Mask {r['core_mask']}, workload: {r['workload']}, depth: {r['queue_depth']}, "
+          f"IO size: {r['io_size']})\n")
+        if r["miscompares"]:
+            w(f"\t Verification failed: {r['miscompares']} miscompares\n")
+        w(f"\t {r['job']:<20}: {r['runtime']:10.2f} {r['iops']:10.2f} {r['mibps']:10.2f} {r['fail_per_sec']:10.2f} "
+          f"{0.0:8.2f} {r['avg_latency_us']:10.2f} {r['min_latency_us']:10.2f} {r['max_latency_us']:10.2f}\n")
+    w(" " + "=" * 115 + "\n")
+    iops = sum(r["iops"] for r in results)
+    mib = sum(r["mibps"] for r in results)
+    fail = sum(r["fail_per_sec"] for r in results)
+    n = sum(r["iops"] * r["runtime"] for r in results) or 1
+    avg = sum(r["avg_latency_us"] * r["iops"] * r["runtime"] for r in results) / n
+    mn = min((r["min_latency_us"] for r in results), default=0.0)
+    mx = max((r["max_latency_us"] for r in results), default=0.0)
+    w(f" {'Total':<28}: {'':>10} {iops:10.2f} {mib:10.2f} {fail:10.2f} {0.0:8.2f} {avg:10.2f} {mn:10.2f} {mx:10.2f}\n")
+    out.flush()
+
+
+# -- perform_tests (with -z) --------------------------------------------------------------
+
+_pending: dict[str, Any] = {}
+
+
+@rpc_method("perform_tests", [Param("time_in_sec", "uint64"), Param("queue_depth", "uint32"),
+                              Param("io_size", "uint32"), Param("workload_type", "string"),
+                              Param("rw_percentage", "uint32"), Param("bdev_name", "string")])
+def perform_tests(ctx: RpcContext, **params: Any) -> Any:
+    """bdevperf -z: run the test now and return its results."""
+    runner: Runner | None = _pending.get("runner")
+    if runner is None:
+        from spydk.rpc.errors import RpcError
+        raise RpcError(-32601, "perform_tests is only available in bdevperf -z")
+    a = runner.args
+    mapping = {"time_in_sec": "time", "queue_depth": "queue_depth", "io_size": "io_size",
+               "workload_type": "workload", "rw_percentage": "rwmixread"}
+    for k, v in params.items():
+        if k == "bdev_name":
+            a.bdev_names = [v]
+        else:
+            setattr(a, mapping[k], v)
+    missing = [n for n in ("queue_depth", "io_size", "workload", "time") if getattr(a, n) is None]
+    if missing:
+        from spydk.rpc.errors import invalid_params
+        raise invalid_params(f"missing {', '.join(missing)} (give them on the command line or as parameters)")
+
+    async def go() -> dict[str, Any]:
+        return {"results": await runner.run()}
+    return go()
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+async def amain(args: argparse.Namespace) -> int:
+    from spydk.apps.app import App, AppOptions, StartupError
+    opts = AppOptions(name="bdevperf", rpc_socket=args.rpc_socket if args.wait_for_tests else None,
+                      json_config=args.config, subsystems=("bdev",), cpumask=1 << args.cpumask[0],
+                      lcore=args.cpumask[0])
+    app = App(opts)
+    try:
+        await app.start()
+    except StartupError as e:
+        print(f"bdevperf: {e}", file=sys.stderr)
+        return 1
+    assert app.reactor is not None and app.thread is not None
+    rc = 0
+    try:
+        examined: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def examine_done() -> None:
+            if not examined.done():
+                examined.set_result(True)
+        app.thread.send_msg(wait_for_examine, examine_done)
+        await examined
+        runner = Runner(args, app.reactor, app.thread)
+        if args.wait_for_tests:
+            _pending["runner"] = runner
+            await app.wait_shutdown()
+            return app.exit_code
+        try:
+            results = await runner.run()
+        except BdevError as e:
+            print(f"bdevperf: {e.message}", file=sys.stderr)
+            return 1
+        if any(r["miscompares"] for r in results) or any(r["io_failed"] for r in results) \
+                and args.workload in ("verify", "reset"):
+            rc = 1
+    finally:
+        _pending.clear()
+        if not app.shutting_down:
+            app.shutdown()
+        await app.wait_shutdown()
+    return rc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.wait_for_tests:
+        missing = [f for f, v in (("-q", args.queue_depth), ("-o", args.io_size), ("-w", args.workload),
+                                  ("-t", args.time)) if v is None]
+        if missing:
+            print(f"bdevperf: {', '.join(missing)} required (or -z to take them from perform_tests)", file=sys.stderr)
+            return 2
+    if args.queue_depth is not None and args.queue_depth < 1:
+        print("bdevperf: -q must be at least 1", file=sys.stderr)
+        return 2
+    if not 0 <= args.rwmixread <= 100:
+        print("bdevperf: -M must be 0..100", file=sys.stderr)
+        return 2
+    loop: asyncio.AbstractEventLoop
+    try:
+        import uvloop
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(amain(args))
+    finally:
+        loop.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
