@@ -1,4 +1,25 @@
-"""Fixtures for the module tests: reuse tests/bdev's reactor harness and Env."""
+"""Fixtures for the module tests: tests/bdev's reactor harness and Env, plus a reset of
+the module-level configurations the examine-based modules keep."""
 from __future__ import annotations
 
-from tests.bdev.conftest import Env, env  # noqa: F401
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from spydk.bdev import aio, delay, error, passthru, split, uring  # noqa: F401  (register the modules)
+from tests.bdev.conftest import Env
+from tests.bdev.conftest import env as _core_env  # noqa: F401
+
+
+@pytest.fixture
+def env(_core_env: Env) -> Iterator[Env]:  # noqa: F811
+    for m in (passthru.module, delay.module, split.module):
+        m.configs.clear()
+    yield _core_env
+    for m in (passthru.module, delay.module, split.module):
+        m.configs.clear()
+
+
+def call(env: Any, fn: Any, *args: Any, **kw: Any) -> Any:
+    return env.call(lambda: fn(*args, **kw))
