@@ -61,7 +61,7 @@ def test_base_hot_remove_removes_the_vbdev(env: Any) -> None:
     call(env, passthru.create_passthru, "M0", "PT0")
     env.drain()
     events: list[Any] = []
-    desc = env.call(open_ext, "PT0", True, lambda ev, b, c: (events.append(ev), c and None))
+    desc = env.call(open_ext, "PT0", True, lambda ev, b, c: events.append(ev))
     rc: list[int] = []
     env.call(delete_malloc_disk, "M0", rc.append)
     env.until(lambda: BdevEvent.REMOVE in events)
