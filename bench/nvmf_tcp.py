@@ -1,0 +1,281 @@
+"""NVMe/TCP target benchmark: `spydk nvmf_tgt` on one core, a Python load generator on another.
+
+    .venv/bin/python bench/nvmf_tcp.py [--seconds 5] [--tests all|randread_qd1,...]
+    .venv/bin/python bench/nvmf_tcp.py --profile      # cost per stage of a 4 KiB read, in process
+
+The generator speaks NVMe/TCP through the host role of spydk's sans-IO codec
+(spydk.nvme.tcp); spydk has no initiator of its own yet and SPDK's spdk_nvme_perf is not built
+here. The generator is Python too, so it is often the limit: the table therefore also gives
+the target's CPU time per I/O (utime+stime of the target process from /proc/<pid>/stat over
+the run, divided by the I/Os), which does not depend on the generator, and the IOPS one
+target core could sustain at that cost (1 s / CPU per I/O).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from spydk.nvme import fabrics_spec as fab  # noqa: E402
+from spydk.nvme import spec, tcp  # noqa: E402
+from spydk.nvmf.testing import HOSTID, HOSTNQN, sgl_incapsule, sgl_transport  # noqa: E402
+
+NQN = "nqn.2016-06.io.spdk:cnode1"
+BS = 512
+DEV_BLOCKS = 262144  # 128 MiB malloc bdev
+CLK = os.sysconf("SC_CLK_TCK")
+
+# SPDK nvmf_tgt on one core with spdk_nvme_perf on the other (issue 5, median of 5 runs).
+SPDK = {
+    "randread_4k_qd1": (67_700, "14.8 us"),
+    "randread_4k_qd128": (512_000, ""),
+    "randwrite_4k_qd128": (499_000, ""),
+    "read_128k_qd32": (25_000, "3.1 GiB/s"),
+}
+TESTS = {  # name: (op, size, qd, random)
+    "randread_4k_qd1": ("read", 4096, 1, True),
+    "randwrite_4k_qd1": ("write", 4096, 1, True),
+    "randread_4k_qd128": ("read", 4096, 128, True),
+    "randwrite_4k_qd128": ("write", 4096, 128, True),
+    "read_128k_qd32": ("read", 131072, 32, False),
+}
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def target_config(port: int) -> dict:  # type: ignore[type-arg]
+    addr = {"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": str(port)}
+    return {"subsystems": [
+        {"subsystem": "bdev", "config": [{"method": "bdev_malloc_create", "params": {
+            "name": "Malloc0", "num_blocks": DEV_BLOCKS, "block_size": BS}}]},
+        {"subsystem": "nvmf", "config": [
+            {"method": "nvmf_create_transport", "params": {"trtype": "TCP"}},
+            {"method": "nvmf_create_subsystem", "params": {"nqn": NQN, "allow_any_host": True}},
+            {"method": "nvmf_subsystem_add_ns", "params": {"nqn": NQN, "namespace": {"bdev_name": "Malloc0"}}},
+            {"method": "nvmf_subsystem_add_listener", "params": {"nqn": NQN, "listen_address": addr}},
+        ]}]}
+
+
+# --------------------------------------------------------------------------------------------
+# Load generator (host role of the codec)
+# --------------------------------------------------------------------------------------------
+
+
+class Queue:
+    """One NVMe/TCP connection driven without a controller object: blocking socket, codec."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.tq = tcp.TcpQueuePair(tcp.Role.HOST)
+        self.send(self.tq.send_icreq())
+        while not self.tq._state.name == "READY":
+            self.recv()
+        self.events()
+
+    def send(self, bufs: list) -> None:  # type: ignore[type-arg]
+        self.sock.sendmsg(bufs)
+
+    def recv(self) -> None:
+        buf = self.tq.get_buffer(-1)
+        n = self.sock.recv_into(buf)
+        if n == 0:
+            raise ConnectionError("target closed the connection")
+        self.tq.buffer_updated(n)
+
+    def events(self) -> list:  # type: ignore[type-arg]
+        return self.tq.events()
+
+    def sync(self, sqe: bytes, data: bytes | None = None) -> tuple[int, int]:
+        cid = spec.sqe_cid(sqe)
+        self.send(self.tq.send_capsule_cmd(sqe, data))
+        while True:
+            self.recv()
+            for ev in self.events():
+                if isinstance(ev, tcp.CapsuleResponse) and ev.cid == cid:
+                    dw0, _, _, _, _, status = spec.CQE.unpack(ev.cqe)
+                    return dw0, status & ~1
+
+
+def connect(port: int) -> Queue:
+    adm = Queue(port)
+    data = fab.build_connect_data(fab.ConnectData(HOSTID, 0xFFFF, NQN, HOSTNQN))
+    dw0, st = adm.sync(fab.build_connect_command(fab.ConnectCommand(1, 0, 31, 0), sgl_incapsule(1024)), data)
+    assert st == 0, hex(st)
+    cntlid = dw0 & 0xFFFF
+    assert adm.sync(fab.build_property_set(2, fab.Property.CC, 4, fab.make_cc(en=True)))[1] == 0
+    io = Queue(port)
+    data = fab.build_connect_data(fab.ConnectData(HOSTID, cntlid, NQN, HOSTNQN))
+    st = io.sync(fab.build_connect_command(fab.ConnectCommand(1, 1, 127, 0), sgl_incapsule(1024)), data)[1]
+    assert st == 0, hex(st)
+    io.tq.max_incapsule_data = 4096
+    io.admin = adm  # type: ignore[attr-defined]
+    return io
+
+
+def run_load(port: int, op: str, size: int, qd: int, rand: bool, seconds: float) -> dict:  # type: ignore[type-arg]
+    q = connect(port)
+    tq = q.tq
+    nlb = size // BS
+    span = DEV_BLOCKS // nlb
+    payload = os.urandom(size)
+    incapsule = op == "write" and size <= 4096
+    opcode = spec.NvmOpcode.READ if op == "read" else spec.NvmOpcode.WRITE
+    sgl = sgl_incapsule(size) if incapsule else sgl_transport(size)
+    dests = {cid: memoryview(bytearray(size)) for cid in range(qd)}
+    rnd = random.Random(1)
+    seq = [0]
+
+    def sqe_for(cid: int) -> bytes:
+        if rand:
+            lba = rnd.randrange(span) * nlb
+        else:
+            lba = (seq[0] % span) * nlb
+            seq[0] += 1
+        return spec.build_sqe(opcode, cid, 1, psdt=1, dptr=sgl, cdw10=lba, cdw12=nlb - 1)
+
+    def submit(cid: int) -> list:  # type: ignore[type-arg]
+        sqe = sqe_for(cid)
+        if op == "read":
+            return tq.send_capsule_cmd(sqe, dest=dests[cid])
+        return tq.send_capsule_cmd(sqe, payload if incapsule else None)
+
+    start_t = {}
+    lat_sum = 0
+    out: list = []  # type: ignore[type-arg]
+    now = time.perf_counter_ns
+    for cid in range(qd):
+        start_t[cid] = now()
+        out += submit(cid)
+    q.send(out)
+    ios = 0
+    errors = 0
+    t0 = time.perf_counter()
+    t_end = t0 + seconds
+    pending = {}
+    while True:
+        q.recv()
+        out = []
+        for ev in tq.events():
+            t = type(ev)
+            if t is tcp.C2HData:
+                if not ev.success:  # type: ignore[union-attr]
+                    continue
+                cid = ev.cccid  # type: ignore[union-attr]
+            elif t is tcp.CapsuleResponse:
+                cid = ev.cid  # type: ignore[union-attr]
+                if ev.cqe[14] | ev.cqe[15]:  # type: ignore[union-attr]
+                    errors += 1
+            elif t is tcp.R2TReceived:
+                out += tq.send_h2c_data(ev.cccid, ev.ttag, ev.offset, payload)  # type: ignore[union-attr]
+                continue
+            else:
+                raise RuntimeError(f"unexpected event {ev}")
+            ios += 1
+            t1 = now()
+            lat_sum += t1 - start_t[cid]
+            if time.perf_counter() < t_end:
+                start_t[cid] = t1
+                out += submit(cid)
+            else:
+                pending[cid] = True
+        if out:
+            q.send(out)
+        if len(pending) == qd:
+            break
+    elapsed = time.perf_counter() - t0
+    q.sock.close()
+    q.admin.sock.close()  # type: ignore[attr-defined]
+    return {"ios": ios, "errors": errors, "elapsed": elapsed, "lat_us": lat_sum / max(ios, 1) / 1000}
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+
+def start_target(port: int, core: int) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
+    d = tempfile.mkdtemp(prefix="spydk-bench-")
+    cfg = Path(d) / "cfg.json"
+    cfg.write_text(json.dumps(target_config(port)))
+    sock = str(Path(d) / "rpc.sock")
+    log = open(Path(d) / "tgt.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "spydk.apps.main", "nvmf_tgt", "-r", sock, "--json",
+                             str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                            preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, d
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("target did not start: " + (Path(d) / "tgt.log").read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--tests", default="all")
+    ap.add_argument("--target-core", type=int, default=0)
+    ap.add_argument("--gen-core", type=int, default=1)
+    ap.add_argument("--profile", action="store_true", help="profile a 4 KiB read in process instead")
+    a = ap.parse_args()
+    if a.profile:
+        from bench.nvmf_tcp_profile import main as prof  # type: ignore[import-not-found]
+        prof()
+        return
+    names = list(TESTS) if a.tests == "all" else a.tests.split(",")
+    port = free_port()
+    proc, _ = start_target(port, a.target_core)
+    os.sched_setaffinity(0, {a.gen_core})
+    rows = []
+    try:
+        run_load(port, "read", 4096, 8, True, 1.0)  # warm up (imports, buffer pools)
+        for name in names:
+            op, size, qd, rand = TESTS[name]
+            c0 = cpu_ticks(proc.pid)
+            r = run_load(port, op, size, qd, rand, a.seconds)
+            c1 = cpu_ticks(proc.pid)
+            cpu_s = (c1 - c0) / CLK
+            iops = r["ios"] / r["elapsed"]
+            cpu_per_io = cpu_s / max(r["ios"], 1) * 1e6
+            tgt_util = cpu_s / r["elapsed"] * 100
+            rows.append((name, iops, r["lat_us"], cpu_per_io, tgt_util, r["errors"], size))
+    finally:
+        proc.send_signal(2)
+        proc.wait(timeout=30)
+    print(f"\n{time.strftime('%Y-%m-%d')}  {a.seconds:g} s per test, target pinned to CPU {a.target_core}, "
+          f"generator to CPU {a.gen_core}\n")
+    print("| test | IOPS | MiB/s | avg lat | target CPU/IO | target core busy | 1-core ceiling | SPDK | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, iops, lat, cpu_io, util, errs, size in rows:
+        spdk = SPDK.get(name)
+        ceiling = 1e6 / cpu_io if cpu_io else 0
+        s = f"{spdk[0] / 1000:.1f} K" + (f" ({spdk[1]})" if spdk[1] else "") if spdk else "-"
+        ratio = f"{iops / spdk[0] * 100:.1f} %" if spdk else "-"
+        print(f"| {name} | {iops:,.0f} | {iops * size / 2**20:,.1f} | {lat:.1f} us | {cpu_io:.1f} us | "
+              f"{util:.0f} % | {ceiling:,.0f} | {s} | {ratio} |" + (f" errors {errs}" if errs else ""))
+
+
+if __name__ == "__main__":
+    main()
