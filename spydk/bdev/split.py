@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -96,7 +97,9 @@ def _build(c: SplitConfig, base: Bdev) -> list[str]:
             raise BdevError(errno.EEXIST, f"bdev name {n!r} already exists")
     handle = BaseHandle(module, base.name)
     for i, n in enumerate(names):
-        part = SplitBdev(n, module, handle, offset_blocks=i * per, num_blocks=per, product_name="Split Disk")
+        # derived from the base's UUID, so a replayed config gives the parts the same UUIDs
+        part = SplitBdev(n, module, handle, offset_blocks=i * per, num_blocks=per, product_name="Split Disk",
+                         uuid=str(uuid.uuid5(base.uuid, f"split{i}")))
         try:
             register_bdev(part)
         except BdevError:

@@ -1,0 +1,124 @@
+"""`spydk rpc` commands for the bdev layer, malloc and null, with rpc.py's arguments."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from spydk.rpc.cli import Call, add_simple, print_dict, print_json
+
+RESET_MODES = ["all", "maxmin", "error", "none"]
+
+
+def _mib_to_blocks(total_mib: float, block_size: int) -> int:
+    return int(total_mib * 1024 * 1024) // block_size
+
+
+def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
+    def cmd(name: str, help: str, run: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.set_defaults(func=run)
+        return p
+
+    p = cmd("bdev_set_options", "Set bdev layer options (before framework_start_init)",
+            lambda a: call("bdev_set_options", {
+                "bdev_io_pool_size": a.bdev_io_pool_size, "bdev_io_cache_size": a.bdev_io_cache_size,
+                "bdev_auto_examine": a.bdev_auto_examine, "iobuf_small_cache_size": a.iobuf_small_cache_size,
+                "iobuf_large_cache_size": a.iobuf_large_cache_size}))
+    p.add_argument("-p", "--bdev-io-pool-size", type=int, help="number of BdevIO structures")
+    p.add_argument("-c", "--bdev-io-cache-size", type=int, help="BdevIO structures cached per thread")
+    p.add_argument("--auto-examine", dest="bdev_auto_examine", action=argparse.BooleanOptionalAction,
+                   help="examine new bdevs automatically")
+    p.add_argument("--iobuf-small-cache-size", type=int, help="small buffers cached per thread")
+    p.add_argument("--iobuf-large-cache-size", type=int, help="large buffers cached per thread")
+
+    p = cmd("bdev_examine", "Examine a bdev (when auto-examine is off)",
+            lambda a: call("bdev_examine", {"name": a.name}))
+    p.add_argument("-b", "--name", required=True, help="bdev name or alias")
+    add_simple(sub, call, "bdev_wait_for_examine", "Wait until every bdev's examine has finished", None)
+
+    p = cmd("bdev_get_bdevs", "List bdevs",
+            lambda a: print_dict(call("bdev_get_bdevs", {"name": a.name, "timeout": a.timeout})))
+    p.add_argument("-b", "--name", help="only this bdev")
+    p.add_argument("-t", "--timeout-ms", dest="timeout", type=int, help="wait this long for the bdev to appear")
+
+    p = cmd("bdev_get_iostat", "Show I/O statistics",
+            lambda a: print_dict(call("bdev_get_iostat", {
+                "name": a.name, "per_channel": a.per_channel or None, "reset_mode": a.reset_mode,
+                "names": a.names})))
+    p.add_argument("-b", "--name", help="only this bdev")
+    p.add_argument("-c", "--per-channel", action="store_true", help="statistics of each channel")
+    p.add_argument("--reset-mode", choices=RESET_MODES, help="reset the statistics after reading them")
+    p.add_argument("--names", type=lambda s: s.split(","), help="comma-separated bdev names")
+
+    p = cmd("bdev_reset_iostat", "Reset I/O statistics",
+            lambda a: call("bdev_reset_iostat", {"name": a.name, "mode": a.mode}))
+    p.add_argument("-b", "--name", help="only this bdev")
+    p.add_argument("-m", "--mode", choices=RESET_MODES, help="what to reset")
+
+    p = cmd("bdev_enable_histogram", "Enable or disable a bdev's latency histogram",
+            lambda a: call("bdev_enable_histogram", {
+                "name": a.name, "enable": a.enable, "opc": a.opc, "granularity": a.granularity,
+                "min_nsec": a.min_nsec, "max_nsec": a.max_nsec}))
+    p.add_argument("--histogram", dest="enable", action=argparse.BooleanOptionalAction, required=True,
+                   help="enable (--histogram) or disable (--no-histogram)")
+    p.add_argument("-o", "--opc", help="only this I/O type (read, write, ...)")
+    p.add_argument("--granularity", type=int, help="log2 of buckets per range (default 7)")
+    p.add_argument("--min-nsec", type=int, help="values below are counted here")
+    p.add_argument("--max-nsec", type=int, help="values above are counted here")
+    p.add_argument("name", help="bdev name")
+
+    p = cmd("bdev_get_histogram", "Get a bdev's latency histogram",
+            lambda a: print_dict(call("bdev_get_histogram", {"name": a.name})))
+    p.add_argument("name", help="bdev name")
+
+    p = cmd("bdev_set_qos_limit", "Rate-limit a bdev (0 removes a limit)",
+            lambda a: call("bdev_set_qos_limit", {
+                "name": a.name, "rw_ios_per_sec": a.rw_ios_per_sec, "rw_mbytes_per_sec": a.rw_mbytes_per_sec,
+                "r_mbytes_per_sec": a.r_mbytes_per_sec, "w_mbytes_per_sec": a.w_mbytes_per_sec}))
+    p.add_argument("name", help="bdev name")
+    p.add_argument("--rw-ios-per-sec", type=int, help="read+write I/O per second (multiple of 1000)")
+    p.add_argument("--rw-mbytes-per-sec", type=int, help="read+write MiB per second")
+    p.add_argument("--r-mbytes-per-sec", type=int, help="read MiB per second")
+    p.add_argument("--w-mbytes-per-sec", type=int, help="write MiB per second")
+
+    # -- malloc ------------------------------------------------------------------------
+    p = cmd("bdev_malloc_create", "Create a RAM disk",
+            lambda a: print_json(call("bdev_malloc_create", {
+                "num_blocks": _mib_to_blocks(a.total_size, a.block_size), "block_size": a.block_size,
+                "physical_block_size": a.physical_block_size, "name": a.name, "uuid": a.uuid,
+                "optimal_io_boundary": a.optimal_io_boundary, "md_size": a.md_size,
+                "md_interleave": a.md_interleave or None, "dif_type": a.dif_type})))
+    p.add_argument("-b", "--name", help="bdev name (default Malloc<N>)")
+    p.add_argument("-u", "--uuid", help="UUID")
+    p.add_argument("total_size", type=float, help="size in MiB")
+    p.add_argument("block_size", type=int, help="block size in bytes")
+    p.add_argument("-p", "--physical-block-size", type=int, help="physical block size")
+    p.add_argument("-o", "--optimal-io-boundary", type=int, help="split I/O at this boundary (blocks)")
+    p.add_argument("-m", "--md-size", type=int, help="metadata size (not supported)")
+    p.add_argument("-i", "--md-interleave", action="store_true", help="interleaved metadata (not supported)")
+    p.add_argument("-t", "--dif-type", type=int, choices=[0, 1, 2, 3], help="DIF type (not supported)")
+
+    p = cmd("bdev_malloc_delete", "Delete a malloc bdev", lambda a: call("bdev_malloc_delete", {"name": a.name}))
+    p.add_argument("name", help="malloc bdev name")
+
+    # -- null --------------------------------------------------------------------------
+    p = cmd("bdev_null_create", "Create a null bdev",
+            lambda a: print_json(call("bdev_null_create", {
+                "name": a.name, "num_blocks": _mib_to_blocks(a.total_size, a.block_size),
+                "block_size": a.block_size, "physical_block_size": a.physical_block_size, "uuid": a.uuid,
+                "md_size": a.md_size, "dif_type": a.dif_type})))
+    p.add_argument("name", help="bdev name")
+    p.add_argument("-u", "--uuid", help="UUID")
+    p.add_argument("total_size", type=int, help="size in MiB")
+    p.add_argument("block_size", type=int, help="block size in bytes")
+    p.add_argument("-p", "--physical-block-size", type=int, help="physical block size")
+    p.add_argument("-m", "--md-size", type=int, help="metadata size (not supported)")
+    p.add_argument("-t", "--dif-type", type=int, choices=[0, 1, 2, 3], help="DIF type (not supported)")
+
+    p = cmd("bdev_null_delete", "Delete a null bdev", lambda a: call("bdev_null_delete", {"name": a.name}))
+    p.add_argument("name", help="null bdev name")
+
+    p = cmd("bdev_null_resize", "Grow a null bdev",
+            lambda a: print_json(call("bdev_null_resize", {"name": a.name, "new_size": a.new_size})))
+    p.add_argument("name", help="null bdev name")
+    p.add_argument("new_size", type=int, help="new size in MiB")
