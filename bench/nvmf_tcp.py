@@ -88,9 +88,10 @@ class Queue:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.tq = tcp.TcpQueuePair(tcp.Role.HOST)
         self.send(self.tq.send_icreq())
-        while not self.tq._state.name == "READY":
+        ready = False
+        while not ready:
             self.recv()
-        self.events()
+            ready = any(isinstance(e, tcp.ICRespReceived) for e in self.events())
 
     def send(self, bufs: list) -> None:  # type: ignore[type-arg]
         self.sock.sendmsg(bufs)
@@ -241,8 +242,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="profile a 4 KiB read in process instead")
     a = ap.parse_args()
     if a.profile:
-        from bench.nvmf_tcp_profile import main as prof  # type: ignore[import-not-found]
-        prof()
+        profile_read()
         return
     names = list(TESTS) if a.tests == "all" else a.tests.split(",")
     port = free_port()
@@ -275,6 +275,142 @@ def main() -> None:
         ratio = f"{iops / spdk[0] * 100:.1f} %" if spdk else "-"
         print(f"| {name} | {iops:,.0f} | {iops * size / 2**20:,.1f} | {lat:.1f} us | {cpu_io:.1f} us | "
               f"{util:.0f} % | {ceiling:,.0f} | {s} | {ratio} |" + (f" errors {errs}" if errs else ""))
+
+
+# --------------------------------------------------------------------------------------------
+# In-process profile of one 4 KiB read (no sockets): cost per stage
+# --------------------------------------------------------------------------------------------
+
+
+class _NullTransport:
+    def __init__(self) -> None:
+        self.nbytes = 0
+
+    def writelines(self, bufs: list) -> None:  # type: ignore[type-arg]
+        for b in bufs:
+            self.nbytes += len(b)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+
+def profile_read(n: int = 50_000) -> None:
+    import asyncio
+    import cProfile
+    import pstats
+
+    from spydk.bdev.malloc import create_malloc_disk
+    from spydk.nvmf.bdev_ns import BdevBackend
+    from spydk.nvmf.subsystem import ListenAddress, Listener, Subsystem
+    from spydk.nvmf.testing import push_bytes
+    from spydk.nvmf.tgt import Target
+    from spydk.nvmf.transport import TransportOptions
+    from spydk.nvmf.transport_tcp import TcpConnection, TcpTransport
+    from spydk.thread import init_reactor
+    from spydk.thread.thread import set_thread
+
+    loop = asyncio.new_event_loop()
+    reactor = init_reactor(loop)
+    th = reactor.create_thread("app_thread")
+    set_thread(th)
+    create_malloc_disk("Malloc0", BS, DEV_BLOCKS)
+    tgt = Target()
+    tr = TcpTransport(tgt, TransportOptions())
+    tgt.add_transport(tr)
+    addr = ListenAddress("TCP", "127.0.0.1", "4420")
+    sub = Subsystem(NQN, allow_any_host=True)
+    tgt.add_subsystem(sub)
+    sub.listeners.append(Listener(addr))
+    sub.add_namespace("Malloc0", BdevBackend("Malloc0"), nsid=1)
+    tgt.thread = th
+
+    def new_conn() -> tuple[TcpConnection, tcp.TcpQueuePair]:
+        c = TcpConnection(tr, addr)
+        c.connection_made(_NullTransport())  # type: ignore[arg-type]
+        h = tcp.TcpQueuePair(tcp.Role.HOST)
+        push_bytes(c, b"".join(bytes(x) for x in h.send_icreq()))
+        return c, h
+
+    adm, ha = new_conn()
+    cd = fab.build_connect_data(fab.ConnectData(HOSTID, 0xFFFF, NQN, HOSTNQN))
+    ha._state = tcp._READY  # the answers go to the null transport; skip reading them
+    push_bytes(adm, b"".join(bytes(x) for x in ha.send_capsule_cmd(
+        fab.build_connect_command(fab.ConnectCommand(1, 0, 31, 0), sgl_incapsule(1024)), cd)))
+    push_bytes(adm, b"".join(bytes(x) for x in ha.send_capsule_cmd(
+        fab.build_property_set(2, fab.Property.CC, 4, fab.make_cc(en=True)))))
+    cntlid = next(iter(sub.controllers))
+    io, hi = new_conn()
+    hi._state = tcp._READY
+    cd = fab.build_connect_data(fab.ConnectData(HOSTID, cntlid, NQN, HOSTNQN))
+    push_bytes(io, b"".join(bytes(x) for x in hi.send_capsule_cmd(
+        fab.build_connect_command(fab.ConnectCommand(1, 1, 127, 0), sgl_incapsule(1024)), cd)))
+    assert sub.controllers[cntlid].io_qpairs, "I/O queue did not connect"
+    sgl = sgl_transport(4096)
+    capsule = b"".join(bytes(x) for x in hi.send_capsule_cmd(
+        spec.build_sqe(spec.NvmOpcode.READ, 7, 1, psdt=1, dptr=sgl, cdw10=8, cdw12=7)))
+    hi._cmds.clear()
+    now = time.monotonic_ns
+
+    def one_read() -> None:
+        buf = io.get_buffer(-1)
+        buf[:72] = capsule
+        io.buffer_updated(72)
+        th.poll(now())  # the bdev completion is delivered as a message
+
+    # stage 1: codec only (parse a CapsuleCmd into an event)
+    cq = tcp.TcpQueuePair(tcp.Role.CONTROLLER)
+    cq.receive_data(b"".join(bytes(x) for x in tcp.TcpQueuePair(tcp.Role.HOST).send_icreq()))
+    cq.next_event()
+    cq.send_icresp()
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        b = cq.get_buffer(-1)
+        b[:72] = capsule
+        cq.buffer_updated(72)
+        cq.next_event()
+    parse = (time.perf_counter_ns() - t0) / n
+    # stage 2: building the C2HData PDU for 4 KiB
+    data = memoryview(bytearray(4096))
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        cq.send_c2h_data(7, 0, data, last=True, success=True)
+    c2h = (time.perf_counter_ns() - t0) / n
+    # stage 3: the whole target path, codec to bdev to C2H PDU, without the socket
+    for _ in range(1000):
+        one_read()
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        one_read()
+    full = (time.perf_counter_ns() - t0) / n
+    # stage 4: socket system calls for one read on a socketpair (recv 72 B, send 4 KiB + header)
+    a, b2 = socket.socketpair()
+    rbuf = bytearray(65536)
+    hdr = bytes(24)
+    t0 = time.perf_counter_ns()
+    for _ in range(n // 5):
+        a.send(capsule)
+        b2.recv_into(rbuf)
+        b2.sendmsg([hdr, data])
+        a.recv_into(rbuf)
+    sock = (time.perf_counter_ns() - t0) / (n // 5) / 2  # half of the pair's work is the target's
+    print(f"4 KiB read, in process, {n} iterations (ns per read):")
+    print(f"  codec: parse a CapsuleCmd into an event       {parse:8.0f}")
+    print(f"  codec: build C2HData (+SUCCESS) for 4 KiB      {c2h:8.0f}")
+    print(f"  full target path without sockets             {full:8.0f}")
+    print(f"    of which controller + bdev + glue (rest)   {full - parse - c2h:8.0f}")
+    print(f"  socket syscalls (recv_into + sendmsg) approx  {sock:8.0f}")
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(n // 5):
+        one_read()
+    pr.disable()
+    pstats.Stats(pr).sort_stats("tottime").print_stats(14)
 
 
 if __name__ == "__main__":
