@@ -159,6 +159,7 @@ class TargetConfig:
     nop_timeout: float = 60.0       # no answer to a ping for this long: connection dead
     login_timeout: float = 30.0     # login must reach Full Feature Phase within this
     direct_placement_threshold: int = 16384
+    max_write_length: int = 16 << 20  # larger writes are rejected (bounds per-task buffers)
     max_tasks_cached: int = 128
 
 
@@ -754,7 +755,7 @@ class Connection:
             return memoryview(cmd.buf)[off:off + dlen]
         if op == Opcode.SCSI_CMD and header[1] & spec.CMD_WRITE:
             edtl = _U32.unpack_from(header, 20)[0]
-            if dlen > edtl or self._staged is not None:
+            if dlen > edtl or edtl > self.config.max_write_length or self._staged is not None:
                 return None
             self._staged = buf = self.pool.get(edtl)
             return memoryview(buf)[:dlen]
@@ -815,6 +816,12 @@ class Connection:
             cmd.write = True
             dlen = len(pdu.data)
             p = self._params
+            if edtl > self.config.max_write_length:
+                if staged is not None:
+                    self.pool.put(staged)
+                self._recycle(cmd)
+                self._consume(cmd_sn, immediate)
+                return self._reject(RejectReason.INVALID_PDU_FIELD, pdu.header)
             if (dlen and not p.immediate_data) or dlen > edtl or dlen > p.first_burst_length \
                     or (not flags & _F and p.initial_r2t):
                 if staged is not None:

@@ -692,7 +692,7 @@ def test_buffered_protocol_interface() -> None:
     ini, conn, _ = logged_in()
     h = pdu.encode(Opcode.NOP_OUT, immediate=True, itt=9, ttt=spec.RESERVED_TAG, data_len=3)
     wire = bytes(h) + b"abc\0"
-    for i, b in enumerate(wire):
+    for b in wire:
         buf = conn.get_buffer(1)
         buf[0] = b
         evs = conn.buffer_updated(1, now=1.0)
@@ -712,3 +712,11 @@ def test_events_are_scsi_command_ready() -> None:
 
 def test_fake_scsi_is_used() -> None:
     assert FakeScsi().auto
+
+
+def test_write_longer_than_limit_rejected() -> None:
+    ini, conn, _ = logged_in(config=TargetConfig(max_write_length=65536))
+    _, rx = ini.scsi_cmd(b"\x2a", write=b"q" * 65540, immediate_len=0)
+    assert rx[0].op == Opcode.REJECT and rx[0].f["reason"] == RejectReason.INVALID_PDU_FIELD
+    _, rx = ini.read(512)
+    assert rx[-1].f["flags"] & spec.DATAIN_STATUS
