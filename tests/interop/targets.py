@@ -108,9 +108,43 @@ def _rpc_ready(sock_path: Path) -> bool:
         return False
     try:
         resp = rpc_call(sock_path, "spdk_get_version", timeout=2)
+        if not (isinstance(resp, dict) and "result" in resp):
+            return False
+        # The socket answers while the JSON config is still being applied.
+        resp = rpc_call(sock_path, "framework_wait_init", timeout=30)
     except (OSError, ValueError, TargetError):
         return False
-    return isinstance(resp, dict) and "result" in resp
+    return isinstance(resp, dict) and ("result" in resp or
+                                       resp.get("error", {}).get("code") == -32601)
+
+
+def config_tcp_ports(config: dict[str, Any]) -> set[int]:
+    """The TCP ports a JSON config listens on (NVMe-oF listeners, iSCSI portals)."""
+    ports: set[int] = set()
+    for sub in config.get("subsystems", []):
+        for entry in sub.get("config") or []:
+            params = entry.get("params") or {}
+            addr = params.get("listen_address")
+            if isinstance(addr, dict) and str(addr.get("trtype", "")).upper() == "TCP":
+                ports.add(int(addr["trsvcid"]))
+            for portal in params.get("portals") or []:
+                ports.add(int(portal["port"]))
+    return ports
+
+
+def listening_tcp_ports() -> set[int]:
+    """Ports with a listening TCP socket on this host (from /proc, without connecting)."""
+    ports = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for ln in lines:
+            f = ln.split()
+            if len(f) > 3 and f[3] == "0A":  # TCP_LISTEN
+                ports.add(int(f[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 @dataclass
@@ -132,8 +166,9 @@ class SpydkTarget:
 
 
 def start_spydk(config: dict[str, Any], workdir: Path, timeout: float = 30) -> SpydkTarget:
-    """Start ``spydk tgt -r <sock> --json <config>`` in ``workdir``; ready when the RPC
-    socket answers spdk_get_version."""
+    """Start ``spydk tgt -r <sock> --json <config>`` in ``workdir``.  Ready when the RPC
+    socket answers spdk_get_version and framework_wait_init, and every TCP port of the
+    config is listening."""
     if not SPYDK_CLI.exists():
         raise TargetError(f"{SPYDK_CLI} missing: run scripts/setup.sh")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -148,6 +183,9 @@ def start_spydk(config: dict[str, Any], workdir: Path, timeout: float = 30) -> S
     t = SpydkTarget(proc, sock, cfg, log, workdir)
     try:
         _wait_until(lambda: _rpc_ready(sock), proc, log, "spydk tgt", timeout)
+        ports = config_tcp_ports(config)
+        _wait_until(lambda: ports <= listening_tcp_ports(), proc, log,
+                    f"spydk tgt (listening on {sorted(ports)})", timeout)
     except BaseException:
         t.stop()
         raise
@@ -254,22 +292,28 @@ class TgtTarget:
         return res.stdout
 
     def stop(self) -> None:
-        # tgtd ignores SIGTERM: take it offline and delete it through its control
-        # socket, then make sure this very PID is gone.
+        # tgtd ignores SIGTERM.  It exits on "delete system", which it refuses (EINVAL)
+        # while targets exist: offline, delete the target, delete the system; SIGKILL
+        # this very PID if it is still alive after that.
         if self.proc.poll() is None:
             self.tgtadm("--op", "update", "--mode", "sys", "--name", "State", "-v", "offline",
                         check=False)
-            self.tgtadm("--op", "delete", "--mode", "system", "--force", check=False)
+            self.tgtadm("--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", "1",
+                        "--force", check=False)
+            self.tgtadm("--op", "delete", "--mode", "system", check=False)
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # tgtd leaves its control socket files behind
+        for suffix in ("", ".lock"):
+            Path(f"/var/run/tgtd/socket.{self.ctrl}{suffix}").unlink(missing_ok=True)
 
 
 def _free_tgt_ctrl() -> int:
     for _ in range(100):
-        n = 1000 + int.from_bytes(os.urandom(2), "little") % 60000
+        n = 1000 + int.from_bytes(os.urandom(2), "little") % 31000  # tgtd accepts < 32768
         if not Path(f"/var/run/tgtd/socket.{n}").exists():
             return n
     raise TargetError("no free tgtd control socket number")

@@ -53,7 +53,8 @@ for d in $PASSES; do
   nvme list
   echo "controller $C: $(cat /sys/class/nvme/$C/transport) $(cat /sys/class/nvme/$C/address)"
   nvme id-ctrl "/dev/$C" | grep -E '^(vid|sn|mn|fr|subnqn|ioccsz|iorcsz|maxcmd|nn|sgls) ' || die "id-ctrl failed"
-  sn=$(cat /sys/class/nvme/$C/serial); mn=$(cat /sys/class/nvme/$C/model)
+  # Linux 6.1 shows SN/MN in sysfs with the spec's space padding: compare trimmed.
+  sn=$(sed 's/ *$//' /sys/class/nvme/$C/serial); mn=$(sed 's/ *$//' /sys/class/nvme/$C/model)
   [ -z "$NVME_SERIAL" ] || [ "$sn" = "$NVME_SERIAL" ] || die "serial '$sn', expected '$NVME_SERIAL'"
   [ -z "$NVME_MODEL" ] || [ "$mn" = "$NVME_MODEL" ] || die "model '$mn', expected '$NVME_MODEL'"
   [ "$(cat /sys/class/nvme/$C/subsysnqn)" = "$NQN" ] || die "subsysnqn mismatch"
