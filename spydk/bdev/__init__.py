@@ -32,7 +32,13 @@ __all__ = [
     "unregister_bdev", "unregister_bdev_by_name", "wait_for_examine",
 ]
 
-# Built-in modules, RPCs and the subsystem register themselves on import.
+# Built-in modules (malloc, null, aio, uring, passthru, delay, error, split), RPCs and the subsystem register themselves on import.
+from spydk.bdev import aio as _aio  # noqa: E402,F401
+from spydk.bdev import delay as _delay  # noqa: E402,F401
+from spydk.bdev import error as _error  # noqa: E402,F401
 from spydk.bdev import malloc as _malloc  # noqa: E402,F401
 from spydk.bdev import null as _null  # noqa: E402,F401
+from spydk.bdev import passthru as _passthru  # noqa: E402,F401
 from spydk.bdev import rpc as _rpc  # noqa: E402,F401
+from spydk.bdev import split as _split  # noqa: E402,F401
+from spydk.bdev import uring as _uring  # noqa: E402,F401

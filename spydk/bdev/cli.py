@@ -122,3 +122,7 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
             lambda a: print_json(call("bdev_null_resize", {"name": a.name, "new_size": a.new_size})))
     p.add_argument("name", help="null bdev name")
     p.add_argument("new_size", type=int, help="new size in MiB")
+
+    # aio, uring, passthru, delay, error, split
+    from spydk.bdev import cli_modules
+    cli_modules.add_commands(sub, call)

@@ -13,9 +13,6 @@ import pytest
 from spydk.rpc.errors import RpcError
 from spydk.testing import start_target
 
-# Until spydk/bdev/__init__.py imports these modules, load them as plugins.
-PLUGINS = {"SPYDK_PLUGINS": "spydk.bdev.aio,spydk.bdev.uring,spydk.bdev.passthru,spydk.bdev.delay,"
-                            "spydk.bdev.error,spydk.bdev.split"}
 SPDK_RPC = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "spdk-rpc"
 
 
@@ -56,14 +53,14 @@ def _shape(bdevs: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
 
 
 def test_save_config_replays_every_module(tmp_path: Path) -> None:
-    with start_target(tmp_path / "a", config={"subsystems": []}, env=PLUGINS) as t:
+    with start_target(tmp_path / "a", config={"subsystems": []}) as t:
         _one_of_each(t.client, tmp_path)
         t.client.call("bdev_wait_for_examine")
         before = _bdevs(t.client)
         cfg = json.loads(t.rpc("save_config").stdout)
     assert {"Aio0", "Ur0", "PT0", "Dly0", "EE_Null0", "Mal2p0", "Mal2p1"} <= set(before)
     assert before["Aio0"]["driver_specific"]["aio"]["filename"].endswith("aio.img")
-    with start_target(tmp_path / "b", config=cfg, env=PLUGINS) as t2:
+    with start_target(tmp_path / "b", config=cfg) as t2:
         t2.client.call("bdev_wait_for_examine")
         after = _bdevs(t2.client)
         cfg2 = json.loads(t2.rpc("save_config").stdout)
@@ -75,7 +72,7 @@ def test_save_config_replays_every_module(tmp_path: Path) -> None:
 
 def test_rpc_refuses_bad_parameters(tmp_path: Path) -> None:
     img = _img(tmp_path, "x.img")
-    with start_target(tmp_path / "t", config={"subsystems": []}, env=PLUGINS) as t:
+    with start_target(tmp_path / "t", config={"subsystems": []}) as t:
         c = t.client
         assert "nope.img" in _err(c, "bdev_aio_create", name="A", filename=str(tmp_path / "nope.img"))
         assert "nope.img" in _err(c, "bdev_uring_create", name="U", filename=str(tmp_path / "nope.img"))
@@ -162,7 +159,7 @@ def _rw_in_app(h: Any, names: tuple[str, ...], data: bytes, write: bool) -> dict
 @pytest.mark.skipif(not SPDK_RPC.exists(), reason="spdk-rpc (PyPI) is not installed")
 def test_spdk_rpc_client(tmp_path: Path) -> None:
     img = _img(tmp_path, "s.img", 1 << 20)
-    with start_target(tmp_path / "t", config={"subsystems": []}, env=PLUGINS) as t:
+    with start_target(tmp_path / "t", config={"subsystems": []}) as t:
         def rpc(*args: str) -> str:
             r = subprocess.run([str(SPDK_RPC), "-s", t.sock, *args], capture_output=True, text=True, timeout=60)
             assert r.returncode == 0, r.stderr
