@@ -51,7 +51,7 @@ def spydk_config(port: int) -> dict:
              "params": {"tag": 1, "initiators": ["ANY"], "netmasks": ["ANY"]}},
             {"method": "iscsi_create_target_node", "params": {
                 "name": "disk1", "alias_name": "bench", "luns": [{"bdev_name": "Malloc0", "lun_id": 0}],
-                "pg_ig_maps": [{"pg_tag": 1, "ig_tag": 1}], "queue_depth": 128}},
+                "pg_ig_maps": [{"pg_tag": 1, "ig_tag": 1}], "queue_depth": 64}},
         ]}]}
 
 
@@ -62,7 +62,7 @@ def iscsi_perf(url: str, blocks: int, depth: int, random: bool, seconds: float) 
         argv.append("-r")
     proc = subprocess.run(argv + [url], capture_output=True, text=True, timeout=seconds + 60)
     out = proc.stdout + proc.stderr
-    rates = [float(x) for x in re.findall(r"([\d.]+)\s*IOPS", out)]
+    rates = [float(x) for x in re.findall(r"iops average (\d+)", out)]
     if not rates:
         raise RuntimeError(f"no IOPS figure from {' '.join(argv)} {url}:\n{out[-2000:]}")
     return rates[-1]
