@@ -63,6 +63,9 @@ _SENSE_LEN = struct.Struct(">H")
 _AHS_HDR = struct.Struct(">HBx")
 _PADS = (b"", b"\0\0\0", b"\0\0", b"\0")
 _U32 = spec.U32
+_DATA_IN_PACK = spec.DATA_IN.pack
+_OP_DATA_IN = int(Opcode.DATA_IN)
+_F_S = _F | spec.DATAIN_STATUS
 
 
 class LocalProtocolError(Exception):
@@ -185,7 +188,7 @@ class _Cmd:
 
     __slots__ = ("task", "itt", "lun_raw", "immediate", "edtl", "buf", "received", "unsol_next",
                  "unsol_end", "unsol_datasn", "todo", "r2ts", "r2tsn", "ordered", "delivered",
-                 "write", "conn_epoch")
+                 "write", "conn_epoch", "ready")
 
     def __init__(self, task: ScsiTask) -> None:
         self.task = task
@@ -205,6 +208,7 @@ class _Cmd:
         self.delivered = False  # handed to the SCSI layer
         self.write = False
         self.conn_epoch = 0
+        self.ready = ScsiCommandReady(task)  # one event object per task slot, reused
 
 
 class Connection:
@@ -228,7 +232,7 @@ class Connection:
         self.stat_sn = 0
         lim = config.limits
         self.reader = PduReader(8192, place=self._place, direct_threshold=config.direct_placement_threshold,
-                                capacity=2 * (lim.max_recv_data_segment_length + 2048))
+                                capacity=2 * (lim.max_recv_data_segment_length + 2048), reuse_pdu=True)
         self._events: list[Event] = []
         self._out: list[Buffer] = []
         self._hd = False
@@ -282,7 +286,11 @@ class Connection:
         if now is not None:
             self._last_rx = now
         self._process()
-        return self.pending_events()
+        ev = self._events
+        if not ev:
+            return []
+        self._events = []
+        return ev
 
     def receive_data(self, data: Buffer, now: float | None = None) -> list[Event]:
         if now is not None:
@@ -326,11 +334,11 @@ class Connection:
                 if handler is None:
                     self._release_staged()
                     self._reject(RejectReason.COMMAND_NOT_SUPPORTED, pdu.header)
-                elif self.session is not None and self.session.discovery and pdu.opcode not in DISCOVERY_ACCEPTS:
-                    self._release_staged()
-                    self._reject(RejectReason.PROTOCOL_ERROR, pdu.header)
                 else:
                     handler(pdu)
+                # Nothing more buffered: skip the next_pdu() call that would say so.
+                if reader._end - reader._start < spec.BHS_SIZE and reader._direct is None:
+                    return
             elif pdu.opcode == Opcode.LOGIN_REQ:
                 self._on_login(pdu)
             else:
@@ -705,7 +713,15 @@ class Connection:
         r.data_digest = self._dd
         r.set_max_data_segment(neg.conn.max_recv_data_segment)
         self._params = self.session.params
+        if self.session.discovery:
+            for op in list(self._dispatch):
+                if op not in DISCOVERY_ACCEPTS:
+                    self._dispatch[op] = self._not_in_discovery
         self._events.append(LoginComplete(self.session, self._join is None))
+
+    def _not_in_discovery(self, pdu: Pdu) -> None:
+        self._release_staged()
+        self._reject(RejectReason.PROTOCOL_ERROR, pdu.header)
 
     # ==========================================================================================
     # Full Feature Phase: command numbering
@@ -796,21 +812,19 @@ class Connection:
         else:
             cmd = _Cmd(ScsiTask())
             cmd.task.ctx = cmd
+            cmd.task.initiator_port = self.initiator_name
         task = cmd.task
         top = lun_raw >> 48
         task.lun = top & 0x3FFF if top >> 14 == 1 else top & 0xFF
         task.cdb = cdb
         task.transfer_length = edtl
         task.tag = itt
-        task.initiator_port = self.initiator_name
-        task.ctx = cmd
         cmd.itt = itt
         cmd.lun_raw = lun_raw
         cmd.immediate = immediate
         cmd.edtl = edtl
         cmd.delivered = False
         cmd.ordered = False
-        cmd.buf = None
         if flags & spec.CMD_WRITE and edtl:
             task.dxfer_dir = DataDir.TO_DEVICE
             cmd.write = True
@@ -858,7 +872,7 @@ class Connection:
             cmd.ordered = True
             if not cmd.write or cmd.received >= edtl:
                 cmd.delivered = True
-                self._events.append(ScsiCommandReady(task))
+                self._events.append(cmd.ready)
             if s.deferred:
                 s.advance_deferred()
         elif s.in_window(cmd_sn) and cmd_sn not in s.deferred:
@@ -874,7 +888,7 @@ class Connection:
         cmd.ordered = True
         if not cmd.write or cmd.received >= cmd.edtl:
             cmd.delivered = True
-            self._events.append(ScsiCommandReady(cmd.task))
+            self._events.append(cmd.ready)
 
     def _extended_cdb(self, pdu: Pdu, cdb: bytes) -> bytes | None:
         ahs = pdu.ahs
@@ -944,7 +958,7 @@ class Connection:
             self._send_r2ts(cmd)
         if cmd.received >= cmd.edtl and cmd.ordered:
             cmd.delivered = True
-            self._events.append(ScsiCommandReady(cmd.task))
+            self._events.append(cmd.ready)
 
     # ==========================================================================================
     # Completion
@@ -953,11 +967,10 @@ class Connection:
         """The SCSI layer finished ``task``: queue Data-In/SCSI Response and return everything
         to send.  The task object is recycled: do not touch it afterwards."""
         cmd = task.ctx
-        if not isinstance(cmd, _Cmd) or cmd.task is not task:
+        if type(cmd) is not _Cmd or cmd.task is not task:
             raise LocalProtocolError("task does not belong to this connection")
-        if self._cmds.get(cmd.itt) is not cmd:
+        if self._cmds.pop(cmd.itt, None) is not cmd:
             raise LocalProtocolError("task already completed")
-        del self._cmds[cmd.itt]
         s = self.session
         if self.state is not ConnState.FULL_FEATURE or s is None:
             self._recycle(cmd)
@@ -989,12 +1002,19 @@ class Connection:
                 v = views[0]
                 data = v if len(v) == send else v[:send]
                 if collapse:
-                    hdr = spec.DATA_IN.pack(Opcode.DATA_IN, _F | spec.DATAIN_STATUS | rflags, status,
-                                            spec.lengths_word(0, send), cmd.lun_raw, cmd.itt, _R,
-                                            self._next_stat_sn(), exp, mx, 0, 0, residual)
+                    sn = self.stat_sn
+                    self.stat_sn = (sn + 1) & SN_MASK
+                    hdr = _DATA_IN_PACK(_OP_DATA_IN, _F_S | rflags, status, send, cmd.lun_raw, cmd.itt, _R,
+                                        sn, exp, mx, 0, 0, residual)
+                    if not self._hd and not self._dd and not send & 3:
+                        out = self._out
+                        out.append(hdr)
+                        out.append(data)
+                        self._recycle(cmd)
+                        self._out = []
+                        return out
                 else:
-                    hdr = spec.DATA_IN.pack(Opcode.DATA_IN, _F, 0, spec.lengths_word(0, send), cmd.lun_raw,
-                                            cmd.itt, _R, 0, exp, mx, 0, 0, 0)
+                    hdr = _DATA_IN_PACK(_OP_DATA_IN, _F, 0, send, cmd.lun_raw, cmd.itt, _R, 0, exp, mx, 0, 0, 0)
                 self._send(hdr, data)
                 datasn = 1
             else:
@@ -1071,11 +1091,20 @@ class Connection:
         if cmd.buf is not None:
             self.pool.put(cmd.buf)
             cmd.buf = None
-        cmd.r2ts.clear()
-        cmd.todo = []
+        if cmd.r2ts:
+            cmd.r2ts.clear()
+        if cmd.todo:
+            cmd.todo = []
+        # Lighter than ScsiTask.reset(): the next command overwrites lun/cdb/dir/length/tag.
         task = cmd.task
-        task.reset()
-        task.ctx = cmd
+        task.status = 0
+        task.sense = b""
+        task.data_in = []
+        task.data_in_length = 0
+        task.aborted = False
+        task.on_complete = None
+        if task.data_out:
+            task.data_out = []
         if len(self._free) < self.config.max_tasks_cached:
             self._free.append(cmd)
 

@@ -100,6 +100,7 @@ class PduReader:
         place: PlaceFn | None = None,
         direct_threshold: int = 16384,
         capacity: int = 0,
+        reuse_pdu: bool = False,
     ) -> None:
         self.header_digest = header_digest
         self.data_digest = data_digest
@@ -112,6 +113,8 @@ class PduReader:
         self._end = 0
         self._direct: _Direct | None = None
         self._capacity = capacity
+        # With reuse_pdu, next_pdu() refills one Pdu object (valid until the next call).
+        self._reuse: Pdu | None = Pdu(_EMPTY, 0, 0, 0, _EMPTY, _EMPTY) if reuse_pdu else None
         self.set_max_data_segment(max_data_segment)
 
     # -- configuration -------------------------------------------------------------------
@@ -200,6 +203,17 @@ class PduReader:
         op &= spec.OPCODE_MASK
         if dlen == 0:
             self._start = start + hlen + hd
+            p = self._reuse
+            if p is not None:
+                p.header = header
+                p.opcode = op
+                p.flags = flags
+                p.itt = itt
+                p.ahs = ahs
+                p.data = _EMPTY
+                p.placed = False
+                p.data_digest_ok = True
+                return p
             return Pdu(header, op, flags, itt, ahs, _EMPTY)
         dstart = start + hlen + hd
         pad = -dlen & 3
