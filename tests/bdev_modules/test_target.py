@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,25 +105,29 @@ def test_rpc_refuses_bad_parameters(tmp_path: Path) -> None:
 
 
 def test_file_data_survives_restart(tmp_path: Path) -> None:
-    """Write through one target process, stop it, read back through a new one."""
+    """Write through one process, let it exit, read back through a new process."""
     imgs = {"Aio0": _img(tmp_path, "a.img", 1 << 20), "Ur0": _img(tmp_path, "u.img", 1 << 20)}
     cfg = {"subsystems": [{"subsystem": "bdev", "config": [
         {"method": "bdev_aio_create", "params": {"name": "Aio0", "filename": imgs["Aio0"], "block_size": 512}},
         {"method": "bdev_uring_create", "params": {"name": "Ur0", "filename": imgs["Ur0"], "block_size": 512}},
     ]}]}
-    pattern = os.urandom(64 * 1024)
-    # Two app instances one after the other (in-process harness: I/O needs the app thread);
-    # the second reopens the files, so what it reads comes from disk.
-    from spydk.testing import AppHarness
-    with AppHarness(cfg, subsystems=("bdev",)) as h:
-        _rw_in_app(h, ("Aio0", "Ur0"), pattern, write=True)
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(cfg))
+    pattern = tmp_path / "pattern.bin"
+    pattern.write_bytes(os.urandom(64 * 1024))
+
+    def phase(mode: str) -> None:
+        # This file run as a script (see __main__ below) is one target process doing I/O.
+        r = subprocess.run([sys.executable, __file__, mode, str(cfg_path), str(pattern)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    phase("write")
     for name, path in imgs.items():
         with open(path, "rb") as f:
             f.seek(8 * 512)
-            assert f.read(len(pattern)) == pattern, name
-    with AppHarness(cfg, subsystems=("bdev",)) as h2:
-        got = _rw_in_app(h2, ("Aio0", "Ur0"), pattern, write=False)
-    assert got == {"Aio0": pattern, "Ur0": pattern}
+            assert f.read(64 * 1024) == pattern.read_bytes(), name
+    phase("read")  # exits non-zero when what it reads differs from the pattern
 
 
 def _rw_in_app(h: Any, names: tuple[str, ...], data: bytes, write: bool) -> dict[str, bytes]:
@@ -156,7 +161,6 @@ def _rw_in_app(h: Any, names: tuple[str, ...], data: bytes, write: bool) -> dict
     return out
 
 
-@pytest.mark.skipif(not SPDK_RPC.exists(), reason="spdk-rpc (PyPI) is not installed")
 def test_spdk_rpc_client(tmp_path: Path) -> None:
     img = _img(tmp_path, "s.img", 1 << 20)
     with start_target(tmp_path / "t", config={"subsystems": []}) as t:
@@ -175,3 +179,15 @@ def test_spdk_rpc_client(tmp_path: Path) -> None:
         rpc("bdev_null_delete", "Null0")
         rpc("bdev_malloc_delete", "Mal0")
         assert json.loads(rpc("bdev_get_bdevs")) == []
+
+
+if __name__ == "__main__":
+    # One phase of test_file_data_survives_restart, in a process of its own.
+    from spydk.testing import AppHarness
+
+    mode, cfg_file, pattern_file = sys.argv[1:4]
+    data = Path(pattern_file).read_bytes()
+    with AppHarness(json.loads(Path(cfg_file).read_text()), subsystems=("bdev",)) as h:
+        got = _rw_in_app(h, ("Aio0", "Ur0"), data, write=(mode == "write"))
+    if mode == "read" and got != {"Aio0": data, "Ur0": data}:
+        sys.exit("data read back after restart differs from what was written")
