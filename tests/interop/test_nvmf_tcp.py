@@ -61,7 +61,9 @@ def test_nvme_tcp_aen_and_refused_host(run_guest, spydk_target, free_port) -> No
         try:
             deadline = time.monotonic() + 400
             while not stop.is_set() and time.monotonic() < deadline:
-                if _rpc_ok(tgt, "nvmf_subsystem_get_controllers", {"nqn": NVMF_NQN}):
+                # the RPC socket answers before the config is replayed: retry until it is
+                resp = tgt.rpc("nvmf_subsystem_get_controllers", {"nqn": NVMF_NQN})
+                if resp.get("result"):
                     break
                 time.sleep(0.5)
             else:
