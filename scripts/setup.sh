@@ -5,7 +5,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-pkgs=$(grep -vE '^\s*(#|$)' scripts/debian-packages.txt | tr '\n' ' ')
+# One package per line; '#' starts a comment, also after a name.
+pkgs=$(sed -e 's/#.*//' scripts/debian-packages.txt | tr -s ' \t\n' ' ')
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
