@@ -56,7 +56,7 @@ def main() -> None:
         cmd_sn += n
         nbytes = len(wires[0])
         sent = 0
-        t0 = time.perf_counter_ns()
+        t0 = time.process_time_ns()  # CPU time: robust on a shared machine
         for w in wires:
             conn.get_buffer(nbytes)[:nbytes] = w
             for ev in conn.buffer_updated(nbytes):
@@ -65,7 +65,7 @@ def main() -> None:
                     task.data_in = [data]
                     task.data_in_length = 4096
                     sent += len(conn.complete_task(task))
-        t1 = time.perf_counter_ns()
+        t1 = time.process_time_ns()  # CPU time: robust on a shared machine
         assert sent >= 2 * n, sent
         best = min(best, (t1 - t0) / n)
     print(f"iscsi 4KiB READ (digests={'on' if args.digests else 'off'}): {best:.0f} ns/command "

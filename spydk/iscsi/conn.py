@@ -66,6 +66,14 @@ _U32 = spec.U32
 _DATA_IN_PACK = spec.DATA_IN.pack
 _OP_DATA_IN = int(Opcode.DATA_IN)
 _F_S = _F | spec.DATAIN_STATUS
+_SCSI_CMD_UNPACK = spec.SCSI_CMD.unpack_from
+_IMM = spec.IMMEDIATE
+_RD = spec.CMD_READ
+_W = spec.CMD_WRITE
+_RW = spec.CMD_READ | spec.CMD_WRITE
+_TO_DEVICE = DataDir.TO_DEVICE
+_FROM_DEVICE = DataDir.FROM_DEVICE
+_NO_DATA = DataDir.NONE
 
 
 class LocalProtocolError(Exception):
@@ -783,10 +791,10 @@ class Connection:
             self._staged = None
 
     def _on_scsi_cmd(self, pdu: Pdu) -> None:
-        (b0, flags, _, lun_raw, itt, edtl, cmd_sn, _exp_stat_sn, cdb) = spec.SCSI_CMD.unpack_from(pdu.header)
+        (b0, flags, _, lun_raw, itt, edtl, cmd_sn, _exp_stat_sn, cdb) = _SCSI_CMD_UNPACK(pdu.header)
         staged = self._staged
         self._staged = None
-        immediate = bool(b0 & spec.IMMEDIATE)
+        immediate = bool(b0 & _IMM)
         if not pdu.data_digest_ok:
             if staged is not None:
                 self.pool.put(staged)
@@ -799,7 +807,7 @@ class Connection:
                     self.pool.put(staged)
                 self._consume(cmd_sn, immediate)
                 return self._reject(RejectReason.COMMAND_NOT_SUPPORTED, pdu.header)
-        if itt in self._cmds or itt == _R or (flags & (spec.CMD_READ | spec.CMD_WRITE)) == (spec.CMD_READ | spec.CMD_WRITE):
+        if itt in self._cmds or itt == _R or flags & _RW == _RW:
             if staged is not None:
                 self.pool.put(staged)
             self._consume(cmd_sn, immediate)
@@ -825,8 +833,8 @@ class Connection:
         cmd.edtl = edtl
         cmd.delivered = False
         cmd.ordered = False
-        if flags & spec.CMD_WRITE and edtl:
-            task.dxfer_dir = DataDir.TO_DEVICE
+        if flags & _W and edtl:
+            task.dxfer_dir = _TO_DEVICE
             cmd.write = True
             dlen = len(pdu.data)
             p = self._params
@@ -859,7 +867,7 @@ class Connection:
         else:
             if staged is not None:
                 self.pool.put(staged)
-            task.dxfer_dir = DataDir.FROM_DEVICE if flags & spec.CMD_READ else DataDir.NONE
+            task.dxfer_dir = _FROM_DEVICE if flags & _RD else _NO_DATA
             cmd.write = False
             cmd.received = 0
             cmd.r2tsn = 0
@@ -983,10 +991,10 @@ class Connection:
         edtl = cmd.edtl
         status = task.status
         sense = task.sense
-        n = task.data_in_length if task.dxfer_dir == DataDir.FROM_DEVICE else 0
+        n = task.data_in_length if task.dxfer_dir is _FROM_DEVICE else 0
         if n > edtl:
             send, rflags, residual = edtl, spec.RSP_OVERFLOW, n - edtl
-        elif n < edtl and task.dxfer_dir == DataDir.FROM_DEVICE:
+        elif n < edtl and task.dxfer_dir is _FROM_DEVICE:
             send, rflags, residual = n, spec.RSP_UNDERFLOW, edtl - n
         else:
             send, rflags, residual = n, 0, 0
