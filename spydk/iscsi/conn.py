@@ -253,6 +253,7 @@ class Connection:
         self._login_cmd_sn = 0
         self._login_text = TextCollector()
         self._login_rsp_chunks: list[bytes] = []
+        self._login_rsp_transit: tuple[int, bool, ConnState] = (0, False, ConnState.SECURITY)
         self._negotiator: Negotiator | None = None
         self._auth_req = AuthRequirement.NONE
         self._auth_method: str | None = None
@@ -332,6 +333,9 @@ class Connection:
             except PduError as e:
                 if e.reject is not None and e.header and state is ConnState.FULL_FEATURE:
                     self._reject(e.reject, e.header)
+                elif state is not ConnState.FULL_FEATURE:
+                    self._login_fail(LoginStatus.INITIATOR_ERROR, None, e.reason)
+                    return
                 self._fail(e.reason)
                 return
             if pdu is None:
@@ -513,8 +517,16 @@ class Connection:
             if pdu.data:
                 return self._login_fail(LoginStatus.INITIATOR_ERROR, pdu, "data while response pending")
             chunk = self._login_rsp_chunks.pop(0)
-            more = bool(self._login_rsp_chunks)
-            self._login_respond(itt, isid, csg, 0, False, chunk, more)
+            if self._login_rsp_chunks:
+                self._login_respond(itt, isid, csg, 0, False, chunk, True)
+                return None
+            # Last part: now the transition decided on the original request happens.
+            nsg_p, go_p, state_p = self._login_rsp_transit
+            self._login_respond(itt, isid, csg, nsg_p if go_p else 0, go_p, chunk, False)
+            if go_p:
+                self.state = state_p
+                if state_p is ConnState.FULL_FEATURE:
+                    self._enter_full_feature()
             return None
         try:
             self._login_text.add(pdu.data)
@@ -577,6 +589,7 @@ class Connection:
         if len(chunks) > 1:
             # Send the first part with C=1 and no transit; the initiator pulls the rest.
             self._login_rsp_chunks = chunks[1:]
+            self._login_rsp_transit = (nsg, go, new_state)
             self._login_respond(itt, isid, csg, 0, False, chunks[0], True)
             return None
         self._login_respond(itt, isid, csg, nsg if go else 0, go, text, False)

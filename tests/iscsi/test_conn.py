@@ -720,3 +720,74 @@ def test_write_longer_than_limit_rejected() -> None:
     assert rx[0].op == Opcode.REJECT and rx[0].f["reason"] == RejectReason.INVALID_PDU_FIELD
     _, rx = ini.read(512)
     assert rx[-1].f["flags"] & spec.DATAIN_STATUS
+
+
+def test_login_long_request_and_response_both_continued() -> None:
+    from spydk.iscsi.negotiation import encode_text
+    ini, conn, _ = make()
+    keys = [("InitiatorName", INAME), ("TargetName", TNAME), ("AuthMethod", "None")]
+    keys += [(f"X-org.test.key{i:04d}", "1") for i in range(700)]
+    raw = encode_text(keys)
+    chunks = [raw[i:i + 8000] for i in range(0, len(raw), 8000)]
+    for i, chunk in enumerate(chunks):
+        last = i == len(chunks) - 1
+        h = pdu.encode(Opcode.LOGIN_REQ, immediate=True, flags=(0x81 if last else 0x40), data_len=len(chunk),
+                       isid=ini.isid, itt=1, cmdsn=100)
+        rx = ini.send(h, chunk)
+    answers = bytes(rx[0].data)
+    assert rx[0].f["flags"] == 0x40 and len(answers) == 8192  # C=1, no transit yet
+    while True:
+        h = pdu.encode(Opcode.LOGIN_REQ, immediate=True, flags=0x81, isid=ini.isid, itt=1, cmdsn=100)
+        rx = ini.send(h)
+        answers += rx[0].data
+        if not rx[0].f["flags"] & 0x40:
+            break
+    assert rx[0].f["flags"] == 0x81
+    from spydk.iscsi.negotiation import parse_text
+    got = dict(parse_text(answers))
+    assert got["X-org.test.key0699"] == "NotUnderstood" and got["AuthMethod"] == "None"
+    assert ini.login_pdu([], 1, 3, True)[-1].f["status_class"] == 0
+    assert conn.state is ConnState.FULL_FEATURE
+
+
+def test_login_pdu_over_8k_refused_with_login_response() -> None:
+    ini, conn, _ = make()
+    rx = ini.login_pdu([("InitiatorName", "x" * 9000)], 0, 1, True)
+    assert rx[0].op == Opcode.LOGIN_RSP and rx[0].f["status_class"] == 2 and conn.state is ConnState.FAILED
+
+
+def test_unsolicited_burst_ending_early_is_solicited() -> None:
+    cfg = TargetConfig(limits=Limits(initial_r2t=False))
+    ini, conn, _ = make(config=cfg)
+    ini.login(op_keys=[("InitialR2T", "No"), ("FirstBurstLength", "16384"), ("MaxBurstLength", "65536")])
+    data = bytes((i * 3) & 0xFF for i in range(32768))
+    itt, rx = ini.scsi_cmd(b"\x2a", write=data, immediate_len=4096, final=False)
+    assert [r.f["buffer_offset"] for r in rx if r.op == Opcode.R2T] == [16384]
+    # Only 4 KiB of the 12 KiB unsolicited allowance, then F.
+    rx = ini.data_out(itt, spec.RESERVED_TAG, 4096, data[4096:8192], 0, True)
+    assert [(r.f["buffer_offset"], r.f["desired_length"]) for r in rx if r.op == Opcode.R2T] == []
+    # Answer the outstanding R2T (16384..32768); the gap R2T (8192..16384) follows.
+    ttt = next(iter(conn._cmds[itt].r2ts))
+    rx = ini.data_out(itt, ttt, 16384, data[16384:], 0, True)
+    gap = [r for r in rx if r.op == Opcode.R2T]
+    assert [(g.f["buffer_offset"], g.f["desired_length"]) for g in gap] == [(8192, 8192)]
+    rx = ini.data_out(itt, gap[0].f["ttt"], 8192, data[8192:16384], 0, True)
+    assert rx[-1].op == Opcode.SCSI_RSP and ini.scsi.disk[itt] == data
+
+
+def test_deferred_command_on_other_connection_wakes_it() -> None:
+    reg = SessionRegistry()
+    woken: list[Connection] = []
+    reg.on_wake = woken.append
+    ini, conn, _ = make(registry=reg)
+    ini.login(op_keys=[("MaxConnections", "2")])
+    ini2, conn2, _ = make(registry=reg, tsih=ini.tsih, cid=1, cmd_sn=ini.cmd_sn)
+    ini2.login()
+    ini.scsi.auto = ini2.scsi.auto = False
+    sn = ini.cmd_sn
+    ini2.scsi_cmd(b"\x28", read=512, cmd_sn=sn + 1)   # arrives first, must wait
+    assert conn2.pending_events() == [] and not ini2.scsi.pending
+    ini.scsi_cmd(b"\x28", read=512, cmd_sn=sn)
+    assert woken == [conn2]
+    evs = conn2.pending_events()
+    assert len(evs) == 1 and isinstance(evs[0], ScsiCommandReady)
