@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 from spydk.bdev import iobuf
@@ -38,6 +39,7 @@ _SGL_TRANSPORT = (SglType.TRANSPORT_DATA_BLOCK << 4) | SglSubtype.TRANSPORT
 _SGL_UNPACK = spec.SGL_DESC.unpack_from
 _HDR_UNPACK = spec._OPC_FLAGS_CID_NSID.unpack_from
 FABRICS = spec.FABRICS_OPCODE
+_now = time.monotonic_ns
 
 
 class TcpTransport(Transport):
@@ -175,6 +177,12 @@ class TcpConnection(asyncio.BufferedProtocol):
                         self._h2c_done(ev.ttag)  # type: ignore[union-attr]
                 else:
                     self._other_event(ev)
+            # Deliver the completions this batch caused (bdev I/O completed during submit is
+            # queued as a message) now, so that one write carries them: without this each
+            # I/O costs two more event-loop iterations.
+            th = self.thread
+            if th is not None and th._msgs:
+                th.poll(_now())
         finally:
             self.in_batch = False
             set_thread(prev)
