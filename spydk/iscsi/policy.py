@@ -6,7 +6,9 @@ apply, and the local address is what SendTargets advertises for wildcard portals
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from spydk.iscsi.auth import ChapSettings
 from spydk.iscsi.chap import ChapCredentials
@@ -31,6 +33,9 @@ class PortalPolicy:
     group: PortalGroup
     local_host: str  # the address the connection arrived on
     local_port: str
+    # The connection's own TargetConfig: a node's queue_depth sets its session's window.
+    config: Any = None
+    session_count: Callable[[], int] = field(default=lambda: 0)
 
     def info(self, node: TargetNode) -> TargetInfo:
         return TargetInfo(node.name, node.alias, self.group.tag, requirement(node.chap),
@@ -47,6 +52,10 @@ class PortalPolicy:
         if not node.access_allowed(initiator_name, initiator_address, self.group.tag,
                                    self.target.initiator_groups):
             return LoginStatus.AUTHORIZATION_FAILURE
+        if self.session_count() >= self.target.options.max_sessions:
+            return LoginStatus.OUT_OF_RESOURCES
+        if self.config is not None:
+            self.config.queue_depth = min(node.queue_depth, self.target.options.max_queue_depth)
         return self.info(node)
 
     def _discovery_chap(self) -> ChapSettings:

@@ -9,6 +9,7 @@ gathered and flushed once per event-loop turn.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import itertools
 import logging
@@ -71,6 +72,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self._pending: list[Any] = []
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = float("inf")
         self._loop = glue.loop
         self._thread = glue.thread
 
@@ -84,8 +86,10 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername") or ("", 0)
         local = transport.get_extra_info("sockname") or ("", 0)
         self.initiator_addr, self.target_addr = str(peer[0]), str(local[0])
-        policy = PortalPolicy(self.glue.target, self.group, self.target_addr, str(local[1]))
-        self.conn = Connection(self.glue.config, policy, self.glue.registry,
+        config = dataclasses.replace(self.glue.config)
+        policy = PortalPolicy(self.glue.target, self.group, self.target_addr, str(local[1]), config,
+                              self.glue.session_count)
+        self.conn = Connection(config, policy, self.glue.registry,
                                initiator_address=self.initiator_addr,
                                target_address=f"{self.target_addr}:{local[1]}",
                                now=self._loop.time())
@@ -111,6 +115,9 @@ class IscsiProtocol(asyncio.BufferedProtocol):
                 self._pending.extend(out)
             if self._pending:
                 self._flush()
+            due = conn.get_timer()
+            if due is not None and due < self._timer_due:
+                self._arm_timer()  # a deadline moved earlier (login finished, ping sent)
         finally:
             set_thread(prev)
 
@@ -227,15 +234,23 @@ class IscsiProtocol(asyncio.BufferedProtocol):
     # -- timers -----------------------------------------------------------------------
 
     def _arm_timer(self) -> None:
+        """One timer per connection, at the connection's earliest deadline. Deadlines that
+        move later (every received PDU pushes the NOP deadline) only re-arm when it fires."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_due = float("inf")
         conn = self.conn
         if conn is None or self.transport is None:
             return
         due = conn.get_timer()
         if due is not None:
+            self._timer_due = due
             self._timer = self._loop.call_at(due, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
+        self._timer_due = float("inf")
         conn = self.conn
         if conn is None or self.transport is None:
             return
@@ -298,6 +313,9 @@ class TargetGlue:
         self.config = target_config(target)
         self.open_backend = open_backend
         self.protocols: dict[Connection, IscsiProtocol] = {}
+
+    def session_count(self) -> int:
+        return len(self.registry)
 
     def _wake(self, conn: Connection) -> None:
         proto = self.protocols.get(conn)

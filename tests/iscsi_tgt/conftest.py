@@ -1,8 +1,5 @@
-"""Fixtures: an in-process app with the iSCSI target on a free loopback port.
-
-LUNs are RAM disks (spydk.scsi.testing.MemoryBackend) unless the bdev layer is available,
-so these tests exercise the target glue and protocol, not a bdev module.
-"""
+"""Fixtures: an in-process app with the iSCSI target on a free loopback port, exporting
+Malloc bdevs (Malloc0..Malloc5, 1 MiB each)."""
 from __future__ import annotations
 
 import socket
@@ -11,19 +8,9 @@ from typing import Any
 
 import pytest
 
-from spydk.init.subsystem import Subsystem, get_subsystem, register_subsystem
-from spydk.iscsi import portal
-from spydk.scsi.testing import MemoryBackend
 from spydk.testing import AppHarness
 
 IQN = "iqn.2016-06.io.spdk:disk1"
-
-
-class ClosableMemoryBackend(MemoryBackend):
-    closed = False
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def free_port() -> int:
@@ -57,29 +44,14 @@ def iscsi_config(port: int, *, chap: tuple[str, str] | None = None, mutual: tupl
         iscsi.append({"method": "iscsi_create_target_node", "params": {
             "name": f"disk{i + 2}", "alias_name": "", "luns": [{"bdev_name": f"Malloc{i + 1}"}],
             "pg_ig_maps": [{"pg_tag": 1, "ig_tag": 1}], "queue_depth": 8}})
-    return {"subsystems": [{"subsystem": "iscsi", "config": iscsi}]}
+    bdevs = [{"method": "bdev_malloc_create",
+              "params": {"name": f"Malloc{i}", "num_blocks": 2048, "block_size": 512}} for i in range(6)]
+    return {"subsystems": [{"subsystem": "bdev", "config": bdevs},
+                           {"subsystem": "iscsi", "config": iscsi}]}
 
 
 @pytest.fixture
-def backends(monkeypatch: pytest.MonkeyPatch) -> dict[str, ClosableMemoryBackend]:
-    made: dict[str, ClosableMemoryBackend] = {}
-
-    def opener(name: str) -> ClosableMemoryBackend:
-        if not name.startswith("Malloc"):
-            raise LookupError(f"no bdev named {name}")
-        b = made.get(name)
-        if b is None:
-            b = made[name] = ClosableMemoryBackend(name, num_blocks=2048, block_size=512)
-        return b
-
-    monkeypatch.setattr(portal, "backend_opener", opener)
-    if get_subsystem("bdev") is None:  # until the bdev layer registers its own
-        register_subsystem(Subsystem("bdev"))
-    return made
-
-
-@pytest.fixture
-def iscsi_app(backends: dict[str, ClosableMemoryBackend]) -> Iterator[Callable[..., tuple[AppHarness, int]]]:
+def iscsi_app() -> Iterator[Callable[..., tuple[AppHarness, int]]]:
     harnesses: list[AppHarness] = []
 
     def start(**kw: Any) -> tuple[AppHarness, int]:

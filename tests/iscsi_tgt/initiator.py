@@ -70,6 +70,7 @@ class Initiator:
     tsih: int = 0
     params: dict[str, str] = field(default_factory=dict)
     async_pdus: list[Pdu] = field(default_factory=list)
+    window: tuple[int, int] = (0, 0)
 
     def connect(self) -> Initiator:
         self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
@@ -131,6 +132,7 @@ class Initiator:
             raise IscsiTestError(f"login failed: status {status:#06x}")
         self.exp_stat_sn = (rsp.u32(24) + 1) & 0xFFFFFFFF
         self.tsih = struct.unpack_from(">H", rsp.header, 14)[0]
+        self.window = (rsp.u32(28), rsp.u32(32))  # ExpCmdSN, MaxCmdSN
         return rsp
 
     def login(self, target: str | None = None, *, chap: tuple[str, str] | None = None,

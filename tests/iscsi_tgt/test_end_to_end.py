@@ -52,7 +52,7 @@ def test_chap_good_bad_and_mutual(iscsi_app) -> None:
     good.logout()
 
 
-def test_several_sessions_and_nodes(iscsi_app, backends) -> None:
+def test_several_sessions_and_nodes(iscsi_app) -> None:
     h, port = iscsi_app(extra_nodes=2)
     sessions = []
     for n in range(3):
@@ -118,3 +118,39 @@ def test_unknown_target_and_data_out_for_unknown_task(iscsi_app) -> None:
     j.login(IQN)
     assert j.read10(0, 0, 1).status == 0
     j.logout()
+
+
+def test_session_limits_and_queue_depth(iscsi_app) -> None:
+    h, port = iscsi_app(options={"max_sessions": 1})
+    a = Initiator("127.0.0.1", port)
+    a.login(IQN)
+    exp, mx = a.window
+    assert (mx - exp + 1) & 0xFFFFFFFF == 32  # the node's queue_depth, not max_queue_depth (64)
+    b = Initiator("127.0.0.1", port, isid=b"\x80\0\0\0\0\x44")
+    with pytest.raises(IscsiTestError, match="0x0302"):
+        b.login(IQN)
+    b.close()
+    a.logout()
+
+
+def test_nop_in_ping_and_dead_connection(iscsi_app) -> None:
+    h, port = iscsi_app(options={"nop_in_interval": 1, "nop_timeout": 1})
+    dead = Initiator("127.0.0.1", port, isid=b"\x80\0\0\0\0\x45")
+    dead.login(IQN)
+    # the target pings the idle connection; an initiator that never answers is dropped
+    ping = dead.recv_pdu()
+    assert ping.opcode == 0x20 and ping.u32(20) != 0xFFFFFFFF
+    with pytest.raises(ConnectionError):
+        while True:
+            dead.recv_pdu()
+    dead.close()
+    # an initiator that answers pings (expect() does) keeps its session
+    alive = Initiator("127.0.0.1", port)
+    alive.login(IQN)
+    ping = alive.recv_pdu()
+    assert ping.opcode == 0x20
+    alive.send_pdu(struct.pack(">BBxxI8sIIII16x", 0x40, 0x80, 0, ping.header[8:16], 0xFFFFFFFF,
+                               ping.u32(20), alive.cmd_sn, alive.exp_stat_sn))
+    assert alive.read10(0, 0, 1).status == 0
+    assert len(h.client.iscsi_get_connections()) == 1
+    alive.logout()

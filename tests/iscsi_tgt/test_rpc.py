@@ -94,7 +94,7 @@ def test_errors_name_the_parameter(iscsi_app) -> None:
     assert "queue_depth" in e.message
 
 
-def test_save_config_round_trip(iscsi_app, backends) -> None:
+def test_save_config_round_trip(iscsi_app) -> None:
     h, port = iscsi_app(chap=("u1", "secret-1"), options={"max_queue_depth": 128, "nop_timeout": 30})
     c = h.client
     c.iscsi_portal_group_set_auth(tag=1, require_chap=True, chap_group=1)
@@ -102,9 +102,11 @@ def test_save_config_round_trip(iscsi_app, backends) -> None:
     methods = [e["method"] for e in iscsi]
     assert methods[0] == "iscsi_set_options"
     assert methods.index("iscsi_create_portal_group") < methods.index("iscsi_create_target_node")
-    h.stop()
     # the saved config starts an identical target
-    h2 = AppHarness({"subsystems": [{"subsystem": "iscsi", "config": iscsi}]}, subsystems=("iscsi",)).start()
+    bdev = [e for e in h.client.framework_get_config(name="bdev") if e["method"] == "bdev_malloc_create"]
+    h.stop()  # bdevs are per process: the first app goes before the second starts
+    h2 = AppHarness({"subsystems": [{"subsystem": "bdev", "config": bdev},
+                                    {"subsystem": "iscsi", "config": iscsi}]}, subsystems=("iscsi",)).start()
     try:
         assert h2.client.framework_get_config(name="iscsi") == iscsi
         assert h2.client.iscsi_get_options()["max_queue_depth"] == 128
