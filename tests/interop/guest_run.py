@@ -245,7 +245,8 @@ LIB_SH = r"""# Guest helpers: source with  . /etc/guest/lib.sh
 # HOST_IP (10.0.2.2) is the host's 127.0.0.1 seen through QEMU user networking.
 
 die() { echo "FAIL: $*"; exit 1; }
-step() { echo "== $*"; }
+# step MSG: a section header with the guest's uptime, to see where the time goes.
+step() { echo "== [$(cut -d' ' -f1 /proc/uptime)] $*"; }
 
 # wait_for PATH [SECONDS]: wait until PATH exists (default 30 s).
 wait_for() {
