@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,11 @@ def _attach(node: pytest.Item, title: str, path: Path) -> None:
     node.stash.setdefault(LOGS, []).append((title, path))
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    rep = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport,
+                                                                        pytest.TestReport]:
+    rep = yield
     if rep.failed and not hasattr(rep, "wasxfail"):
         for title, path in item.stash.get(LOGS, []):
             try:
@@ -46,6 +47,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             except OSError as e:
                 text = f"(cannot read {path}: {e})"
             rep.sections.append((f"{title} ({path})", text[-20000:]))
+    return rep
 
 
 def _workdir(tmp_path: Path, stack: list[Path], name: str) -> Path:
