@@ -568,9 +568,14 @@ def prepare(cache_dir: Path | None = None) -> GuestImage:
         if not cpio.exists():
             _log("building the initramfs")
             _InitramfsBuilder(c, kver).build(cpio)
+            # Drop images no run has used for a day. Two checkouts of different harness
+            # versions (a clone in CI beside a working tree) share the cache, so an image
+            # in use by the other one must survive this build.
+            stale = time.time() - 86400
             for old in c.root.glob("initramfs-*.cpio"):
-                if old != cpio:
-                    old.unlink()  # a run still reading it keeps its open file
+                if old != cpio and old.stat().st_mtime < stale:
+                    old.unlink()
+        os.utime(cpio)  # marks the image as in use (see the clean-up above)
     return GuestImage(kver, c.kroot / "boot" / f"vmlinuz-{kver}", cpio)
 
 
