@@ -826,6 +826,10 @@ class ScsiLun:
         self._check_writable()
         self._check_range(lba, num)
         if num == 0:
+            if _data_out_len(task.data_out):
+                # Data for a 0-block command: the initiator meant a length the one-byte
+                # field cannot hold (e.g. 256 wrapped to 0), which is above our maximum.
+                raise invalid_field_in_cdb(13)
             self._done(task)
             return
         if num > MAX_COMPARE_AND_WRITE_BLOCKS:

@@ -154,3 +154,19 @@ def test_nop_in_ping_and_dead_connection(iscsi_app) -> None:
     assert alive.read10(0, 0, 1).status == 0
     assert len(h.client.iscsi_get_connections()) == 1
     alive.logout()
+
+
+def test_compare_and_write_length_limits(iscsi_app) -> None:
+    h, port = iscsi_app()
+    i = Initiator("127.0.0.1", port)
+    i.login(IQN)
+    assert i.write10(0, 0, b"A" * 1024).status == 0
+
+    def caw(n: int, data: bytes):  # type: ignore[no-untyped-def]
+        return i.scsi(0, struct.pack(">BBQxxxBxB", 0x89, 0, 0, n & 0xFF, 0), data_out=data)
+    assert caw(2, b"A" * 1024 + b"B" * 1024).status == 0
+    assert i.read10(0, 0, 2).data == b"B" * 1024
+    # 256 blocks wrap to 0 in the one-byte field while 256 blocks of data arrive: refused
+    r = caw(256, b"B" * (2 * 256 * 512))
+    assert r.status == 2 and r.sense[2] & 0x0F == 0x05 and r.sense[12] == 0x24
+    i.logout()
