@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("spydk.iscsi")
 
 _conn_ids = itertools.count()
+MAX_WRITE_LENGTH = 32 << 20
 
 
 def target_config(t: IscsiTarget) -> TargetConfig:
@@ -50,8 +51,11 @@ def target_config(t: IscsiTarget) -> TargetConfig:
                     max_connections=o.max_connections_per_session,
                     default_time2wait=o.default_time2wait, default_time2retain=o.default_time2retain,
                     max_outstanding_r2t=max(1, o.max_r2t_per_connection))
+    # Writes up to what the SCSI layer advertises as MAXIMUM TRANSFER LENGTH (32 MiB) must
+    # reach it; larger ones are refused by the connection before any buffer is allocated.
     return TargetConfig(limits=limits, queue_depth=o.max_queue_depth,
-                        nop_interval=float(o.nop_in_interval), nop_timeout=float(o.nop_timeout))
+                        nop_interval=float(o.nop_in_interval), nop_timeout=float(o.nop_timeout),
+                        max_write_length=MAX_WRITE_LENGTH)
 
 
 class IscsiProtocol(asyncio.BufferedProtocol):

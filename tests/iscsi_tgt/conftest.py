@@ -1,5 +1,5 @@
 """Fixtures: an in-process app with the iSCSI target on a free loopback port, exporting
-Malloc bdevs (Malloc0..Malloc5, 1 MiB each)."""
+Malloc bdevs (Malloc0: 64 MiB, Malloc1..Malloc5: 1 MiB)."""
 from __future__ import annotations
 
 import socket
@@ -45,7 +45,8 @@ def iscsi_config(port: int, *, chap: tuple[str, str] | None = None, mutual: tupl
             "name": f"disk{i + 2}", "alias_name": "", "luns": [{"bdev_name": f"Malloc{i + 1}"}],
             "pg_ig_maps": [{"pg_tag": 1, "ig_tag": 1}], "queue_depth": 8}})
     bdevs = [{"method": "bdev_malloc_create",
-              "params": {"name": f"Malloc{i}", "num_blocks": 2048, "block_size": 512}} for i in range(6)]
+              "params": {"name": f"Malloc{i}", "num_blocks": 131072 if i == 0 else 2048,
+                         "block_size": 512}} for i in range(6)]
     return {"subsystems": [{"subsystem": "bdev", "config": bdevs},
                            {"subsystem": "iscsi", "config": iscsi}]}
 

@@ -27,7 +27,7 @@ def test_discovery_login_io_logout(iscsi_app) -> None:
     r = i.read10(0, 100, 40)
     assert r.status == 0 and r.data == data
     # reading past the end: CHECK CONDITION, ILLEGAL REQUEST / LBA OUT OF RANGE
-    r = i.read10(0, 2047, 2)
+    r = i.read10(0, 131071, 2)
     assert r.status == 2 and r.sense[2] & 0x0F == 0x05 and r.sense[12] == 0x21
     conns = h.client.iscsi_get_connections()
     assert len(conns) == 1 and conns[0]["target_node_name"] == "disk1"
@@ -169,4 +169,17 @@ def test_compare_and_write_length_limits(iscsi_app) -> None:
     # 256 blocks wrap to 0 in the one-byte field while 256 blocks of data arrive: refused
     r = caw(256, b"B" * (2 * 256 * 512))
     assert r.status == 2 and r.sense[2] & 0x0F == 0x05 and r.sense[12] == 0x24
+    i.logout()
+
+
+def test_large_write(iscsi_app) -> None:
+    """A 20 MiB write (many R2Ts; above the codec's default 16 MiB bound, within the 32 MiB
+    MAXIMUM TRANSFER LENGTH the LU advertises) is accepted and lands."""
+    h, port = iscsi_app()
+    i = Initiator("127.0.0.1", port)
+    i.login(IQN)
+    data = os.urandom(20 << 20)
+    cdb = struct.pack(">BBQIBB", 0x8A, 0, 0, len(data) // 512, 0, 0)
+    assert i.scsi(0, cdb, data_out=data).status == 0
+    assert i.read10(0, 40000, 8).data == data[40000 * 512:40008 * 512]
     i.logout()
