@@ -111,7 +111,10 @@ def bdev_get_bdevs(ctx: RpcContext, name: str | None = None, timeout: int = 0) -
 # -- iostat -------------------------------------------------------------------------------
 
 
-@rpc_method("bdev_get_iostat", [Param("name", "string"), Param("names", "array", items=Param("name", "string")),
+# "name" is the single-bdev form older SPDK releases and clients use (rpc.py -b); SPDK
+# deprecated it for "names" and dropped it from the schema, but still decodes it.
+@rpc_method("bdev_get_iostat", [Param("name", "string", deprecated=True),
+                                Param("names", "array", items=Param("name", "string")),
                                 Param("per_channel", "boolean"),
                                 Param("reset_mode", "enum", choices=RESET_MODES)])
 def bdev_get_iostat(ctx: RpcContext, name: str | None = None, names: list[str] | None = None,

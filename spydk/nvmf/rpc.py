@@ -91,11 +91,22 @@ def nvmf_set_max_subsystems(ctx: RpcContext, max_subsystems: int) -> bool:
     return True
 
 
+# The values SPDK's schema allows in these objects and string lists.
+ADMIN_PASSTHRU_CMDS = ("identify_ctrlr", "identify_uuid_list", "get_log_page", "get_set_features", "sanitize",
+                  "security_send_recv", "fw_update", "nvme_mi", "vendor_specific")
+DHCHAP_DIGESTS = ("sha256", "sha384", "sha512")
+DHCHAP_DHGROUPS = ("null", "ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144", "ffdhe8192")
+ONCS_FEATURES = ("nvmcmps", "nvmdsmsv", "nvmwzsv", "reservs", "nvmcpys")
+FUSES_FEATURES = ("fcws",)
+
+
 @rpc_method("nvmf_set_config", [
-    Param("admin_cmd_passthru", "object", open=True), Param("poll_groups_mask", "string"),
+    Param("admin_cmd_passthru", "object", fields=tuple(Param(n, "boolean") for n in ADMIN_PASSTHRU_CMDS)),
+    Param("poll_groups_mask", "string"),
     Param("discovery_filter", "string", deprecated=True),
     Param("discovery_filters", "bitmask", choices=FILTERS[1:]),
-    Param("dhchap_digests", "bitmask"), Param("dhchap_dhgroups", "bitmask"),
+    Param("dhchap_digests", "bitmask", choices=DHCHAP_DIGESTS),
+    Param("dhchap_dhgroups", "bitmask", choices=DHCHAP_DHGROUPS),
     Param("dup_host_policy", "enum", choices=("allow", "restrict_per_listener")),
 ], states=State.STARTUP)
 def nvmf_set_config(ctx: RpcContext, admin_cmd_passthru: dict[str, Any] | None = None,
@@ -140,7 +151,8 @@ _TRANSPORT_PARAMS = [
     Param("disable_shadow_doorbells", "boolean"), Param("acceptor_poll_rate", "uint32"),
     Param("ack_timeout", "uint32"), Param("data_wr_pool_size", "uint32"),
     Param("disable_command_passthru", "boolean"), Param("kas", "uint16"),
-    Param("min_kato", "uint32"), Param("masked_oncs", "bitmask"), Param("masked_fuses", "bitmask"),
+    Param("min_kato", "uint32"), Param("masked_oncs", "bitmask", choices=ONCS_FEATURES),
+    Param("masked_fuses", "bitmask", choices=FUSES_FEATURES),
 ]
 
 
