@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from .conftest import IQN
-from .initiator import Initiator, IscsiTestError
+from .initiator import Initiator, IscsiTestError, lun_field
 
 
 def test_discovery_login_io_logout(iscsi_app) -> None:
@@ -183,3 +183,29 @@ def test_large_write(iscsi_app) -> None:
     assert i.scsi(0, cdb, data_out=data).status == 0
     assert i.read10(0, 40000, 8).data == data[40000 * 512:40008 * 512]
     i.logout()
+
+
+@pytest.mark.parametrize("datasn", [0xFFFFFFFF, 27, 1])
+def test_bad_datasn_rejected(iscsi_app, datasn: int) -> None:
+    """A solicited Data-Out with the wrong DataSN gets a Reject (protocol error) and the
+    connection closes (ErrorRecoveryLevel 0); the target carries on."""
+    h, port = iscsi_app()
+    i = Initiator("127.0.0.1", port)
+    i.login(IQN)
+    cdb = struct.pack(">BBIBHB", 0x2A, 0, 100, 0, 1, 0)
+    itt = i.next_itt()
+    i.send_pdu(struct.pack(">BBxxI8sIIII16s", 0x01, 0xA1, 0, lun_field(0), itt, 512,
+                           i._take_cmd_sn(False), i.exp_stat_sn, cdb.ljust(16, b"\0")))
+    r2t = i.recv_pdu()
+    assert r2t.opcode == 0x31
+    i.send_pdu(struct.pack(">BBxxI8sII4xI4xII4x", 0x05, 0x80, 512, lun_field(0), itt, r2t.u32(20),
+                           i.exp_stat_sn, datasn, 0), bytes(512))
+    rej = i.recv_pdu()
+    assert rej.opcode == 0x3F and rej.header[2] == 0x04
+    with pytest.raises(ConnectionError):
+        i.recv_pdu()
+    i.close()
+    j = Initiator("127.0.0.1", port, isid=b"\x80\0\0\0\0\x46")
+    j.login(IQN)
+    assert j.read10(0, 0, 1).status == 0
+    j.logout()
