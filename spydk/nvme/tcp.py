@@ -8,6 +8,7 @@ Receiving
     (the transport ``recv_into``s the returned view); ``receive_data(data)`` copies bytes in
     for other transports; ``eof_received()`` (or ``receive_data(b"")``) signals EOF.
     ``next_event()`` then returns one event at a time, or ``None`` when more bytes are needed.
+    Hot loops may instead pop from ``pending_events`` (the same deque, in order) directly.
 
 Buffer ownership (why views need no lifetime rule)
     Data and SQE/CQE views in events point into the receive ring without copying. The ring is
@@ -26,6 +27,8 @@ event, so payloads can be steered as soon as their header is in.
 Sending
     Every ``send_*`` method returns a list of buffers for one ``sendmsg``/``writelines``;
     payload buffers are passed through, never copied. Digests are computed incrementally.
+    The per-I/O encoders also come as ``append_*`` methods that extend a caller's output
+    list in place (``append_c2h_data``, ``append_response``): same bytes, no list per PDU.
 
 Errors
     Peer protocol violations never raise: the qpair returns a ``ProtocolError`` event carrying
@@ -253,6 +256,7 @@ _H2C_PACK = H2C_DATA.pack
 _R2T_PACK = R2T.pack
 _CH_PACK = CH.pack
 _ZERO_PAD = bytes(128)
+_LAST_SUCCESS = LAST_PDU | SUCCESS
 _BUF_TYPES = (bytes, bytearray, memoryview)  # a tuple: isinstance on a union type is slower
 
 _CONTROLLER_RX = frozenset({PduType.IC_REQ, PduType.H2C_TERM_REQ, PduType.CAPSULE_CMD,
@@ -318,6 +322,7 @@ class TcpQueuePair:
         self._ddgst_wait = False  # pending payload complete, waiting for its 4-byte digest
         self._eof = False
         self._events: deque[Event] = deque()
+        self.pending_events = self._events  # parsed, not yet taken; popleft() = next_event()
         # Controller: ttag -> R2T; cccid -> outstanding R2T count.
         self._r2ts: dict[int, _R2TState] = {}
         self._r2t_count: dict[int, int] = {}
@@ -872,6 +877,30 @@ class TcpQueuePair:
             flags = final_flags if chunk_off + n == total else 0
             out += self._data_pdu_out(7, cccid, 0, offset + chunk_off, chunk, n, flags)
         return out
+
+    def append_c2h_data(self, out: list[Buffer], cccid: int, data: Buffer,
+                        success: bool = True) -> None:
+        """Append the PDU(s) of ``send_c2h_data(cccid, 0, data, last=True, success=success)``
+        to out: the read-completion fast path (one header pack, no list per PDU)."""
+        if self._c2h_fast and self._state == _READY:
+            dlen = len(data)
+            if dlen:
+                out.append(_C2H_PACK(7, _LAST_SUCCESS if success else LAST_PDU, 24, 24, 24 + dlen,
+                                      cccid, 0, dlen))
+                out.append(data)
+                return
+        out += self.send_c2h_data(cccid, 0, data, last=True, success=success)
+
+    def append_response(self, out: list[Buffer], cid: int, status: int = 0, dw0: int = 0,
+                        dw1: int = 0, sqhd: int = 0, sqid: int = 0) -> None:
+        """Append the CapsuleResp of ``send_response(...)`` to out."""
+        if self._state != _READY:
+            raise LocalProtocolError("queue pair not READY")
+        if self._hd:
+            hdr = _RESP_PACK(5, HDGSTF, 24, 0, 28, dw0, dw1, sqhd, sqid, cid, status)
+            out.append(hdr + _U32_PACK(crc32c(hdr)))
+        else:
+            out.append(_RESP_PACK(5, 0, 24, 0, 24, dw0, dw1, sqhd, sqid, cid, status))
 
     def _data_pdu_out(self, ptype: int, cccid: int, ttag: int, offset: int,
                       bufs: Sequence[Buffer], dlen: int, flags: int) -> list[Buffer]:

@@ -63,6 +63,9 @@ def _read_zcopy_done(io: bio.BdevIO, success: bool, req: Request) -> None:
         iovs = io.iovs
         assert iovs is not None
         req.data = iovs[0] if len(iovs) == 1 else list(iovs)  # type: ignore[assignment]
+        if io.pool_buf is not None:  # split read: pooled data, given back once it is sent
+            req.pool_buf = io.pool_buf
+            io.pool_buf = None
         req.io_done(0)
     else:
         req.io_done(io_status(io))

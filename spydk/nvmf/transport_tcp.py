@@ -4,11 +4,19 @@ Each connection is an ``asyncio.BufferedProtocol`` that receives straight into t
 codec's ring (spydk.nvme.tcp), turns its events into Requests for the controller, and
 writes what the codec returns with one ``writelines`` per batch. Everything runs on the
 app thread (the protocol enters it while it processes a batch).
+
+Fast path: on a connected I/O queue, a Read (transport SGL) or an in-capsule Write of a
+namespace backed by a zero-copy-capable bdev goes from the capsule straight to the bdev
+(one unpack of the SQE, no Request object) and its completion straight to the codec's
+``append_c2h_data``/``append_response``. It takes only commands that need none of the
+checks the general path makes (SGL, ranges, fused, ANA); every other command, and any
+error, goes through ``exec_request`` as before, so the result on the wire is the same.
 """
 from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +25,7 @@ from spydk.log import NOTICE, get_logger
 from spydk.nvme import spec, tcp
 from spydk.nvme.spec import GenericStatus, SglSubtype, SglType
 from spydk.nvmf import ctrlr as nvmf_ctrlr
+from spydk.nvmf.bdev_ns import BdevBackend, io_status, rc_status
 from spydk.nvmf.request import Qpair, Request
 from spydk.nvmf.subsystem import ListenAddress, NvmfConfigError
 from spydk.nvmf.transport import Transport, TransportOptions
@@ -38,6 +47,15 @@ _SGL_INCAPSULE = (SglType.DATA_BLOCK << 4) | SglSubtype.OFFSET
 _SGL_TRANSPORT = (SglType.TRANSPORT_DATA_BLOCK << 4) | SglSubtype.TRANSPORT
 _SGL_UNPACK = spec.SGL_DESC.unpack_from
 _HDR_UNPACK = spec._OPC_FLAGS_CID_NSID.unpack_from
+# SQE fields of the I/O fast path in one unpack: OPC, FLAGS, CID, NSID, SGL1 address, length,
+# type/subtype, SLBA (CDW10-11), CDW12.
+_IO_SQE = struct.Struct("<BBHI16xQI3xBQI")
+assert _IO_SQE.size == 52
+_IO_UNPACK = _IO_SQE.unpack_from
+_FLAGS_SGL = 0x40  # PSDT 01b (SGL, contiguous MPTR), not fused
+_OPC_READ, _OPC_WRITE = 0x02, 0x01
+_CapsuleCommand = tcp.CapsuleCommand
+_H2CData = tcp.H2CData
 FABRICS = spec.FABRICS_OPCODE
 _now = time.monotonic_ns
 
@@ -111,6 +129,8 @@ class TcpConnection(asyncio.BufferedProtocol):
         self.max_io = self.opts.max_io_size
         self.thread: Thread | None = None
         self.peer: dict[str, str] = {}
+        self._read_cb = self._read_done  # bound once: the bdev callbacks of the fast path
+        self._write_cb = self._write_done
 
     # -- asyncio protocol ------------------------------------------------------------------------
 
@@ -164,19 +184,58 @@ class TcpConnection(asyncio.BufferedProtocol):
         prev = set_thread(self.thread)
         self.in_batch = True
         try:
-            next_event = tq.next_event
-            while not self.closing:
-                ev = next_event()
-                if ev is None:
-                    break
+            evs = tq.pending_events
+            pop = evs.popleft
+            qp = self.qp
+            ctrlr = qp.ctrlr
+            # Namespaces of an I/O queue's subsystem, when the fast path may be taken at all.
+            nss = None
+            if ctrlr is not None and qp.qid > 0 and not ctrlr.subsys.ana_reporting:
+                nss = ctrlr.subsys.namespaces
+            max_io = self.max_io
+            while evs and not self.closing:
+                ev = pop()
                 t = type(ev)
-                if t is tcp.CapsuleCommand:
+                if t is _CapsuleCommand:
+                    if nss is not None:
+                        opc, flags, cid, nsid, addr, length, ts, slba, cdw12 = _IO_UNPACK(ev.sqe)  # type: ignore[union-attr]
+                        ns = nss.get(nsid) if flags == _FLAGS_SGL else None
+                        if ns is not None and qp.fused_first is None:
+                            b = ns.backend
+                            nlb = (cdw12 & 0xFFFF) + 1
+                            if (type(b) is BdevBackend and length <= max_io and b.zcopy
+                                    and nlb * b.block_size == length and slba + nlb <= b.num_blocks):
+                                data = ev.data  # type: ignore[union-attr]
+                                if opc == _OPC_READ:
+                                    if data is None and ts == _SGL_TRANSPORT:
+                                        qp.sq_head += 1
+                                        ctrlr.reads += 1  # type: ignore[union-attr]
+                                        ctrlr.read_units += length >> 9  # type: ignore[union-attr]
+                                        rc = b.desc.read_blocks(b._ch or b._channel(), None, slba, nlb,
+                                                                self._read_cb, nsid << 16 | cid)
+                                        if rc:
+                                            self._fast_fail(opc, nsid << 16 | cid, rc_status(rc))
+                                        continue
+                                elif opc == _OPC_WRITE:
+                                    if data is not None and ts == _SGL_INCAPSULE and not addr \
+                                            and len(data) == length:
+                                        qp.sq_head += 1
+                                        ctrlr.writes += 1  # type: ignore[union-attr]
+                                        ctrlr.write_units += length >> 9  # type: ignore[union-attr]
+                                        rc = b.desc.write_blocks(b._ch or b._channel(), data, slba, nlb,
+                                                                 self._write_cb, nsid << 16 | cid)
+                                        if rc:
+                                            self._fast_fail(opc, nsid << 16 | cid, rc_status(rc))
+                                        continue
                     self._capsule(ev)  # type: ignore[arg-type]
-                elif t is tcp.H2CData:
+                    if qp.ctrlr is not ctrlr:  # a Connect (or a disconnect) changed the queue
+                        ctrlr = qp.ctrlr
+                        nss = None
+                elif t is _H2CData:
                     if ev.last:  # type: ignore[union-attr]
                         self._h2c_done(ev.ttag)  # type: ignore[union-attr]
                 else:
-                    self._other_event(ev)
+                    self._other_event(ev)  # type: ignore[arg-type]
             # Deliver the completions this batch caused (bdev I/O completed during submit is
             # queued as a message) now, so that one write carries them: without this each
             # I/O costs two more event-loop iterations.
@@ -188,6 +247,49 @@ class TcpConnection(asyncio.BufferedProtocol):
             set_thread(prev)
         if self.out:
             self._flush()
+
+    # -- fast path completions (bdev callbacks; arg is nsid << 16 | cid) --------------------------
+
+    def _read_done(self, io: Any, success: bool, arg: int) -> None:
+        if not success:
+            self._fast_fail(_OPC_READ, arg, io_status(io))
+            return
+        if self.closing:
+            return
+        iovs = io.iovs
+        pb = io.pool_buf
+        if pb is not None:  # not zero-copy after all (e.g. a split read): keep it until sent
+            io.pool_buf = None
+            self.pool_bufs.append(pb)
+        if self.c2h_success and len(iovs) == 1:
+            self.tq.append_c2h_data(self.out, arg & 0xFFFF, iovs[0])
+        else:
+            qp = self.qp
+            cid = arg & 0xFFFF
+            success = self.c2h_success
+            self.out += self.tq.send_c2h_data(cid, 0, list(iovs), last=True, success=success)
+            if not success:
+                self.tq.append_response(self.out, cid, 0, 0, 0, qp.sq_head % (qp.sqsize + 1), qp.qid)
+        self.tgt.completed_nvme_io += 1
+        if not self.in_batch and not self.flush_scheduled:
+            self._schedule_flush()
+
+    def _write_done(self, io: Any, success: bool, arg: int) -> None:
+        if not success:
+            self._fast_fail(_OPC_WRITE, arg, io_status(io))
+            return
+        if self.closing:
+            return
+        qp = self.qp
+        self.tq.append_response(self.out, arg & 0xFFFF, 0, 0, 0, qp.sq_head % (qp.sqsize + 1), qp.qid)
+        self.tgt.completed_nvme_io += 1
+        if not self.in_batch and not self.flush_scheduled:
+            self._schedule_flush()
+
+    def _fast_fail(self, opc: int, arg: int, status: int) -> None:
+        """A fast-path command failed: complete it like the general path (error log entry)."""
+        req = Request(self.qp, b"", arg & 0xFFFF, opc, _FLAGS_SGL, arg >> 16, 0, 0)
+        req.io_done(status)
 
     def _other_event(self, ev: tcp.Event) -> None:
         if isinstance(ev, tcp.ICReqReceived):
@@ -305,13 +407,17 @@ class TcpConnection(asyncio.BufferedProtocol):
             ctx.release()
         self.tgt.completed_nvme_io += 1
         if not self.in_batch and not self.flush_scheduled:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # driven without an event loop (tests): write now
-                self._flush()
-                return
-            self.flush_scheduled = True
-            loop.call_soon(self._flush)
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """A completion outside a receive batch: write at the end of this loop iteration."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven without an event loop (tests): write now
+            self._flush()
+            return
+        self.flush_scheduled = True
+        loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self.flush_scheduled = False

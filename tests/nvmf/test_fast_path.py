@@ -1,0 +1,197 @@
+"""The transport's I/O fast path (Read / in-capsule Write straight to a bdev): same bytes on the
+wire as the general path, falls back for everything it does not take, errors logged."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from spydk.bdev import bdev as core
+from spydk.bdev.io import FAILED, READ, WRITE, BdevIO
+from spydk.bdev.malloc import create_malloc_disk
+from spydk.bdev.malloc import module as malloc_module
+from spydk.nvme import spec, tcp
+from spydk.nvme.spec import GenericStatus
+from spydk.nvmf import transport_tcp
+from spydk.nvmf.bdev_ns import BdevBackend
+from spydk.nvmf.subsystem import Listener, Subsystem
+from spydk.nvmf.testing import TestHost, push_bytes
+from spydk.nvmf.tgt import Target
+from spydk.nvmf.transport import TransportOptions
+from spydk.nvmf.transport_tcp import TcpTransport
+from spydk.thread.thread import set_thread
+
+from .conftest import ADDR, NQN, Clock, Link
+
+BS = 512
+
+
+class BdevEnv:
+    """A Target on the app thread exporting a malloc bdev as namespace 1."""
+
+    def __init__(self, rh: Any, opts: TransportOptions | None = None, **malloc_kw: Any):
+        self.rh = rh
+        set_thread(rh.thread)
+        self.disk = create_malloc_disk("Malloc0", BS, 4096, **malloc_kw)
+        self.tgt = Target(clock=Clock())
+        self.tgt.thread = rh.thread
+        self.tr = TcpTransport(self.tgt, opts or TransportOptions())
+        self.tgt.add_transport(self.tr)
+        self.subsys = Subsystem(NQN, allow_any_host=True)
+        self.tgt.add_subsystem(self.subsys)
+        self.subsys.listeners.append(Listener(ADDR))
+        self.backend = BdevBackend("Malloc0")
+        self.subsys.add_namespace("Malloc0", self.backend, nsid=1)
+        # Count commands that take the general path.
+        self.general = 0
+        orig = transport_tcp.nvmf_ctrlr.exec_request
+
+        def counting(tgt: Target, req: Any) -> None:
+            if req.opcode in (spec.NvmOpcode.READ, spec.NvmOpcode.WRITE):
+                self.general += 1
+            orig(tgt, req)
+        self._orig = orig
+        transport_tcp.nvmf_ctrlr.exec_request = counting  # type: ignore[assignment]
+
+    def close(self) -> None:
+        transport_tcp.nvmf_ctrlr.exec_request = self._orig  # type: ignore[assignment]
+
+    def io(self, **kw: bool) -> Link:
+        adm = Link(self.tr, TestHost(**kw))
+        c = adm.establish()
+        assert c.status == 0
+        adm.enable()
+        lk = Link(self.tr, TestHost(**kw))
+        c = lk.establish(qid=1, cntlid=c.dw0 & 0xFFFF, sqsize=127)
+        assert c.status == 0
+        lk.host.icd = self.tr.opts.in_capsule_data_size
+        lk.admin = adm  # type: ignore[attr-defined]
+        return lk
+
+
+@pytest.fixture
+def benv(rh: Any) -> Iterator[BdevEnv]:
+    core._reset_for_tests()
+    malloc_module.count = 0
+    e = BdevEnv(rh)
+    yield e
+    e.close()
+    core._reset_for_tests()
+
+
+@pytest.mark.parametrize("c2h_success", [True, False])
+@pytest.mark.parametrize("digests", [False, True])
+def test_fast_write_then_read(rh: Any, c2h_success: bool, digests: bool) -> None:
+    core._reset_for_tests()
+    e = BdevEnv(rh, TransportOptions(c2h_success=c2h_success))
+    try:
+        io = e.io(header_digest=digests, data_digest=digests)
+        data = os.urandom(4096)
+        assert io.wait(io.host.write(1, 16, data, BS)).status == 0
+        assert bytes(e.disk.mem[16 * BS:16 * BS + 4096]) == data
+        r = io.wait(io.host.read(1, 16, 8, BS))
+        assert r.status == 0 and r.data == data
+        assert r.c2h_success is c2h_success
+        assert e.general == 0  # both took the fast path
+        assert e.tgt.completed_nvme_io >= 2
+        ctrlr = next(iter(e.subsys.controllers.values()))
+        assert (ctrlr.reads, ctrlr.writes, ctrlr.read_units, ctrlr.write_units) == (1, 1, 8, 8)
+    finally:
+        e.close()
+        core._reset_for_tests()
+
+
+def test_fast_pipelined_batch(benv: BdevEnv) -> None:
+    """32 reads and 32 writes arrive in one receive: all complete, each with its own data."""
+    io = benv.io()
+    blobs = {i: os.urandom(BS) for i in range(32)}
+    cids = [io.host.write(1, 100 + i, blobs[i], BS) for i in range(32)]
+    push_bytes(io.conn, io.host.take_output())  # one batch
+    io.pump()
+    for c in cids:
+        assert io.host.completions.pop(c).status == 0
+    cids = {io.host.read(1, 100 + i, 1, BS): i for i in range(32)}
+    push_bytes(io.conn, io.host.take_output())
+    io.pump()
+    for c, i in cids.items():
+        r = io.host.completions.pop(c)
+        assert r.status == 0 and r.data == blobs[i]
+    assert benv.general == 0
+
+
+def test_fast_path_declines_to_general_path(benv: BdevEnv) -> None:
+    io = benv.io()
+    # Out of range, wrong SGL length, unknown namespace: the general path answers.
+    r = io.wait(io.host.read(1, 4095, 2, BS))
+    assert r.sc == GenericStatus.LBA_OUT_OF_RANGE
+    sqe = io.host.io_sqe(spec.NvmOpcode.READ, 1, 1024, incapsule=False, cdw10=0, cdw12=0)
+    r = io.wait(io.host.submit(sqe, read_len=1024))
+    assert r.sc == GenericStatus.DATA_SGL_LENGTH_INVALID
+    r = io.wait(io.host.read(7, 0, 1, BS))
+    assert r.sc == GenericStatus.INVALID_NAMESPACE_OR_FORMAT
+    # A write larger than the in-capsule limit goes through R2T (general path), and works.
+    big = os.urandom(16384)
+    assert io.wait(io.host.write(1, 200, big, BS)).status == 0
+    r = io.wait(io.host.read(1, 200, 32, BS))
+    assert r.status == 0 and r.data == big
+    assert benv.general == 4
+    ctrlr = next(iter(benv.subsys.controllers.values()))
+    assert ctrlr.error_count == 3
+
+
+def test_fast_path_bdev_failure_is_logged(benv: BdevEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    disk = benv.disk
+    orig = disk.submit_request
+
+    def failing(ctx: Any, bio: BdevIO) -> None:
+        if bio.type in (READ, WRITE):
+            bio.complete(FAILED)
+            return
+        orig(ctx, bio)
+    # Before the first I/O: the bdev channel takes the submit function when it is created.
+    monkeypatch.setattr(disk, "submit_request", failing)
+    io = benv.io()
+    r = io.wait(io.host.read(1, 0, 1, BS))
+    assert r.sc == GenericStatus.INTERNAL_DEVICE_ERROR
+    w = io.wait(io.host.write(1, 0, bytes(BS), BS))
+    assert w.sc == GenericStatus.INTERNAL_DEVICE_ERROR
+    assert benv.general == 0
+    ctrlr = next(iter(benv.subsys.controllers.values()))
+    assert ctrlr.error_count == 2 and ctrlr.errors[-1].cid == w.cid
+
+
+def test_split_read_keeps_its_buffer_until_sent(rh: Any) -> None:
+    """A bdev that splits I/O gives pooled (not zero-copy) data: still correct."""
+    core._reset_for_tests()
+    e = BdevEnv(rh, optimal_io_boundary=4)
+    try:
+        io = e.io()
+        data = os.urandom(4096)
+        assert io.wait(io.host.write(1, 2, data, BS)).status == 0
+        r = io.wait(io.host.read(1, 2, 8, BS))
+        assert r.status == 0 and r.data == data
+    finally:
+        e.close()
+        core._reset_for_tests()
+
+
+def test_codec_append_encoders_match_send() -> None:
+    h = tcp.TcpQueuePair(tcp.Role.HOST)
+    for hd, dd in [(False, False), (True, True), (True, False)]:
+        c = tcp.TcpQueuePair(tcp.Role.CONTROLLER)
+        h = tcp.TcpQueuePair(tcp.Role.HOST)
+        c.receive_data(b"".join(bytes(x) for x in h.send_icreq(header_digest=hd, data_digest=dd)))
+        assert isinstance(c.next_event(), tcp.ICReqReceived)
+        c.send_icresp()
+        data = memoryview(os.urandom(4096))
+        for success in (True, False):
+            out: list[tcp.Buffer] = [b"x"]
+            c.append_c2h_data(out, 9, data, success)
+            want = c.send_c2h_data(9, 0, data, last=True, success=success)
+            assert b"".join(bytes(x) for x in out[1:]) == b"".join(bytes(x) for x in want)
+        out = []
+        c.append_response(out, 9, 0x4004, 1, 2, 3, 4)
+        assert out == c.send_response(9, 0x4004, 1, 2, 3, 4)
+    assert c.pending_events is c._events
