@@ -468,34 +468,41 @@ def profile_read(n: int = 50_000) -> None:
             pos += k
 
     def per_io(data: bytes, per_batch: int, iters: int) -> float:
+        """Best of 5 runs (the machine is shared: the minimum is the least disturbed)."""
         for _ in range(max(iters // 20, 10)):
             feed(data)
         b0 = nt.nbytes
-        t0 = time.perf_counter_ns()
-        for _ in range(iters):
-            feed(data)
-        ns = (time.perf_counter_ns() - t0) / (iters * per_batch)
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter_ns()
+            for _ in range(iters // 5):
+                feed(data)
+            best = min(best, (time.perf_counter_ns() - t0) / (iters // 5 * per_batch))
         assert nt.nbytes > b0, "no output"
-        return ns
+        return best
 
     # stage 1: codec only (parse a CapsuleCmd into an event)
     cq = tcp.TcpQueuePair(tcp.Role.CONTROLLER)
     cq.receive_data(b"".join(bytes(x) for x in tcp.TcpQueuePair(tcp.Role.HOST).send_icreq()))
     cq.next_event()
     cq.send_icresp()
-    t0 = time.perf_counter_ns()
-    for _ in range(n // 32):
-        b = cq.get_buffer(-1)
-        b[:len(read_batch)] = read_batch
-        cq.buffer_updated(len(read_batch))
-        cq.events()
-    parse = (time.perf_counter_ns() - t0) / (n // 32 * 32)
-    # stage 2: building the C2HData PDU for 4 KiB
+    parse = c2h = float("inf")
     data = memoryview(bytearray(4096))
-    t0 = time.perf_counter_ns()
-    for _ in range(n):
-        cq.send_c2h_data(7, 0, data, last=True, success=True)
-    c2h = (time.perf_counter_ns() - t0) / n
+    out: list[tcp.Buffer] = []
+    for _ in range(5):
+        t0 = time.perf_counter_ns()
+        for _ in range(n // 160):
+            b = cq.get_buffer(-1)
+            b[:len(read_batch)] = read_batch
+            cq.buffer_updated(len(read_batch))
+            cq.pending_events.clear()
+        parse = min(parse, (time.perf_counter_ns() - t0) / (n // 160 * 32))
+        # stage 2: encoding the C2HData PDU for 4 KiB (what the fast path calls)
+        t0 = time.perf_counter_ns()
+        for _ in range(n // 5):
+            cq.append_c2h_data(out, 7, data)
+        c2h = min(c2h, (time.perf_counter_ns() - t0) / (n // 5))
+        out.clear()
     # stage 3: the whole target path, codec to bdev to C2H PDU, without the socket
     read1 = per_io(capsule, 1, n)
     read32 = per_io(read_batch, 32, n // 32)
@@ -504,16 +511,18 @@ def profile_read(n: int = 50_000) -> None:
     a, b2 = socket.socketpair()
     rbuf = bytearray(65536)
     hdr = bytes(24)
-    t0 = time.perf_counter_ns()
-    for _ in range(n // 5):
-        a.send(capsule)
-        b2.recv_into(rbuf)
-        b2.sendmsg([hdr, data])
-        a.recv_into(rbuf)
-    sock = (time.perf_counter_ns() - t0) / (n // 5) / 2  # half of the pair's work is the target's
-    print(f"4 KiB I/O, in process, no sockets (ns per I/O; load average {os.getloadavg()[0]:.1f}):")
+    sock = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter_ns()
+        for _ in range(n // 25):
+            a.send(capsule)
+            b2.recv_into(rbuf)
+            b2.sendmsg([hdr, data])
+            a.recv_into(rbuf)
+        sock = min(sock, (time.perf_counter_ns() - t0) / (n // 25) / 2)  # half is the target's
+    print(f"4 KiB I/O, in process, no sockets (ns per I/O, best of 5; load average {os.getloadavg()[0]:.1f}):")
     print(f"  codec: parse a CapsuleCmd into an event (batch of 32)  {parse:8.0f}")
-    print(f"  codec: build C2HData (+SUCCESS) for 4 KiB               {c2h:8.0f}")
+    print(f"  codec: append_c2h_data (+SUCCESS) for 4 KiB             {c2h:8.0f}")
     print(f"  full target path, read, one command per receive        {read1:8.0f}")
     print(f"  full target path, read, 32 commands per receive        {read32:8.0f}")
     print(f"    of which controller + bdev + glue (rest)             {read32 - parse - c2h:8.0f}")

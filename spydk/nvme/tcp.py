@@ -304,6 +304,7 @@ class TcpQueuePair:
         self._rx_align = 0
         self._cmd_fast_plen = -1  # PLEN of a header-only CapsuleCmd; -1 = no fast path
         self._cmd_fast_flags = 0
+        self._cmd_data_pdo = -1  # PDO of an undigested CapsuleCmd with data; -1 = no fast path
         self._tx_pdo = DATA_HLEN  # PDO of the data PDUs we send
         self._tx_pad = b""
         self._tx_flags = 0  # HDGSTF/DDGSTF on data PDUs we send
@@ -412,6 +413,8 @@ class TcpQueuePair:
         if self._controller:
             self._cmd_fast_plen = CAPSULE_CMD_HLEN + hd
             self._cmd_fast_flags = HDGSTF if hd else 0
+            if not hd and not self.data_digest and not self.cpda:
+                self._cmd_data_pdo = CAPSULE_CMD_HLEN
         tx_pda = self.hpda if self._controller else self.cpda
         self._tx_pdo = data_offset(DATA_HLEN, bool(hd), tx_pda)
         self._tx_pad = bytes(self._tx_pdo - DATA_HLEN - hd)
@@ -432,14 +435,22 @@ class TcpQueuePair:
                 # Fast path: a header-only CapsuleCmd (reads, flushes, admin commands).
                 if avail >= fast_plen > 0:
                     ring = self._rview
-                    ptype, flags, hlen, _, plen = _CH_UNPACK(ring, rpos)
-                    if ptype == 4 and plen == fast_plen and flags == fast_flags and hlen == 72:
-                        if fast_flags and crc32c(ring[rpos:rpos + 72]) != _U32_UNPACK(ring, rpos + 72)[0]:
-                            append(self._fail(Fes.HEADER_DIGEST_ERROR, 0, "header digest mismatch"))
-                            return
-                        self._rpos = rpos + plen
-                        append(CapsuleCommand(ring[rpos + 8:rpos + 72], None))
-                        continue
+                    ptype, flags, hlen, pdo, plen = _CH_UNPACK(ring, rpos)
+                    if ptype == 4 and hlen == 72:
+                        if plen == fast_plen and flags == fast_flags:
+                            if fast_flags and crc32c(ring[rpos:rpos + 72]) != _U32_UNPACK(ring, rpos + 72)[0]:
+                                append(self._fail(Fes.HEADER_DIGEST_ERROR, 0, "header digest mismatch"))
+                                return
+                            self._rpos = rpos + plen
+                            append(CapsuleCommand(ring[rpos + 8:rpos + 72], None))
+                            continue
+                        # In-capsule data, no digests, no padding, all of it in the ring.
+                        if (not flags and pdo == self._cmd_data_pdo and avail >= plen
+                                and 72 < plen <= 72 + self.max_incapsule_data):
+                            self._rpos = rpos + plen
+                            self._need = 0
+                            append(CapsuleCommand(ring[rpos + 8:rpos + 72], ring[rpos + 72:rpos + plen]))
+                            continue
             ev = self._parse_one()
             if ev is None:
                 return
