@@ -145,9 +145,9 @@ def mismatches(m: RpcMethod, spdk: dict[str, Any]) -> list[str]:
             continue
         _compare_value(p, s, p.name, spdk, out)
     for name, s in theirs.items():
-        p = m.schema.by_name.get(name)
-        if s.get("required") and (p is None or not p.required):
-            out.append(f"{name}: SPDK requires it, ours is {'missing' if p is None else 'optional'}")
+        mine = m.schema.by_name.get(name)
+        if s.get("required") and (mine is None or not mine.required):
+            out.append(f"{name}: SPDK requires it, ours is {'missing' if mine is None else 'optional'}")
     return out
 
 
