@@ -77,6 +77,9 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = float("inf")
+        self._inflight = 0  # tasks with the SCSI layer
+        self._in_input = False  # inside buffer_updated (which flushes at its end)
+        self._on_complete = self._task_done  # one bound method for every task
         self._loop = glue.loop
         self._thread = glue.thread
 
@@ -110,6 +113,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         conn = self.conn
         assert conn is not None
         prev = set_thread(self._thread)
+        self._in_input = True
         try:
             events = conn.buffer_updated(nbytes, self._loop.time())
             if events:
@@ -123,6 +127,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             if due is not None and due < self._timer_due:
                 self._arm_timer()  # a deadline moved earlier (login finished, ping sent)
         finally:
+            self._in_input = False
             set_thread(prev)
 
     def eof_received(self) -> bool:
@@ -154,8 +159,9 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         for ev in events:
             if isinstance(ev, ScsiCommandReady):
                 task = ev.task
-                task.on_complete = self._task_done
+                task.on_complete = self._on_complete
                 task.target_port = self.target_port
+                self._inflight += 1
                 self.device.execute(task)
             elif isinstance(ev, TaskManagementRequest):
                 self._tmf(ev)
@@ -195,12 +201,20 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self.device.task_mgmt(req.function, req.lun, ref, conn.initiator_name, done)
 
     def _task_done(self, task: ScsiTask) -> None:
+        self._inflight -= 1
         conn = self.conn
         if conn is None or self.transport is None:
             return
         if conn.state is ConnState.FAILED:
             return
-        self._queue(conn.complete_task(task))
+        bufs = conn.complete_task(task)
+        if self._inflight or self._in_input:
+            self._queue(bufs)  # more completions (or our own output) follow: send them together
+        elif bufs:
+            # The last task in flight: send now rather than a loop turn later (latency at
+            # low queue depth).
+            self._pending.extend(bufs)
+            self._flush()
 
     # -- output -----------------------------------------------------------------------
 
