@@ -209,3 +209,22 @@ def test_bad_datasn_rejected(iscsi_app, datasn: int) -> None:
     j.login(IQN)
     assert j.read10(0, 0, 1).status == 0
     j.logout()
+
+
+def test_bdev_hot_remove_drops_the_lun(iscsi_app) -> None:
+    h, port = iscsi_app()
+    c = h.client
+    c.iscsi_target_node_add_lun(name=IQN, bdev_name="Malloc1", lun_id=3)
+    i = Initiator("127.0.0.1", port)
+    i.login(IQN)
+    report_luns = struct.pack(">BBB3xIxB", 0xA0, 0, 0, 4096, 0)
+    r = i.scsi(0, report_luns, read_len=4096)
+    assert r.status == 0 and r.data[8:24] == bytes(8) + b"\x00\x03" + bytes(6)
+    assert i.read10(3, 0, 1).status == 0
+    c.bdev_malloc_delete(name="Malloc1")
+    # LUN 3 is gone: commands to it get CHECK CONDITION, LOGICAL UNIT NOT SUPPORTED (25h)
+    r = i.read10(3, 0, 1)
+    assert r.status == 2 and r.sense[12] == 0x25
+    assert c.iscsi_get_target_nodes()[0]["luns"] == [{"bdev_name": "Malloc0", "lun_id": 0}]
+    assert i.read10(0, 0, 1).status == 0
+    i.logout()
