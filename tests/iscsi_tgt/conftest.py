@@ -20,7 +20,8 @@ def free_port() -> int:
 
 
 def iscsi_config(port: int, *, chap: tuple[str, str] | None = None, mutual: tuple[str, str] | None = None,
-                 options: dict[str, Any] | None = None, extra_nodes: int = 0) -> dict[str, Any]:
+                 options: dict[str, Any] | None = None, extra_nodes: int = 0,
+                 node: dict[str, Any] | None = None) -> dict[str, Any]:
     iscsi: list[dict[str, Any]] = []
     if options:
         iscsi.append({"method": "iscsi_set_options", "params": options})
@@ -30,16 +31,17 @@ def iscsi_config(port: int, *, chap: tuple[str, str] | None = None, mutual: tupl
         {"method": "iscsi_create_initiator_group",
          "params": {"tag": 1, "initiators": ["ANY"], "netmasks": ["127.0.0.1/32"]}},
     ]
-    node: dict[str, Any] = {"name": "disk1", "alias_name": "Data Disk1",
-                            "luns": [{"bdev_name": "Malloc0", "lun_id": 0}],
-                            "pg_ig_maps": [{"pg_tag": 1, "ig_tag": 1}], "queue_depth": 32}
+    params: dict[str, Any] = {"name": "disk1", "alias_name": "Data Disk1",
+                              "luns": [{"bdev_name": "Malloc0", "lun_id": 0}],
+                              "pg_ig_maps": [{"pg_tag": 1, "ig_tag": 1}], "queue_depth": 32,
+                              **(node or {})}
     if chap is not None:
         secret: dict[str, str] = {"user": chap[0], "secret": chap[1]}
         if mutual is not None:
             secret.update(muser=mutual[0], msecret=mutual[1])
         iscsi.append({"method": "iscsi_create_auth_group", "params": {"tag": 1, "secrets": [secret]}})
-        node.update(require_chap=True, mutual_chap=mutual is not None, chap_group=1)
-    iscsi.append({"method": "iscsi_create_target_node", "params": node})
+        params.update(require_chap=True, mutual_chap=mutual is not None, chap_group=1)
+    iscsi.append({"method": "iscsi_create_target_node", "params": params})
     for i in range(extra_nodes):
         iscsi.append({"method": "iscsi_create_target_node", "params": {
             "name": f"disk{i + 2}", "alias_name": "", "luns": [{"bdev_name": f"Malloc{i + 1}"}],

@@ -228,3 +228,11 @@ def test_bdev_hot_remove_drops_the_lun(iscsi_app) -> None:
     assert c.iscsi_get_target_nodes()[0]["luns"] == [{"bdev_name": "Malloc0", "lun_id": 0}]
     assert i.read10(0, 0, 1).status == 0
     i.logout()
+
+
+def test_required_digest_refuses_none(iscsi_app) -> None:
+    h, port = iscsi_app(node={"header_digest": True})
+    i = Initiator("127.0.0.1", port)
+    with pytest.raises(IscsiTestError, match="0x0200"):
+        i.login(IQN, digests="None")
+    i.close()
