@@ -313,6 +313,8 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             "initiator_addr": self.initiator_addr,
             "target_addr": self.target_addr,
             "target_node_name": self.node.name.split(":", 1)[-1] if self.node is not None else "",
+            "lcore_id": self.glue.lcore,
+            "thread_id": self._thread.id,
             "thread_name": self._thread.name,
         }
 
@@ -326,6 +328,7 @@ class TargetGlue:
         self.app = app
         self.target = target
         self.thread: Thread = app.thread
+        self.lcore = app.opts.lcore
         self.loop = asyncio.get_running_loop()
         self.registry = SessionRegistry(on_wake=self._wake)
         self.config = target_config(target)
