@@ -126,8 +126,11 @@ class Job:
         self.seq = 0
         self.idx = 0
         self.block_size = bs
-        self.rand = self.workload == "randread"
-        self._read = self.desc.read_blocks
+        # read/write/randread/randwrite complete in _rw_done, which resubmits with these
+        # (bound once here: a bound method made per I/O is an allocation)
+        self.rand = self.workload in ("randread", "randwrite")
+        self._rw = self.desc.read_blocks if self.workload in ("read", "randread") else self.desc.write_blocks
+        self._rw_cb = self._rw_done
 
     def _event(self, ev: Any, bdev: Any, ctx: Any) -> None:
         self.error = f"bdev {bdev.name} was removed"
@@ -172,15 +175,14 @@ class Job:
         return off
 
     def _submit(self, slot: int) -> int:
-        """The general path (every workload); read/randread use the lean _read_done."""
+        """The general path (every workload); read and write workloads continue in the lean
+        _rw_done."""
         w = self.workload
         desc, ch = self.desc, self.ch
         assert desc is not None and ch is not None
         off = self._next_offset()
-        if w in ("read", "randread"):
-            return desc.read_blocks(ch, self.bufs[slot], off, self.nblocks, self._read_done, slot)
-        if w in ("write", "randwrite"):
-            return desc.write_blocks(ch, self.bufs[slot], off, self.nblocks, self._done, slot)
+        if w in ("read", "randread", "write", "randwrite"):
+            return self._rw(ch, self.bufs[slot], off, self.nblocks, self._rw_cb, slot)  # type: ignore[no-any-return]
         if w in ("rw", "randrw"):
             self.idx = (self.idx + 1) & (RANDOM_TABLE - 1)
             if self.mix[self.idx]:
@@ -208,8 +210,8 @@ class Job:
         else:
             self.failed += 1
 
-    def _read_done(self, io: BdevIO, ok: bool, slot: int) -> None:
-        # The hot path of read workloads: account, then resubmit the same slot.
+    def _rw_done(self, io: BdevIO, ok: bool, slot: int) -> None:
+        # The hot path of read and write workloads: account, then resubmit the same slot.
         lat = self.ch.cpl_ns - io.submit_ns
         self.lat_sum += lat
         if lat > self.lat_max:
@@ -226,7 +228,8 @@ class Job:
                 off = self.offsets[i]
             else:
                 off = self._next_offset()
-            if self._read(self.ch, self.bufs[slot], off, self.nblocks, self._read_done, slot) == 0:
+            submit = self._rw  # a local: calling an instance attribute directly is not specialized
+            if submit(self.ch, self.bufs[slot], off, self.nblocks, self._rw_cb, slot) == 0:
                 return
         self.outstanding -= 1
         self._check_done()

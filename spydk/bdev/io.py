@@ -161,9 +161,9 @@ class BdevIO:
         if self.in_submit:
             ch = self.ch
             cq = ch.cq
-            cq.append(self)
-            if len(cq) == 1:
+            if not cq:
                 ch.thread.send_msg(ch.drain)
+            cq.append(self)
         else:
             self.ch.finish(self)
 
