@@ -150,7 +150,10 @@ class Bdev:
     """A block device. Modules subclass it and override the function-table methods:
 
     submit_request(ctx, io)   start ``io`` (ctx is this thread's module channel ctx);
-                              finish it with io.complete(status), now or later
+                              finish it with io.complete(status), now or later, or
+                              return its final status (SUCCESS, FAILED, MISCOMPARE, ...)
+                              when it is done at once (cheaper: no call back into the
+                              layer); return None when io.complete is or will be called
     io_type_supported(t)      which IoTypes submit_request handles
     get_io_channel()          this thread's IoChannel of the module's io_device
                               (default: get_io_channel(self.io_device))
@@ -199,7 +202,7 @@ class Bdev:
 
     # -- function table (override) ------------------------------------------------------
 
-    def submit_request(self, ctx: Any, io: BdevIO) -> None:
+    def submit_request(self, ctx: Any, io: BdevIO) -> int | None:
         raise NotImplementedError
 
     def io_type_supported(self, io_type: int) -> bool:
@@ -383,12 +386,14 @@ class BdevChannel:
             return self._submit_slow(io)
         io.in_submit = True
         try:
-            self.submit_fn(self.ctx, io)
+            st = self.submit_fn(self.ctx, io)
         except Exception:
             io.in_submit = False
             self._module_raised(io)
             return 0
         io.in_submit = False
+        if st:
+            self._done_in_submit(io, st)
         return 0
 
     def submit_special(self, io: BdevIO) -> int:
@@ -451,12 +456,23 @@ class BdevChannel:
     def _to_module(self, io: BdevIO) -> None:
         io.in_submit = True
         try:
-            self.submit_fn(self.ctx, io)
+            st = self.submit_fn(self.ctx, io)
         except Exception:
             io.in_submit = False
             self._module_raised(io)
             return
         io.in_submit = False
+        if st:
+            self._done_in_submit(io, st)
+
+    def _done_in_submit(self, io: BdevIO, status: int) -> None:
+        """The module returned ``status`` from submit_request: as io.complete(status)
+        called during the submission (queued for this channel's next completion batch)."""
+        io.status = status
+        cq = self.cq
+        if not cq:
+            self.thread.send_msg(self.drain)
+        cq.append(io)
 
     def _module_raised(self, io: BdevIO) -> None:
         log.exception("bdev %s: module %s raised in submit_request for %r; failing the I/O",
@@ -1015,12 +1031,18 @@ class BdevDesc:
         io.in_submit = True
         submit = ch.submit_fn  # a local: calling a slot's callable directly is not specialized
         try:
-            submit(ch.ctx, io)
+            st = submit(ch.ctx, io)
         except Exception:
             io.in_submit = False
             ch._module_raised(io)
             return 0
         io.in_submit = False
+        if st:  # finished during submit (ch._done_in_submit, inlined)
+            io.status = st
+            cq = ch.cq
+            if not cq:
+                ch.thread.send_msg(ch.drain)
+            cq.append(io)
         return 0
 
     def write_blocks(self, ch: BdevChannel, buf: Any, offset_blocks: int, num_blocks: int,
@@ -1058,12 +1080,18 @@ class BdevDesc:
         io.in_submit = True
         submit = ch.submit_fn  # a local: calling a slot's callable directly is not specialized
         try:
-            submit(ch.ctx, io)
+            st = submit(ch.ctx, io)
         except Exception:
             io.in_submit = False
             ch._module_raised(io)
             return 0
         io.in_submit = False
+        if st:  # finished during submit (ch._done_in_submit, inlined)
+            io.status = st
+            cq = ch.cq
+            if not cq:
+                ch.thread.send_msg(ch.drain)
+            cq.append(io)
         return 0
 
     def readv_blocks(self, ch: BdevChannel, iovs: list[Any], offset_blocks: int, num_blocks: int,

@@ -16,6 +16,9 @@ Modules see these fields:
     io.driver_ctx           free for the module's per-I/O state
     io.complete(status)     finish it (IoStatus.SUCCESS by default), from any code on the
                             channel's thread, during submit_request or later
+
+A module that finishes an I/O inside submit_request may instead return its status from
+submit_request (and not call complete): the layer then queues the completion itself.
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """The malloc bdev: a RAM disk (SPDK's module/bdev/malloc).
 
 Data lives in an anonymous mmap (zero-filled, pages allocated on first touch). I/O is
-served synchronously inside submit_request; completions are deferred by the layer. Reads
-without a caller buffer are zero-copy: io.iovs is pointed at the disk's own memory, so a
-network target can send straight from it (the view is valid until the callback returns).
+served synchronously inside submit_request, which returns the status; completions are
+deferred by the layer. Reads without a caller buffer are zero-copy: io.iovs is pointed at
+the disk's own memory, so a network target can send straight from it (the view is valid
+until the callback returns).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from spydk.bdev.iobuf import ZERO_BUF_SIZE, ZEROES
 from spydk.bdev.module import BdevModule, register_module
 from spydk.thread import io_device_register, is_io_device
 
+_ALL = slice(None)  # buf[_ALL] = src: the whole-buffer slice without building one per I/O
 _SUPPORTED = frozenset((READ, WRITE, UNMAP, FLUSH, RESET, WRITE_ZEROES, COMPARE, COMPARE_AND_WRITE))
 
 
@@ -80,7 +82,8 @@ class MallocBdev(Bdev):
     def io_type_supported(self, io_type: int) -> bool:
         return io_type in _SUPPORTED
 
-    def submit_request(self, ctx: Any, io: BdevIO) -> None:
+    def submit_request(self, ctx: Any, io: BdevIO) -> int:
+        # Served at once: the status is returned (the layer completes the I/O).
         t = io.type
         off = io.offset_blocks << self._shift
         end = off + io.nbytes
@@ -91,7 +94,7 @@ class MallocBdev(Bdev):
                 iov1[0] = self.mem[off:end]
                 io.iovs = iov1
             elif len(iovs) == 1:
-                iovs[0][:] = self.mem[off:end]
+                iovs[0][_ALL] = self.mem[off:end]
             else:
                 io.scatter(self.mem[off:end])
         elif t == WRITE:
@@ -104,16 +107,14 @@ class MallocBdev(Bdev):
             self._zero(off, end)
         elif t == COMPARE:
             if not _equal(self.mem[off:end], io.iovs):
-                io.complete(MISCOMPARE)
-                return
+                return MISCOMPARE
         elif t == COMPARE_AND_WRITE:
             # Atomic here: nothing else runs between the compare and the write.
             if not _equal(self.mem[off:end], io.compare_iovs):
-                io.complete(MISCOMPARE)
-                return
+                return MISCOMPARE
             io.gather_into(self.mem[off:end])
         # FLUSH and RESET: nothing to do for memory
-        io.complete(SUCCESS)
+        return SUCCESS
 
     def _zero(self, off: int, end: int) -> None:
         mem = self.mem

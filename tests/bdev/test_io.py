@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
-from spydk.bdev.bdev import BdevChannel, BdevDesc
-from spydk.bdev.io import COMPARE, READ, RESET, WRITE, WRITE_ZEROES, IoStatus
+from spydk.bdev.bdev import BdevChannel, BdevDesc, register_bdev
+from spydk.bdev.io import COMPARE, FAILED, READ, RESET, SUCCESS, WRITE, WRITE_ZEROES, IoStatus
 from spydk.bdev.malloc import create_malloc_disk
 from spydk.bdev.null import create_null_disk
 
 from .conftest import Env
+from .conftest import TestDisk as _TestDisk
 
 
 def odd_iovs(rng: random.Random, nbytes: int) -> list[memoryview]:
@@ -226,3 +227,37 @@ def test_submit_from_callback_does_not_recurse(env: Env) -> None:
             desc.read_blocks(ch, buf, count[0] % 64, 1, cb, None)
     env.call(lambda: desc.read_blocks(ch, buf, 0, 1, cb, None))
     env.until(lambda: count[0] >= 20000)
+
+
+class ReturningDisk(_TestDisk):
+    """Finishes every I/O by returning its status from submit_request (no io.complete)."""
+
+    def submit_request(self, ctx: Any, io: Any) -> int:
+        self.log.append((io.type, io.offset_blocks, io.num_blocks))
+        if io.type in self.fail_types:
+            return FAILED
+        off = io.offset_blocks * self.block_size
+        mv = memoryview(self.data)[off:off + io.nbytes]
+        if io.type == READ:
+            io.scatter(mv)
+        elif io.type == WRITE:
+            io.gather_into(mv)
+        return SUCCESS
+
+
+def test_module_may_return_the_status(env: Env) -> None:
+    d = ReturningDisk("Ret", optimal_io_boundary=8, split_on_optimal_io_boundary=True)
+    env.call(register_bdev, d)
+    desc = env.open("Ret")
+    ch = env.call(desc.get_io_channel)
+    data = bytes(range(256)) * 24                                       # 12 blocks: split in 2
+    assert env.io(desc.write_blocks, ch, data, 6, 12)[0]
+    ok, status, got, _ = env.io(desc.read_blocks, ch, bytearray(len(data)), 6, 12)
+    assert ok and status == IoStatus.SUCCESS and got == data
+    assert (WRITE, 6, 2) in d.log and (WRITE, 8, 8) in d.log and (WRITE, 16, 2) in d.log
+    assert env.io(desc.reset, ch)[0]
+    d.fail_types = {READ}
+    ok, status, _, _ = env.io(desc.read_blocks, ch, bytearray(512), 0, 1)
+    assert not ok and status == IoStatus.FAILED
+    st = d.iostat()
+    assert st.ops[WRITE] == 1 and st.ops[READ] == 1 and st.errors == {IoStatus.FAILED: 1}
