@@ -1,10 +1,11 @@
 """The malloc bdev: a RAM disk (SPDK's module/bdev/malloc).
 
-Data lives in an anonymous mmap (zero-filled, pages allocated on first touch). I/O is
-served synchronously inside submit_request, which returns the status; completions are
-deferred by the layer. Reads without a caller buffer are zero-copy: io.iovs is pointed at
-the disk's own memory, so a network target can send straight from it (the view is valid
-until the callback returns).
+Data lives in a private anonymous mmap with transparent huge pages, zero-filled and made
+resident at creation when it fits easily in free memory (else pages come on first touch).
+I/O is served synchronously inside submit_request, which returns the status; completions
+are deferred by the layer. Reads without a caller buffer are zero-copy: io.iovs is pointed
+at the disk's own memory, so a network target can send straight from it (the view is
+valid until the callback returns).
 """
 from __future__ import annotations
 
@@ -58,6 +59,42 @@ class MallocModule(BdevModule):
 module = register_module(MallocModule())
 
 
+# madvise(2) values Python 3.11's mmap module does not name (Linux 5.14+).
+MADV_POPULATE_WRITE = 23
+
+
+def _disk_memory(size: int) -> mmap.mmap:
+    """Zeroed memory for a disk: private anonymous (a shared mapping is shmem, which
+    transparent huge pages skip unless shmem_enabled says otherwise), huge pages asked
+    for, and populated now, as SPDK's zeroed malloc buffer is, when it fits easily in the
+    free memory: the I/O path then takes no page faults, and reads of never-written
+    blocks come from real memory rather than the kernel's shared zero page."""
+    m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        # Random 4 KiB reads from a 128 MiB disk measured 0.64 us per copy with huge
+        # pages, 0.72-0.75 us with 4 KiB pages (2026-11-21, this VM).
+        m.madvise(mmap.MADV_HUGEPAGE)
+    except (AttributeError, OSError):
+        pass
+    if size <= _mem_available() // 2:
+        try:
+            m.madvise(MADV_POPULATE_WRITE)
+        except OSError:
+            pass  # older kernel: pages come on first touch
+    return m
+
+
+def _mem_available() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 class MallocBdev(Bdev):
     zcopy_read = True
 
@@ -67,14 +104,7 @@ class MallocBdev(Bdev):
                          optimal_io_boundary=optimal_io_boundary,
                          split_on_optimal_io_boundary=bool(optimal_io_boundary),
                          physical_block_size=physical_block_size)
-        self._map = mmap.mmap(-1, block_size * num_blocks)
-        if hasattr(mmap, "MADV_HUGEPAGE"):
-            # Transparent huge pages: random 4 KiB copies then miss the TLB far less
-            # (a 4 KiB read from a 128 MiB disk measured 1.6 us without, 0.7 us with).
-            try:
-                self._map.madvise(mmap.MADV_HUGEPAGE)
-            except OSError:
-                pass
+        self._map = _disk_memory(block_size * num_blocks)
         self.mem = memoryview(self._map)
         self.io_device = module.io_device()
         self._shift = block_size.bit_length() - 1
