@@ -236,3 +236,62 @@ def test_required_digest_refuses_none(iscsi_app) -> None:
     with pytest.raises(IscsiTestError, match="0x0200"):
         i.login(IQN, digests="None")
     i.close()
+
+
+def test_access_control_at_login(iscsi_app) -> None:
+    h, port = iscsi_app()
+    c = h.client
+    c.iscsi_create_initiator_group(tag=2, initiators=["!iqn.2024-01.org.test:banned", "ANY"],
+                                   netmasks=["127.0.0.0/8"])
+    c.iscsi_create_initiator_group(tag=3, initiators=["ANY"], netmasks=["10.0.0.0/8"])
+    c.iscsi_create_target_node(name="guarded", alias_name="", luns=[{"bdev_name": "Malloc2"}],
+                               pg_ig_maps=[{"pg_tag": 1, "ig_tag": 2}], queue_depth=4)
+    c.iscsi_create_target_node(name="faraway", alias_name="", luns=[{"bdev_name": "Malloc3"}],
+                               pg_ig_maps=[{"pg_tag": 1, "ig_tag": 3}], queue_depth=4)
+    banned = Initiator("127.0.0.1", port, name="iqn.2024-01.org.test:banned")
+    with pytest.raises(IscsiTestError, match="0x0202"):
+        banned.login("iqn.2016-06.io.spdk:guarded")
+    banned.close()
+    other = Initiator("127.0.0.1", port, name="iqn.2024-01.org.test:other")
+    with pytest.raises(IscsiTestError, match="0x0202"):  # 127.0.0.1 is not in 10.0.0.0/8
+        other.login("iqn.2016-06.io.spdk:faraway")
+    other.close()
+    other = Initiator("127.0.0.1", port, name="iqn.2024-01.org.test:other")
+    other.login("iqn.2016-06.io.spdk:guarded")
+    other.logout()
+    # discovery lists what the name may see: the banned initiator does not see "guarded"
+    d = Initiator("127.0.0.1", port, name="iqn.2024-01.org.test:banned")
+    d.login(None)
+    names = [v for k, v in d.send_targets() if k == "TargetName"]
+    assert "iqn.2016-06.io.spdk:guarded" not in names and IQN in names
+    d.logout()
+
+
+def test_discovery_chap(iscsi_app) -> None:
+    h, port = iscsi_app(chap=("disc", "discovery-secret"))
+    h.client.iscsi_set_discovery_auth(require_chap=True, chap_group=1)
+    anon = Initiator("127.0.0.1", port)
+    with pytest.raises((IscsiTestError, ConnectionError)):
+        anon.login(None)
+    anon.close()
+    d = Initiator("127.0.0.1", port)
+    d.login(None, chap=("disc", "discovery-secret"))
+    assert ("TargetName", IQN) in d.send_targets()
+    d.logout()
+
+
+def test_ipv6_portal(iscsi_app) -> None:
+    h, port = iscsi_app()
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    from .conftest import free_port
+    p6 = free_port()
+    h.client.iscsi_create_portal_group(tag=6, portals=[{"host": "[::1]", "port": str(p6)}])
+    h.client.iscsi_create_initiator_group(tag=6, initiators=["ANY"], netmasks=["[::1]/128"])
+    h.client.iscsi_target_node_add_pg_ig_maps(name=IQN, pg_ig_maps=[{"pg_tag": 6, "ig_tag": 6}])
+    i = Initiator("::1", p6)
+    i.login(IQN)
+    assert i.read10(0, 0, 1).status == 0
+    i.logout()
