@@ -295,3 +295,28 @@ def test_ipv6_portal(iscsi_app) -> None:
     i.login(IQN)
     assert i.read10(0, 0, 1).status == 0
     i.logout()
+
+
+def test_login_that_never_finishes_is_dropped(iscsi_app, monkeypatch: pytest.MonkeyPatch) -> None:
+    from spydk.iscsi import portal
+    make = portal.target_config
+
+    def short_login(t):  # type: ignore[no-untyped-def]
+        cfg = make(t)
+        cfg.login_timeout = 1.0
+        return cfg
+    monkeypatch.setattr(portal, "target_config", short_login)
+    h, port = iscsi_app()
+    good = Initiator("127.0.0.1", port)
+    good.login(IQN)
+    stuck = Initiator("127.0.0.1", port, isid=b"\x80\0\0\0\0\x47").connect()
+    # a first login request that stays in the security stage, then silence
+    data = b"InitiatorName=iqn.2024-01.org.test:slow\0TargetName=" + IQN.encode() + b"\0AuthMethod=None\0"
+    stuck.send_pdu(struct.pack(">BBBBI6sHIHHII16x", 0x43, 0x00, 0, 0, len(data), stuck.isid, 0, 1, 0, 0, 1, 0),
+                   data)
+    assert stuck.recv_pdu().opcode == 0x23
+    with pytest.raises(ConnectionError):
+        stuck.recv_pdu()  # closed by the target once the login deadline passes
+    stuck.close()
+    assert good.read10(0, 0, 1).status == 0
+    good.logout()
