@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import random
 import struct
 import sys
@@ -119,6 +120,7 @@ class Job:
         self.ch = self.desc.get_io_channel()
         rng = self.rng
         self.offsets = [rng.randrange(self.slots) * self.nblocks for _ in range(RANDOM_TABLE)]
+        self._rand_offsets = itertools.cycle(self.offsets)  # next() is cheaper than index arithmetic
         self.mix = [rng.randrange(100) < self.rwmixread for _ in range(RANDOM_TABLE)]
         self.bufs = [memoryview(bytearray(rng.randbytes(self.io_size))) for _ in range(self.qd)]
         self.rbufs = [memoryview(bytearray(self.io_size)) for _ in range(self.qd)] \
@@ -165,8 +167,7 @@ class Job:
     def _next_offset(self) -> int:
         w = self.workload
         if w in ("randread", "randwrite", "randrw"):
-            i = self.idx = (self.idx + 1) & (RANDOM_TABLE - 1)
-            return self.offsets[i]
+            return next(self._rand_offsets)
         off = self.seq
         self.seq += self.nblocks
         if self.seq + self.nblocks > self.slots * self.nblocks:
@@ -223,11 +224,7 @@ class Job:
         else:
             self.failed += 1
         if self.running:
-            if self.rand:
-                i = self.idx = (self.idx + 1) & 0xFFFF
-                off = self.offsets[i]
-            else:
-                off = self._next_offset()
+            off = next(self._rand_offsets) if self.rand else self._next_offset()
             submit = self._rw  # a local: calling an instance attribute directly is not specialized
             if submit(self.ch, self.bufs[slot], off, self.nblocks, self._rw_cb, slot) == 0:
                 return
