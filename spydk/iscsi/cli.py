@@ -233,5 +233,10 @@ def _nodes(sub: argparse._SubParsersAction, call: Call) -> None:
         p.add_argument("name", help="target name")
         p.add_argument("pg_ig_maps", type=_pg_ig_maps, help="space-separated PG:IG list")
         p.set_defaults(func=lambda a, name=name: call(name, {"name": a.name, "pg_ig_maps": a.pg_ig_maps}))
+    p = sub.add_parser("iscsi_target_node_request_logout", help="Ask a node's initiators to log out")
+    p.add_argument("name", help="target name")
+    p.add_argument("-t", "--pg-tag", type=int, help="only connections through this portal group")
+    p.set_defaults(func=lambda a: call("iscsi_target_node_request_logout", {"name": a.name, "pg_tag": a.pg_tag}))
+
     p = sub.add_parser("iscsi_get_target_nodes", help="List target nodes")
     p.set_defaults(func=lambda a: print_dict(call("iscsi_get_target_nodes")))

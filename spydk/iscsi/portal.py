@@ -243,6 +243,20 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.close()
 
+    def request_logout(self, deadline: float) -> bool:
+        """Ask the initiator to log out (Async Message); drop the connection if it has not
+        after ``deadline`` seconds. False when not in Full Feature Phase."""
+        conn = self.conn
+        if conn is None or self.transport is None or conn.state is not ConnState.FULL_FEATURE:
+            return False
+        self._queue(conn.request_logout())
+        self._loop.call_later(deadline, self._logout_overdue, conn)
+        return True
+
+    def _logout_overdue(self, conn: Connection) -> None:
+        if self.conn is conn and self.transport is not None and conn.state is ConnState.FULL_FEATURE:
+            self.drop("no logout after the target asked for one")
+
     def drop(self, reason: str) -> None:
         """End this connection from the target side (node deleted, shutdown)."""
         if self.conn is not None:

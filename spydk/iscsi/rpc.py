@@ -334,6 +334,21 @@ def iscsi_target_node_remove_pg_ig_maps(ctx: RpcContext, name: str, pg_ig_maps: 
     return True
 
 
+@rpc_method("iscsi_target_node_request_logout", [Param("name", "string", required=True),
+                                                  Param("pg_tag", "int32")])
+def iscsi_target_node_request_logout(ctx: RpcContext, name: str, pg_tag: int | None = None) -> bool:
+    """Ask the initiators logged in to a node (through one portal group, or all) to log out;
+    connections still there after nop_timeout seconds are dropped."""
+    t = _tgt(ctx)
+    node = _call(lambda: t.node(name))
+    if pg_tag is not None and pg_tag != -1:
+        _call(lambda: t.portal_group(pg_tag))
+    for conn in list(node.connections):
+        if pg_tag in (None, -1) or conn.group.tag == pg_tag:
+            conn.request_logout(float(t.options.nop_timeout))
+    return True
+
+
 @rpc_method("iscsi_get_target_nodes", states=State.ANY)
 def iscsi_get_target_nodes(ctx: RpcContext) -> list[dict[str, Any]]:
     """List target nodes."""

@@ -320,3 +320,23 @@ def test_login_that_never_finishes_is_dropped(iscsi_app, monkeypatch: pytest.Mon
     stuck.close()
     assert good.read10(0, 0, 1).status == 0
     good.logout()
+
+
+def test_request_logout(iscsi_app) -> None:
+    h, port = iscsi_app()
+    i = Initiator("127.0.0.1", port)
+    i.login(IQN)
+    h.client.iscsi_target_node_request_logout(name="disk1", pg_tag=1)
+    msg = i.recv_pdu()
+    assert msg.opcode == 0x32 and msg.header[36] == 1  # Async Message: logout requested
+    i.exp_stat_sn = (msg.u32(24) + 1) & 0xFFFFFFFF
+    i.logout()
+    e = _rpc_error_code(h.client.iscsi_target_node_request_logout, name="disk1", pg_tag=9)
+    assert e == -19
+
+
+def _rpc_error_code(fn, **kw) -> int:  # type: ignore[no-untyped-def]
+    from spydk.rpc.errors import RpcError
+    with pytest.raises(RpcError) as ei:
+        fn(**kw)
+    return ei.value.code
