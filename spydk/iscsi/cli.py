@@ -238,5 +238,15 @@ def _nodes(sub: argparse._SubParsersAction, call: Call) -> None:
     p.add_argument("-t", "--pg-tag", type=int, help="only connections through this portal group")
     p.set_defaults(func=lambda a: call("iscsi_target_node_request_logout", {"name": a.name, "pg_tag": a.pg_tag}))
 
+    p = sub.add_parser("iscsi_enable_histogram", help="Start or stop a node's latency histogram")
+    p.add_argument("--histogram", dest="enable", action=argparse.BooleanOptionalAction, default=True,
+                   help="enable (default) or --no-histogram to disable")
+    p.add_argument("name", help="target name")
+    p.set_defaults(func=lambda a: call("iscsi_enable_histogram", {"name": a.name, "enable": a.enable}))
+
+    p = sub.add_parser("iscsi_get_histogram", help="A node's command latency histogram")
+    p.add_argument("name", help="target name")
+    p.set_defaults(func=lambda a: print_dict(call("iscsi_get_histogram", {"name": a.name})))
+
     p = sub.add_parser("iscsi_get_target_nodes", help="List target nodes")
     p.set_defaults(func=lambda a: print_dict(call("iscsi_get_target_nodes")))

@@ -14,6 +14,7 @@ import errno
 import itertools
 import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -78,6 +79,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = float("inf")
         self._inflight = 0  # tasks with the SCSI layer
+        self._started: dict[ScsiTask, int] = {}  # only while the node keeps a histogram
         self._in_input = False  # inside buffer_updated (which flushes at its end)
         self._on_complete = self._task_done  # one bound method for every task
         self._loop = glue.loop
@@ -162,6 +164,8 @@ class IscsiProtocol(asyncio.BufferedProtocol):
                 task.on_complete = self._on_complete
                 task.target_port = self.target_port
                 self._inflight += 1
+                if self.node is not None and self.node.histogram is not None:
+                    self._started[task] = time.perf_counter_ns()
                 self.device.execute(task)
             elif isinstance(ev, TaskManagementRequest):
                 self._tmf(ev)
@@ -202,6 +206,11 @@ class IscsiProtocol(asyncio.BufferedProtocol):
 
     def _task_done(self, task: ScsiTask) -> None:
         self._inflight -= 1
+        if self._started:
+            t0 = self._started.pop(task, None)
+            node = self.node
+            if t0 is not None and node is not None and node.histogram is not None:
+                node.histogram.tally(time.perf_counter_ns() - t0)
         conn = self.conn
         if conn is None or self.transport is None:
             return

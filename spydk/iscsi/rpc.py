@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from spydk.bdev.histogram import Histogram
 from spydk.iscsi.auth import AuthError, ChapSettings, make_secret
 from spydk.iscsi.init_grp import InitGrpError, check_initiator_name, parse_netmask
 from spydk.iscsi.iscsi_tgt import IscsiConfigError, IscsiTarget, target_of
@@ -13,6 +14,7 @@ from spydk.iscsi.portal_grp import PortalError, make_portal
 from spydk.rpc.errors import errno_error, invalid_params
 from spydk.rpc.registry import RpcContext, State, rpc_method
 from spydk.rpc.schema import Param
+from spydk.thread import TICK_RATE
 
 _SECRET = Param("secret", "object", fields=(
     Param("user", "string", required=True), Param("secret", "string", required=True),
@@ -347,6 +349,31 @@ def iscsi_target_node_request_logout(ctx: RpcContext, name: str, pg_tag: int | N
         if pg_tag in (None, -1) or conn.group.tag == pg_tag:
             conn.request_logout(float(t.options.nop_timeout))
     return True
+
+
+@rpc_method("iscsi_enable_histogram", [Param("name", "string", required=True),
+                                       Param("enable", "boolean", required=True)])
+def iscsi_enable_histogram(ctx: RpcContext, name: str, enable: bool) -> bool:
+    """Start (or stop and discard) a command latency histogram on a target node."""
+    node = _call(lambda: _tgt(ctx).node(name))
+    if enable:
+        if node.histogram is None:
+            node.histogram = Histogram()
+    else:
+        node.histogram = None
+    return True
+
+
+@rpc_method("iscsi_get_histogram", [Param("name", "string", required=True)])
+def iscsi_get_histogram(ctx: RpcContext, name: str) -> dict[str, Any]:
+    """A target node's command latency histogram (bdev_get_histogram's format, in ns)."""
+    node = _call(lambda: _tgt(ctx).node(name))
+    h = node.histogram
+    if h is None:
+        raise errno_error(errno.EFAULT, f"histogram is not enabled on {node.name}; "
+                                        "use iscsi_enable_histogram")
+    return {"histogram": h.encode(), "tsc_rate": TICK_RATE, "bucket_shift": h.granularity,
+            "granularity": h.granularity, "min_range": 0, "max_range": h.num_ranges - 1}
 
 
 @rpc_method("iscsi_get_target_nodes", states=State.ANY)

@@ -67,6 +67,8 @@ class TargetNode:
     # Connections logged in to this node (spydk.iscsi.portal.Connection).
     connections: set[Any] = field(default_factory=set, repr=False)
     destroying: bool = False
+    # Command latency (ns from ScsiCommandReady to completion), iscsi_enable_histogram.
+    histogram: Any = None
 
     def add_maps(self, maps: list[tuple[int, int]]) -> None:
         for m in maps:

@@ -340,3 +340,21 @@ def _rpc_error_code(fn, **kw) -> int:  # type: ignore[no-untyped-def]
     with pytest.raises(RpcError) as ei:
         fn(**kw)
     return ei.value.code
+
+
+def test_latency_histogram(iscsi_app) -> None:
+    from spydk.bdev.histogram import Histogram
+    h, port = iscsi_app()
+    c = h.client
+    assert _rpc_error_code(c.iscsi_get_histogram, name="disk1") == -14  # not enabled
+    i = Initiator("127.0.0.1", port)
+    i.login(IQN)
+    c.iscsi_enable_histogram(name="disk1", enable=True)
+    for lba in range(5):
+        assert i.read10(0, lba, 1).status == 0
+    got = c.iscsi_get_histogram(name="disk1")
+    hist = Histogram.decode(got["histogram"], got["bucket_shift"])
+    assert hist.total() == 5 and got["tsc_rate"] == 1_000_000_000
+    c.iscsi_enable_histogram(name="disk1", enable=False)
+    assert i.read10(0, 0, 1).status == 0
+    i.logout()
