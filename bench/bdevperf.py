@@ -1,21 +1,31 @@
 """Benchmark: spydk bdevperf on malloc and null, one core, beside SPDK's C figure.
 
     .venv/bin/python bench/bdevperf.py [--time 5] [--malloc-mib 128]
+    .venv/bin/python bench/bdevperf.py --inproc 400000 [--bdev Null0] [--profile]
 
 Runs each case in a fresh process (`python -m spydk.apps.main bdevperf ...`) and prints a
-table. Reference: SPDK's C bdevperf, malloc 4 KiB randread QD128 on one core of this kind
+table. --inproc runs bdevperf's Job in this process for a fixed number of 4 KiB randread
+I/Os at QD128 and prints CPU ns per I/O (best of 3; with --profile, a cProfile breakdown
+of one more run); under `valgrind --tool=cachegrind`, the difference between two I/O
+counts gives instructions per I/O, a figure other jobs on the machine do not disturb. Reference: SPDK's C bdevperf, malloc 4 KiB randread QD128 on one core of this kind
 of machine, about 1.48 M IOPS (a noisy figure: compare the ratio, not the digits).
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
+import cProfile
 import datetime
+import gc
+import io
 import json
 import os
+import pstats
 import re
 import subprocess
 import sys
 import tempfile
+import time
 
 SPDK_MALLOC_4K_RANDREAD_QD128 = 1_480_000
 CASES = [  # (bdev, workload, io size, queue depth)
@@ -46,11 +56,94 @@ def run_case(config: str, bdev: str, workload: str, size: str, qd: int, secs: fl
     raise SystemExit(f"no result for {bdev} {workload}:\n{out.stdout}\n{out.stderr}")
 
 
+def inproc(bdev: str, n_ios: int, malloc_mib: int, profile: bool) -> None:
+    """CPU per I/O of bdevperf's Job driving 4 KiB randread at QD128, in this process."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    import spydk.bdev  # noqa: F401  (modules and RPCs)
+    from spydk.apps.bdevperf import Job
+    from spydk.bdev.malloc import create_malloc_disk
+    from spydk.bdev.null import create_null_disk
+    from spydk.thread import init_reactor
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        reactor = init_reactor(loop)
+        thread = reactor.create_thread("bench")
+        await reactor.call_on(thread, lambda: (create_malloc_disk("Malloc0", 4096, malloc_mib * 256),
+                                               create_null_disk("Null0", 4096, 1 << 20)))
+        args = argparse.Namespace(workload="randread", queue_depth=128, io_size=4096, rwmixread=100)
+        best = []
+        for rep in range(4 if profile else 3):
+            job = Job(bdev, thread, 0, args, 1 + rep)
+            await reactor.call_on(thread, job.setup)
+            gc.collect()
+            gc.freeze()
+            done = loop.create_future()
+            job.on_finished = lambda j, d=done: d.set_result(True)
+            prof = cProfile.Profile() if profile and rep == 3 else None
+            cpu = time.process_time_ns()
+            if prof is not None:
+                prof.enable()
+            thread.send_msg(job.start)
+            while job.done + job.failed < n_ios:
+                await asyncio.sleep(0.01)
+            thread.send_msg(job.stop)
+            await done
+            if prof is not None:
+                prof.disable()
+            cpu = time.process_time_ns() - cpu
+            gc.unfreeze()
+            ios = job.done + job.failed
+            await reactor.call_on(thread, job.teardown)
+            if prof is None:
+                best.append(cpu / ios)
+                print(f"N {ios} I/Os: {cpu / ios:.0f} ns CPU per I/O", flush=True)
+            else:
+                out = io.StringIO()
+                st = pstats.Stats(prof, stream=out)
+                total = sum(v[2] for v in st.stats.values())  # type: ignore[attr-defined]
+                rows = sorted(st.stats.items(), key=lambda kv: -kv[1][2])  # type: ignore[attr-defined]
+                print("cProfile, share of tottime (call overhead inflated):")
+                for (file, line, fn), v in rows[:14]:
+                    print(f"  {v[2] / total:6.1%}  {v[0] / ios:5.2f}/IO  {os.path.basename(file)}:{line}({fn})")
+        print(f"{bdev} 4k randread QD128: best {min(best):.0f} ns CPU per I/O = {1e9 / min(best):,.0f} I/O per CPU second")
+    asyncio.run(run())
+
+
+def instructions(bdev: str, malloc_mib: int) -> None:
+    """Instructions per I/O: two cachegrind runs of --inproc, their difference divided by
+    the difference in I/O count (start-up and set-up cancel out)."""
+    counts = []
+    for n in (10_000, 40_000):
+        cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+               sys.executable, os.path.abspath(__file__), "--inproc", str(n), "--bdev", bdev,
+               "--malloc-mib", str(malloc_mib)]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+        refs = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+        ios = sum(int(m) for m in re.findall(r"^N (\d+) I/Os", out.stdout, re.M))
+        if refs is None or not ios:
+            raise SystemExit(f"valgrind run failed:\n{out.stdout}\n{out.stderr[-2000:]}")
+        counts.append((int(refs.group(1).replace(",", "")), ios))
+    (i1, n1), (i2, n2) = counts
+    print(f"{bdev} 4k randread QD128: {(i2 - i1) / (n2 - n1):,.0f} instructions per I/O")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--time", type=float, default=5.0)
     ap.add_argument("--malloc-mib", type=int, default=128)
+    ap.add_argument("--inproc", type=int, metavar="N", help="in-process CPU per I/O over N I/Os")
+    ap.add_argument("--bdev", default="Malloc0", help="with --inproc: Malloc0 or Null0")
+    ap.add_argument("--profile", action="store_true", help="with --inproc: cProfile breakdown")
+    ap.add_argument("--instructions", action="store_true",
+                    help="instructions per I/O of --bdev under valgrind (slow: about a minute)")
     a = ap.parse_args()
+    if a.instructions:
+        instructions(a.bdev, a.malloc_mib)
+        return 0
+    if a.inproc:
+        inproc(a.bdev, a.inproc, a.malloc_mib, a.profile)
+        return 0
     cfg = {"subsystems": [{"subsystem": "bdev", "config": [
         {"method": "bdev_malloc_create", "params": {"name": "Malloc0", "block_size": 4096,
                                                     "num_blocks": a.malloc_mib * 256}},
