@@ -1009,6 +1009,11 @@ class Connection:
             send, rflags, residual = edtl, spec.RSP_OVERFLOW, n - edtl
         elif n < edtl and task.dxfer_dir is _FROM_DEVICE:
             send, rflags, residual = n, spec.RSP_UNDERFLOW, edtl - n
+        elif task.write_length >= 0 and task.write_length != edtl:
+            # A write whose CDB asks for more (overflow) or less (underflow) than EDTL.
+            wl = task.write_length
+            send = 0
+            rflags, residual = (spec.RSP_OVERFLOW, wl - edtl) if wl > edtl else (spec.RSP_UNDERFLOW, edtl - wl)
         else:
             send, rflags, residual = n, 0, 0
         exp, mx = s.exp_cmd_sn, s.max_cmd_sn
@@ -1122,6 +1127,7 @@ class Connection:
         task.sense = b""
         task.data_in = []
         task.data_in_length = 0
+        task.write_length = -1
         task.aborted = False
         task.on_complete = None
         if task.data_out:

@@ -563,9 +563,20 @@ class ScsiLun:
         if num > self.max_transfer_blocks:
             raise invalid_field_in_cdb()
         nbytes = num * self._bs
+        task.write_length = nbytes
         iovs = task.data_out
-        if _data_out_len(iovs) < nbytes:
-            raise _short_data()
+        have = _data_out_len(iovs)
+        if have < nbytes:
+            # The initiator's expected length was short (iSCSI residual overflow): write the
+            # whole blocks that came and let the transport report the rest as a residual;
+            # a partial block is refused.
+            if have % self._bs:
+                raise _short_data()
+            num = have // self._bs
+            nbytes = have
+            if num == 0:
+                self._done(task)
+                return
         iovs = _trim_iovs(iovs, nbytes)
         if self._locks and self._locked(lba, num):
             self._lock_waiters.append(_LockWaiter(

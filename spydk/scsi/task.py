@@ -50,6 +50,9 @@ class ScsiTask:
     # Bytes the command produced (after allocation-length truncation). May exceed
     # transfer_length: the transport clips to it and reports the overflow as a residual.
     data_in_length: int = 0
+    # Writes: bytes the CDB asks to move (-1: not known), so the transport can report a
+    # residual when the initiator's expected length differs.
+    write_length: int = -1
     aborted: bool = False
     on_complete: Callable[[ScsiTask], None] | None = None
     ctx: object = None  # transport's own per-task context
@@ -65,6 +68,7 @@ class ScsiTask:
         self.sense = b""
         self.data_in = []
         self.data_in_length = 0
+        self.write_length = -1
         self.aborted = False
         self.on_complete = None
         self.ctx = None

@@ -37,6 +37,7 @@ class ScsiResult:
     data: bytes = b""
     sense: bytes = b""
     residual: int = 0
+    flags: int = 0  # response flags: 0x04 residual overflow, 0x02 underflow
 
 
 def text(pairs: list[tuple[str, str]]) -> bytes:
@@ -267,7 +268,7 @@ class Initiator:
                 data[off:off + len(p.data)] = p.data
                 if p.flags & 0x01:
                     self.exp_stat_sn = (p.u32(24) + 1) & 0xFFFFFFFF
-                    return ScsiResult(p.header[3], bytes(data), b"", p.u32(44))
+                    return ScsiResult(p.header[3], bytes(data), b"", p.u32(44), p.flags & 0x06)
                 continue
             if op == 0x21:
                 self.exp_stat_sn = (p.u32(24) + 1) & 0xFFFFFFFF
@@ -275,7 +276,7 @@ class Initiator:
                 if p.data:
                     n = struct.unpack_from(">H", p.data)[0]
                     sense = p.data[2:2 + n]
-                return ScsiResult(p.header[3], bytes(data), sense, p.u32(44))
+                return ScsiResult(p.header[3], bytes(data), sense, p.u32(44), p.flags & 0x06)
             if op == 0x3F:
                 raise IscsiTestError(f"Reject, reason {p.header[2]:#x}")
             raise IscsiTestError(f"unexpected opcode {op:#x} during a command")

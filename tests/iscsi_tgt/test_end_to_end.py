@@ -358,3 +358,21 @@ def test_latency_histogram(iscsi_app) -> None:
     c.iscsi_enable_histogram(name="disk1", enable=False)
     assert i.read10(0, 0, 1).status == 0
     i.logout()
+
+
+def test_write_residuals(iscsi_app) -> None:
+    """EDTL differing from the CDB's length: the CDB's length (or EDTL's whole blocks) is
+    written, GOOD, with the residual reported (RFC 7143 11.4.5.1)."""
+    h, port = iscsi_app()
+    i = Initiator("127.0.0.1", port)
+    i.login(IQN)
+    assert i.write10(0, 10, b"a" * 1024).status == 0
+    one_block = struct.pack(">BBIBHB", 0x2A, 0, 10, 0, 1, 0)
+    r = i.scsi(0, one_block, data_out=b"b" * 1024)  # EDTL two blocks, CDB one
+    assert (r.status, r.flags, r.residual) == (0, 0x02, 512)
+    assert i.read10(0, 10, 2).data == b"b" * 512 + b"a" * 512
+    two_blocks = struct.pack(">BBIBHB", 0x2A, 0, 10, 0, 2, 0)
+    r = i.scsi(0, two_blocks, data_out=b"c" * 512)  # EDTL one block, CDB two
+    assert (r.status, r.flags, r.residual) == (0, 0x04, 512)
+    assert i.read10(0, 10, 2).data == b"c" * 512 + b"a" * 512
+    i.logout()

@@ -87,10 +87,18 @@ def test_read_length_is_the_commands_not_the_transports(h: Harness) -> None:
 
 
 def test_write_data_shorter_than_cdb(h: Harness) -> None:
+    # The transport's expected length was short: the whole blocks that came are written,
+    # write_length tells the transport what the CDB asked for (its residual overflow).
     h.backend.data[:BS * 2] = b"a" * (2 * BS)
-    t = h.run(cdb10(0x2A, 0, 2), b"b" * BS)
+    t = good(h.run(cdb10(0x2A, 0, 2), b"b" * BS))
+    assert t.write_length == 2 * BS
+    assert h.backend.data[:BS * 2] == b"b" * BS + b"a" * BS
+    t = good(h.run(cdb10(0x2A, 0, 1), b""))
+    assert t.write_length == BS and h.backend.data[:BS] == b"b" * BS
+    # a partial block is refused, and nothing is written
+    t = h.run(cdb10(0x2A, 0, 1), b"x" * 200)
     assert check(t) == (ILLEGAL, Asc.INVALID_FIELD_IN_INFORMATION_UNIT)
-    assert h.backend.data[:BS * 2] == b"a" * (2 * BS)
+    assert h.backend.data[:BS] == b"b" * BS
     # more data than the CDB asks for: only the CDB's length is written
     good(h.run(cdb10(0x2A, 0, 1), b"c" * (2 * BS)))
     assert h.backend.data[:BS * 2] == b"c" * BS + b"a" * BS
