@@ -490,7 +490,9 @@ class BdevChannel:
         Every completion of a batch gets the same completion time, so the statistics are
         summed in locals over runs of successful I/O of one type and stored in the
         channel's lists once per run (latencies are small ints, cheap to add and compare,
-        unlike the timestamps); with a histogram, _drain_each tallies every latency."""
+        unlike the timestamps); with a histogram, _drain_each tallies every latency.
+        (A reset_iostat from inside a completion callback does not clear the run of
+        completions that callback belongs to: the run is stored after it.)"""
         batch = self.cq
         self.cq = self._spare
         self.cpl_ns = now = _now()
