@@ -36,6 +36,15 @@ from spydk.rpc.schema import Param
 from spydk.thread import TICK_RATE
 
 log = get_logger("nvmf")
+
+
+def _no_effect(method: str, ignored: dict[str, Any]) -> None:
+    """Say which accepted parameters spydk does not act on. They are accepted so that a
+    config saved by SPDK loads unchanged, but a user who sets one should know."""
+    names = sorted(k for k, v in ignored.items() if v is not None)
+    if names:
+        log.warning("%s: parameter%s %s accepted for compatibility with SPDK but without effect "
+                    "in spydk", method, "s" if len(names) > 1 else "", ", ".join(names))
 ANY = State.STARTUP | State.RUNTIME
 
 _ADDR_FIELDS = (Param("trtype", "string", required=True), Param("adrfam", "string"),
@@ -114,6 +123,7 @@ def nvmf_set_config(ctx: RpcContext, admin_cmd_passthru: dict[str, Any] | None =
                     discovery_filters: list[str] | None = None, **_ignored: Any) -> bool:
     """Target-wide settings: discovery filter (match_any / transport,address,svcid)."""
     t = get_target()
+    _no_effect("nvmf_set_config", {"poll_groups_mask": poll_groups_mask, **_ignored})
     if discovery_filter is not None:
         parts = tuple(p for p in discovery_filter.split(",") if p)
         bad = [p for p in parts if p not in FILTERS]
@@ -168,6 +178,7 @@ def nvmf_create_transport(ctx: RpcContext, trtype: str, tgt_name: str | None = N
         raise RpcError(-errno.EEXIST, "transport TCP already exists")
     names = TransportOptions.names()
     opts = TransportOptions(**{k: v for k, v in params.items() if k in names})
+    _no_effect("nvmf_create_transport", {k: v for k, v in params.items() if k not in names})
     if opts.dif_insert_or_strip:
         raise RpcError(INVALID_PARAMS, "parameter 'dif_insert_or_strip': DIF is not supported")
     try:
@@ -210,6 +221,7 @@ def nvmf_create_subsystem(ctx: RpcContext, nqn: str, tgt_name: str | None = None
                           passthrough: bool = False, **_ignored: Any) -> bool:
     """Create an NVM subsystem."""
     t = _tgt(tgt_name)
+    _no_effect("nvmf_create_subsystem", _ignored)
     if passthrough:
         raise RpcError(INVALID_PARAMS, "parameter 'passthrough' is not supported")
     if nqn == DISCOVERY_NQN:
@@ -321,6 +333,7 @@ async def nvmf_subsystem_add_listener(ctx: RpcContext, nqn: str, listen_address:
                                       ana_state: str = "optimized", **_ignored: Any) -> bool:
     """Listen for hosts of this subsystem on an address (IPv4 or IPv6)."""
     t = _tgt(tgt_name)
+    _no_effect("nvmf_subsystem_add_listener", _ignored)
     s = _subsys(t, nqn)
     addr = _addr(listen_address)
     if secure_channel:
