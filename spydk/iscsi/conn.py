@@ -235,6 +235,9 @@ class Connection:
         self.session: Session | None = None
         self.target: TargetInfo | None = None
         self.initiator_name = ""
+        # SCSI initiator port name (RFC 7143 section 4.4.2): name + ",i,0x" + ISID, so two
+        # sessions of one initiator are distinct I_T nexuses (reservations, UNIT ATTENTIONs).
+        self.initiator_port = ""
         self.cid = 0
         self.isid = b""
         self.stat_sn = 0
@@ -728,6 +731,7 @@ class Connection:
         assert neg is not None and self.session is not None
         self._hd = neg.conn.header_digest
         self._dd = neg.conn.data_digest
+        self.initiator_port = f"{self.initiator_name},i,0x{self.isid.hex()}"
         self.max_send_data = neg.conn.max_send_data_segment
         r = self.reader
         r.header_digest = self._hd
@@ -833,7 +837,7 @@ class Connection:
         else:
             cmd = _Cmd(ScsiTask())
             cmd.task.ctx = cmd
-            cmd.task.initiator_port = self.initiator_name
+            cmd.task.initiator_port = self.initiator_port
         task = cmd.task
         top = lun_raw >> 48
         task.lun = top & 0x3FFF if top >> 14 == 1 else top & 0xFF

@@ -145,7 +145,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             session = conn.session
             conn.connection_lost()
             if session is not None and session.closed and self.device is not None:
-                self.device.nexus_lost(conn.initiator_name)
+                self.device.nexus_lost(conn.initiator_port)
         if self.node is not None:
             self.node.connections.discard(self)
         self.glue.target.connections.pop(self.id, None)
@@ -202,7 +202,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         def done(resp: TmfResponse) -> None:
             if self.conn is conn and self.transport is not None:
                 self._queue(conn.task_management_done(req, resp))
-        self.device.task_mgmt(req.function, req.lun, ref, conn.initiator_name, done)
+        self.device.task_mgmt(req.function, req.lun, ref, conn.initiator_port, done)
 
     def _task_done(self, task: ScsiTask) -> None:
         self._inflight -= 1

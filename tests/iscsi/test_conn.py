@@ -707,7 +707,8 @@ def test_events_are_scsi_command_ready() -> None:
     ini.read(512)
     ev = ini.events[-1]
     assert isinstance(ev, ScsiCommandReady) and ev.task.transfer_length == 512 and ev.task.lun == 0
-    assert ev.task.initiator_port == INAME
+    # the SCSI initiator port: name + ",i,0x" + ISID (two sessions are two I_T nexuses)
+    assert ev.task.initiator_port == f"{INAME},i,0x{conn.isid.hex()}"
 
 
 def test_fake_scsi_is_used() -> None:
