@@ -376,3 +376,21 @@ def test_write_residuals(iscsi_app) -> None:
     assert (r.status, r.flags, r.residual) == (0, 0x04, 512)
     assert i.read10(0, 10, 2).data == b"c" * 512 + b"a" * 512
     i.logout()
+
+
+def test_two_sessions_of_one_initiator_are_two_nexuses(iscsi_app) -> None:
+    """A LUN RESET through one session leaves a UNIT ATTENTION for the other session of the
+    same initiator name (different ISID): they are distinct I_T nexuses."""
+    h, port = iscsi_app()
+    a = Initiator("127.0.0.1", port, isid=b"\x80\0\0\0\0\x51")
+    b = Initiator("127.0.0.1", port, isid=b"\x80\0\0\0\0\x52")
+    a.login(IQN)
+    b.login(IQN)
+    tur = bytes(6)
+    assert a.scsi(0, tur).status == 0 and b.scsi(0, tur).status == 0
+    assert a.tmf(5, lun=0) == 0  # LOGICAL UNIT RESET: function complete
+    r = b.scsi(0, tur)
+    assert r.status == 2 and r.sense[2] & 0x0F == 0x06  # UNIT ATTENTION
+    assert b.scsi(0, tur).status == 0
+    a.logout()
+    b.logout()
