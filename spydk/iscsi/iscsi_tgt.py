@@ -157,11 +157,10 @@ class IscsiTarget:
         return pg
 
     def remove_portal_group(self, tag: int) -> PortalGroup:
+        """Delete the group and, as SPDK does, every node's maps that name it."""
         pg = self.portal_group(tag)
         for node in self.nodes.values():
-            if node.in_portal_group(tag):
-                raise IscsiConfigError(f"portal group {tag} is used by target node {node.name}",
-                                       errno.EBUSY)
+            node.pg_ig_maps = [m for m in node.pg_ig_maps if m[0] != tag]
         del self.portal_groups[tag]
         return pg
 
@@ -188,11 +187,10 @@ class IscsiTarget:
         return ig
 
     def remove_initiator_group(self, tag: int) -> None:
+        """Delete the group and, as SPDK does, every node's maps that name it."""
         self.initiator_group(tag)
         for node in self.nodes.values():
-            if any(ig == tag for _, ig in node.pg_ig_maps):
-                raise IscsiConfigError(f"initiator group {tag} is used by target node {node.name}",
-                                       errno.EBUSY)
+            node.pg_ig_maps = [m for m in node.pg_ig_maps if m[1] != tag]
         del self.initiator_groups[tag]
 
     # -- auth groups ------------------------------------------------------------------

@@ -179,7 +179,7 @@ async def iscsi_start_portal_group(ctx: RpcContext, tag: int) -> bool:
 
 @rpc_method("iscsi_delete_portal_group", [Param("tag", "int32", required=True)])
 async def iscsi_delete_portal_group(ctx: RpcContext, tag: int) -> bool:
-    """Delete a portal group (not while a target node maps it)."""
+    """Delete a portal group and the target nodes' maps that use it."""
     t = _tgt(ctx)
     pg = _call(lambda: t.remove_portal_group(tag))
     if t.stop_listening is not None:
@@ -256,7 +256,7 @@ def iscsi_initiator_group_remove_initiators(ctx: RpcContext, tag: int, initiator
 
 @rpc_method("iscsi_delete_initiator_group", [Param("tag", "int32", required=True)])
 def iscsi_delete_initiator_group(ctx: RpcContext, tag: int) -> bool:
-    """Delete an initiator group (not while a target node maps it)."""
+    """Delete an initiator group and the target nodes' maps that use it."""
     _call(lambda: _tgt(ctx).remove_initiator_group(tag))
     return True
 

@@ -100,10 +100,6 @@ def test_access_and_send_targets() -> None:
 
 def test_references_and_errors() -> None:
     t = _target()
-    with pytest.raises(IscsiConfigError, match="used by target node"):
-        t.remove_portal_group(1)
-    with pytest.raises(IscsiConfigError, match="used by target node"):
-        t.remove_initiator_group(2)
     with pytest.raises(IscsiConfigError, match="already exists"):
         t.add_node("disk1", "", [(0, "Malloc0")], [(1, 1)], 1, ChapSettings())
     with pytest.raises(IscsiConfigError, match="queue_depth"):
@@ -117,6 +113,18 @@ def test_references_and_errors() -> None:
         t.add_lun("disk1", "Malloc3", 1)
     t.remove_node("disk2")
     t.remove_initiator_group(2)
+
+
+def test_deleting_a_group_drops_the_nodes_maps_as_spdk() -> None:
+    t = _target()
+    before = {n.name: list(n.pg_ig_maps) for n in t.nodes.values()}
+    assert any(1 in (pg for pg, _ in m) for m in before.values())
+    t.remove_portal_group(1)
+    assert all(pg != 1 for n in t.nodes.values() for pg, _ in n.pg_ig_maps)
+    t.remove_initiator_group(2)
+    assert all(ig != 2 for n in t.nodes.values() for _, ig in n.pg_ig_maps)
+    with pytest.raises(IscsiConfigError):
+        t.remove_portal_group(1)
 
 
 def test_options_validation() -> None:

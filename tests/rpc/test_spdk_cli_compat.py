@@ -422,9 +422,6 @@ iscsi_delete_auth_group 1
     assert [pg["tag"] for pg in rpc(s, "iscsi_get_portal_groups")] == [1]
 
 
-@pytest.mark.xfail(strict=True, reason="spydk refuses to delete a portal/initiator group a target node "
-                   "maps (EBUSY); SPDK deletes the group and drops those maps from the nodes. "
-                   "Owned by the iSCSI target (spydk/iscsi/iscsi_tgt.py, tests/iscsi_tgt/test_rpc.py).")
 def test_iscsi_group_delete_drops_maps_as_spdk(tgt: TargetProcess) -> None:
     s, port = tgt.sock, str(free_port())
     script(s, f"""
