@@ -163,6 +163,25 @@ def test_ring_is_reused_in_place_when_no_views_are_held() -> None:
     assert ctrl._ring is ring
 
 
+def test_rings_left_with_views_are_reused_once_the_views_are_gone() -> None:
+    """Views held across a wrap (a write in flight) move the qpair to another ring; once they
+    are dropped that ring is taken again instead of allocating a new one each wrap."""
+    host, ctrl = connected_pair(ring_size=4096)
+    rings: list[bytearray] = []
+    window: list[object] = []
+    for i in range(300):
+        payload = bytes([i & 0xFF]) * 1000
+        (ev,) = deliver(ctrl, host.send_capsule_cmd(write_sqe(i & 0xFFFF, 1000, incapsule=True), payload))
+        assert isinstance(ev, CapsuleCommand) and bytes(ev.data) == payload  # type: ignore[arg-type]
+        window.append(ev.data)
+        del window[:-3]  # the last three writes are "in flight"
+        del ev
+        if not any(r is ctrl._ring for r in rings):
+            rings.append(ctrl._ring)
+        deliver(host, ctrl.send_response(i & 0xFFFF))
+    assert 2 <= len(rings) <= 4
+
+
 def test_data_digest_error_is_not_fatal() -> None:
     host, ctrl = connected_pair(ddgst=True)
     raw = bytearray(join(host.send_capsule_cmd(write_sqe(6, 64, incapsule=True), b"a" * 64)))
