@@ -1,14 +1,20 @@
-"""NVMe/TCP target benchmark: `spydk nvmf_tgt` on one core, a Python load generator on another.
+"""NVMe/TCP target benchmark: `spydk nvmf_tgt` on one core, a load generator on another.
 
     .venv/bin/python bench/nvmf_tcp.py [--seconds 5] [--tests all|randread_qd1,...]
     .venv/bin/python bench/nvmf_tcp.py --profile      # cost per stage of a 4 KiB read, in process
+    SPDK_DIR=/path/to/spdk .venv/bin/python bench/nvmf_tcp.py --runs 3
 
-The generator speaks NVMe/TCP through the host role of spydk's sans-IO codec
-(spydk.nvme.tcp); spydk has no initiator of its own yet and SPDK's spdk_nvme_perf is not built
-here. The generator is Python too, so it is often the limit: the table therefore also gives
-the target's CPU time per I/O (utime+stime of the target process from /proc/<pid>/stat over
-the run, divided by the I/Os), which does not depend on the generator, and the IOPS one
+Without an SPDK build the generator speaks NVMe/TCP through the host role of spydk's sans-IO
+codec (spydk.nvme.tcp); it is Python too, so it is often the limit: the table therefore also
+gives the target's CPU time per I/O (utime+stime of the target process from /proc/<pid>/stat
+over the run, divided by the I/Os), which does not depend on the generator, and the IOPS one
 target core could sustain at that cost (1 s / CPU per I/O).
+
+With SPDK_DIR (or --spdk-dir) pointing at an SPDK tree with a build (build/bin/spdk_nvme_perf),
+SPDK's C initiator spdk_nvme_perf is the load generator instead, and when build/bin/nvmf_tgt
+is there too the same tests are run against SPDK's own target on the same core, which gives
+"measured here" columns beside the quoted SPDK figures. Both SPDK programs are run without
+hugepages (--no-huge -s 2048).
 """
 from __future__ import annotations
 
@@ -51,6 +57,9 @@ TESTS = {  # name: (op, size, qd, random)
     "randwrite_4k_qd128": ("write", 4096, 128, True),
     "read_128k_qd32": ("read", 131072, 32, False),
 }
+
+
+PERF_MEM_MB = 2048  # DPDK memory without hugepages (-s), for spdk_nvme_perf and nvmf_tgt
 
 
 def cpu_ticks(pid: int) -> int:
@@ -272,6 +281,94 @@ def run_parallel(port: int, pid: int, op: str, size: int, qd: int, rand: bool, s
 
 
 # --------------------------------------------------------------------------------------------
+# SPDK's C programs as generator and as reference target (optional: SPDK_DIR)
+# --------------------------------------------------------------------------------------------
+
+
+def spdk_program(spdk_dir: str | None, name: str) -> Path | None:
+    """SPDK_DIR/build/bin/<name> if it is there and executable."""
+    if not spdk_dir:
+        return None
+    p = Path(spdk_dir) / "build" / "bin" / name
+    return p if os.access(p, os.X_OK) else None
+
+
+def parse_perf(out: str) -> tuple[float, float, float] | None:
+    """(IOPS, MiB/s, average latency in us) from the "Total" line of spdk_nvme_perf."""
+    for line in out.splitlines():
+        if line.startswith("Total") and ":" in line:
+            try:
+                iops, mibs, avg = (float(x) for x in line.split(":", 1)[1].split()[:3])
+            except ValueError:
+                return None
+            return iops, mibs, avg
+    return None
+
+
+def run_perf(perf: Path, port: int, pid: int, op: str, size: int, qd: int, rand: bool,
+             seconds: float, core: int) -> dict:  # type: ignore[type-arg]
+    """One spdk_nvme_perf run (its reactor on `core`) against the target listening on `port`;
+    the target's CPU time is taken over the whole run (connecting costs it next to nothing)."""
+    trid = f"trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:{port} subnqn:{NQN}"
+    cmd = [str(perf), "--no-huge", "-s", str(PERF_MEM_MB), "-r", trid, "-q", str(qd), "-o", str(size),
+           "-w", ("rand" if rand else "") + op, "-t", str(max(1, round(seconds))), "-c", hex(1 << core)]
+    c0 = cpu_ticks(pid)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    c1 = cpu_ticks(pid)
+    r = parse_perf(p.stdout)
+    if p.returncode or r is None:
+        err = [ln.split("*ERROR*:", 1)[-1].strip() for ln in (p.stderr + p.stdout).splitlines()
+               if "ERROR" in ln]
+        raise RuntimeError(f"spdk_nvme_perf exit {p.returncode}: " + " / ".join(err[:2]))
+    iops, _, lat = r
+    elapsed = max(1, round(seconds))
+    return {"ios": int(iops * elapsed), "errors": 0, "elapsed": float(elapsed), "lat_us": lat,
+            "gen_cpu_io": None, "tgt_cpu": (c1 - c0) / CLK}
+
+
+def start_spdk_target(tgt: Path, port: int, core: int) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
+    """SPDK's nvmf_tgt on one core with the same configuration as spydk's (busy-polling, as SPDK
+    always is: its CPU per I/O says nothing, its IOPS do)."""
+    d = tempfile.mkdtemp(prefix="spdk-bench-")
+    cfg = Path(d) / "cfg.json"
+    cfg.write_text(json.dumps(target_config(port)))
+    log = open(Path(d) / "tgt.log", "wb")
+    proc = subprocess.Popen([str(tgt), "--no-huge", "-s", str(PERF_MEM_MB), "-m", hex(1 << core),
+                             "-r", str(Path(d) / "rpc.sock"), "--json", str(cfg)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(300):
+        if proc.poll() is not None:
+            break
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, d
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("SPDK nvmf_tgt did not start: " + (Path(d) / "tgt.log").read_text())
+
+
+def median_run(runs: int, one: Any, *args: Any) -> dict:  # type: ignore[type-arg]
+    """Run `one(*args)` `runs` times; the run with the median IOPS (a failure is kept as such)."""
+    results = []
+    for _ in range(runs):
+        try:
+            results.append(one(*args))
+        except RuntimeError as e:
+            return {"error": str(e)}
+    results.sort(key=lambda r: r["ios"] / r["elapsed"])
+    return results[len(results) // 2]
+
+
+def perf_tests(perf: Path, port: int, pid: int, names: list[str], a: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+    out = {}
+    for name in names:
+        op, size, qd, rand = TESTS[name]
+        out[name] = median_run(a.runs, run_perf, perf, port, pid, op, size, qd, rand, a.seconds, a.gen_core)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
 
@@ -311,11 +408,21 @@ def main() -> None:
                     help="let the scheduler place both processes (on a machine shared with other "
                          "jobs, pinning makes every cross-core wake-up wait for a time slice)")
     ap.add_argument("--profile", action="store_true", help="profile a 4 KiB read in process instead")
+    ap.add_argument("--spdk-dir", default=os.environ.get("SPDK_DIR"),
+                    help="SPDK tree with a build (default: $SPDK_DIR): spdk_nvme_perf becomes the "
+                         "generator, and SPDK's nvmf_tgt is measured too")
+    ap.add_argument("--no-spdk-target", action="store_true",
+                    help="with an SPDK build, do not run SPDK's nvmf_tgt for comparison")
+    ap.add_argument("--runs", type=int, default=1, help="runs per test; the median (by IOPS) is shown")
     a = ap.parse_args()
     if a.profile:
         profile_read()
         return
     names = list(TESTS) if a.tests == "all" else a.tests.split(",")
+    perf = spdk_program(a.spdk_dir, "spdk_nvme_perf")
+    spdk_tgt = None if a.no_spdk_target else spdk_program(a.spdk_dir, "nvmf_tgt")
+    if a.spdk_dir and perf is None:
+        print(f"no {a.spdk_dir}/build/bin/spdk_nvme_perf: using the Python generator", file=sys.stderr)
     port = free_port()
     all_cpus = os.sched_getaffinity(0)
     proc, _ = start_target(port, a.target_core, a.poll)
@@ -323,36 +430,78 @@ def main() -> None:
         os.sched_setaffinity(proc.pid, all_cpus)
     else:
         os.sched_setaffinity(0, {a.gen_core})
-    rows = []
+    results: dict = {}  # type: ignore[type-arg]
     try:
         run_load(port, "read", 4096, 8, True, 1.0)  # warm up (imports, buffer pools)
-        for name in names:
-            op, size, qd, rand = TESTS[name]
-            r = run_parallel(port, proc.pid, op, size, qd, rand, a.seconds, 1 if qd == 1 else a.gen_procs)
-            cpu_s = r["tgt_cpu"]
-            iops = r["ios"] / r["elapsed"]
-            cpu_per_io = cpu_s / max(r["ios"], 1) * 1e6
-            tgt_util = cpu_s / r["elapsed"] * 100
-            rows.append((name, iops, r["lat_us"], cpu_per_io, tgt_util, r["gen_cpu_io"], r["errors"], size))
+        if perf is not None:
+            results = perf_tests(perf, port, proc.pid, names, a)
+        else:
+            for name in names:
+                op, size, qd, rand = TESTS[name]
+                results[name] = median_run(a.runs, run_parallel, port, proc.pid, op, size, qd, rand,
+                                           a.seconds, 1 if qd == 1 else a.gen_procs)
     finally:
         proc.send_signal(2)
         proc.wait(timeout=30)
+    here: dict = {}  # type: ignore[type-arg]
+    if perf is not None and spdk_tgt is not None:
+        port2 = free_port()
+        sproc, _ = start_spdk_target(spdk_tgt, port2, a.target_core)
+        try:
+            here = perf_tests(perf, port2, sproc.pid, names, a)
+        finally:
+            sproc.send_signal(2)
+            sproc.wait(timeout=30)
+    print_table(a, names, results, here, perf is not None)
+
+
+def print_table(a: argparse.Namespace, names: list[str], results: dict, here: dict,  # type: ignore[type-arg]
+                with_perf: bool) -> None:
     where = "not pinned" if a.no_pin else f"target pinned to CPU {a.target_core}, generators to CPU {a.gen_core}"
-    print(f"\n{time.strftime('%Y-%m-%d')}  {a.seconds:g} s per test, {where}, {a.gen_procs} generator "
-          f"processes, target {'--poll' if a.poll else 'event-driven'}, load average {os.getloadavg()[0]:.1f}")
+    gen = "spdk_nvme_perf" if with_perf else f"{a.gen_procs} Python generator processes"
+    print(f"\n{time.strftime('%Y-%m-%d')}  {a.seconds:g} s per test, median of {a.runs}, {where}, {gen}, "
+          f"target {'--poll' if a.poll else 'event-driven'}, load average {os.getloadavg()[0]:.1f}")
     print("SPDK column: SPDK nvmf_tgt on one core driven by spdk_nvme_perf (issue 5, median of 5 runs "
-          "on this machine kind). No SPDK build is at hand here: those figures are quoted, not measured.\n")
-    print("| test | IOPS | MiB/s | avg lat | target CPU/IO | target core busy | 1-core ceiling | "
-          "generator CPU/IO | SPDK | ceiling / SPDK |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, iops, lat, cpu_io, util, gen_io, errs, size in rows:
+          "on this machine kind): quoted, not measured here.")
+    if here:
+        print("SPDK here: SPDK's nvmf_tgt (--no-huge, busy-polling) on the target's core, driven by "
+              "the same spdk_nvme_perf runs on this machine now.")
+    elif not with_perf:
+        print("No SPDK build is at hand (SPDK_DIR unset): the SPDK figures are quoted only.")
+    print()
+    head = ("| test | IOPS | MiB/s | avg lat | target CPU/IO | target core busy | 1-core ceiling | "
+            "generator CPU/IO | SPDK | ceiling / SPDK |")
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    if here:
+        head += " SPDK here | IOPS / SPDK here |"
+        rule += "---:|---:|"
+    print(head)
+    print(rule)
+    for name in names:
+        r = results[name]
+        size = TESTS[name][1]
         spdk = SPDK.get(name)
-        ceiling = 1e6 / cpu_io if cpu_io else 0
         s = f"{spdk[0] / 1000:.1f} K" + (f" ({spdk[1]})" if spdk[1] else "") if spdk else "-"
-        ratio = f"{ceiling / spdk[0] * 100:.0f} %" if spdk else "-"
-        print(f"| {name} | {iops:,.0f} | {iops * size / 2**20:,.1f} | {lat:.1f} us | {cpu_io:.1f} us | "
-              f"{util:.0f} % | {ceiling:,.0f} | {gen_io:.1f} us | {s} | {ratio} |"
-              + (f" errors {errs}" if errs else ""))
+        if "error" in r:
+            cells = f"| {name} | failed: {r['error']} | | | | | | | {s} | - |"
+            iops = 0.0
+        else:
+            iops = r["ios"] / r["elapsed"]
+            cpu_io = r["tgt_cpu"] / max(r["ios"], 1) * 1e6
+            util = r["tgt_cpu"] / r["elapsed"] * 100
+            ceiling = 1e6 / cpu_io if cpu_io else 0
+            ratio = f"{ceiling / spdk[0] * 100:.0f} %" if spdk else "-"
+            gen_io = "C (polls)" if r["gen_cpu_io"] is None else f"{r['gen_cpu_io']:.1f} us"
+            cells = (f"| {name} | {iops:,.0f} | {iops * size / 2**20:,.1f} | {r['lat_us']:.1f} us | "
+                     f"{cpu_io:.1f} us | {util:.0f} % | {ceiling:,.0f} | {gen_io} | {s} | {ratio} |")
+        if here:
+            h = here[name]
+            if "error" in h:
+                cells += f" failed: {h['error']} | - |"
+            else:
+                hiops = h["ios"] / h["elapsed"]
+                cells += f" {hiops:,.0f} ({h['lat_us']:.1f} us) | {iops / hiops * 100:.0f} % |"
+        print(cells + (f" errors {r['errors']}" if r.get("errors") else ""))
 
 
 # --------------------------------------------------------------------------------------------
