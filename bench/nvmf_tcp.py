@@ -67,6 +67,19 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
 
 
+def sched_ns(pid: int) -> tuple[int, int]:
+    """(ns on a CPU, ns runnable but waiting for one), summed over the process's threads."""
+    run = wait = 0
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            r, w, _ = (t / "schedstat").read_text().split()
+        except (OSError, ValueError):
+            continue
+        run += int(r)
+        wait += int(w)
+    return run, wait
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -313,8 +326,10 @@ def run_perf(perf: Path, port: int, pid: int, op: str, size: int, qd: int, rand:
     cmd = [str(perf), "--no-huge", "-s", str(PERF_MEM_MB), "-r", trid, "-q", str(qd), "-o", str(size),
            "-w", ("rand" if rand else "") + op, "-t", str(max(1, round(seconds))), "-c", hex(1 << core)]
     c0 = cpu_ticks(pid)
+    w0 = sched_ns(pid)[1]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     c1 = cpu_ticks(pid)
+    w1 = sched_ns(pid)[1]
     r = parse_perf(p.stdout)
     if p.returncode or r is None:
         err = [ln.split("*ERROR*:", 1)[-1].strip() for ln in (p.stderr + p.stdout).splitlines()
@@ -323,7 +338,7 @@ def run_perf(perf: Path, port: int, pid: int, op: str, size: int, qd: int, rand:
     iops, _, lat = r
     elapsed = max(1, round(seconds))
     return {"ios": int(iops * elapsed), "errors": 0, "elapsed": float(elapsed), "lat_us": lat,
-            "gen_cpu_io": None, "tgt_cpu": (c1 - c0) / CLK}
+            "gen_cpu_io": None, "tgt_cpu": (c1 - c0) / CLK, "tgt_wait": (w1 - w0) / 1e9}
 
 
 def start_spdk_target(tgt: Path, port: int, core: int) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
@@ -472,9 +487,12 @@ def print_table(a: argparse.Namespace, names: list[str], results: dict, here: di
     head = ("| test | IOPS | MiB/s | avg lat | target CPU/IO | target core busy | 1-core ceiling | "
             "generator CPU/IO | SPDK | ceiling / SPDK |")
     rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    if with_perf:
+        head += " target waited for CPU |"
+        rule += "---:|"
     if here:
-        head += " SPDK here | IOPS / SPDK here |"
-        rule += "---:|---:|"
+        head += " SPDK here | SPDK here per CPU-s | IOPS / SPDK here | ceiling / SPDK here per CPU-s |"
+        rule += "---:|---:|---:|---:|"
     print(head)
     print(rule)
     for name in names:
@@ -482,8 +500,9 @@ def print_table(a: argparse.Namespace, names: list[str], results: dict, here: di
         size = TESTS[name][1]
         spdk = SPDK.get(name)
         s = f"{spdk[0] / 1000:.1f} K" + (f" ({spdk[1]})" if spdk[1] else "") if spdk else "-"
+        ceiling = 0.0
         if "error" in r:
-            cells = f"| {name} | failed: {r['error']} | | | | | | | {s} | - |"
+            cells = f"| {name} | failed: {r['error']} | | | | | | | {s} | - |" + (" |" if with_perf else "")
             iops = 0.0
         else:
             iops = r["ios"] / r["elapsed"]
@@ -494,13 +513,19 @@ def print_table(a: argparse.Namespace, names: list[str], results: dict, here: di
             gen_io = "C (polls)" if r["gen_cpu_io"] is None else f"{r['gen_cpu_io']:.1f} us"
             cells = (f"| {name} | {iops:,.0f} | {iops * size / 2**20:,.1f} | {r['lat_us']:.1f} us | "
                      f"{cpu_io:.1f} us | {util:.0f} % | {ceiling:,.0f} | {gen_io} | {s} | {ratio} |")
+            if with_perf:
+                cells += f" {r['tgt_wait'] / r['elapsed'] * 100:.0f} % |"
         if here:
             h = here[name]
             if "error" in h:
-                cells += f" failed: {h['error']} | - |"
+                cells += f" failed: {h['error']} | | - | - |"
             else:
+                # SPDK polls: its CPU time is all the core it got, so I/Os per CPU second is a
+                # lower bound of what it does with a whole core.
                 hiops = h["ios"] / h["elapsed"]
-                cells += f" {hiops:,.0f} ({h['lat_us']:.1f} us) | {iops / hiops * 100:.0f} % |"
+                hcpu = h["ios"] / h["tgt_cpu"] if h["tgt_cpu"] else 0.0
+                cells += (f" {hiops:,.0f} ({h['lat_us']:.1f} us) | {hcpu:,.0f} | {iops / hiops * 100:.0f} % | "
+                          + (f"{ceiling / hcpu * 100:.0f} % |" if hcpu else "- |"))
         print(cells + (f" errors {r['errors']}" if r.get("errors") else ""))
 
 
