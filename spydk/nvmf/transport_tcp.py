@@ -344,6 +344,8 @@ class TcpConnection(asyncio.BufferedProtocol):
                 if len(data) != length or xfer != 1:
                     self._fail_cid(cid, _ST_SGL_LENGTH)
                     return
+            elif ts == _SGL_INCAPSULE and length == 0:
+                xfer = 0  # no data: SPDK's host describes it as an empty in-capsule block
             elif ts != _SGL_TRANSPORT:
                 self._fail_cid(cid, _ST_SGL_TYPE)
                 return

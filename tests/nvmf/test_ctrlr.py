@@ -290,3 +290,19 @@ def test_fabrics_disconnect_and_command_before_connect(env: Env) -> None:
     lk.pump()
     c = lk.wait(lk.host.identify(IdentifyCns.CONTROLLER))
     assert c.sc == GenericStatus.COMMAND_SEQUENCE_ERROR
+
+
+def test_data_less_command_with_empty_incapsule_sgl(env: Env) -> None:
+    """SPDK's C host describes "no data" on a host-to-controller admin command (Set Features)
+    as an in-capsule data block of length 0, where Linux uses a transport data block; both
+    must work, or SPDK's initiator can never set the number of queues (found with
+    spdk_nvme_perf)."""
+    from spydk.nvmf.testing import sgl_incapsule, sgl_transport
+
+    lk, _ = env.admin()
+    h = lk.host
+    for sgl in (sgl_incapsule(0), sgl_transport(0)):
+        sqe = spec.build_sqe(AdminOpcode.SET_FEATURES, h.next_cid(), 0, psdt=1, dptr=sgl,
+                             cdw10=spec.FeatureId.NUMBER_OF_QUEUES, cdw11=(3 << 16) | 3)
+        c = lk.wait(h.submit(sqe))
+        assert c.status == 0 and c.dw0 == (3 << 16) | 3
