@@ -264,6 +264,7 @@ class Controller:
             FeatureId.ARBITRATION: 0,
             FeatureId.POWER_MANAGEMENT: 0,
             FeatureId.VOLATILE_WRITE_CACHE: 1,
+            FeatureId.ERROR_RECOVERY: 0,  # TLER in 100 ms units; DULBE unsupported
         }
         self.temp_thresholds: dict[tuple[int, int], int] = {}
         self.errors: deque[spec.ErrorLogEntry] = deque(maxlen=128)
@@ -544,7 +545,7 @@ class Controller:
             else:
                 req.fail(GenericStatus.INVALID_FIELD)
             return
-        if fid in (FeatureId.ARBITRATION, FeatureId.POWER_MANAGEMENT):
+        if fid in (FeatureId.ARBITRATION, FeatureId.POWER_MANAGEMENT, FeatureId.ERROR_RECOVERY):
             req.dw0 = 0 if sel == 1 else self.features[fid]
         elif fid == FeatureId.VOLATILE_WRITE_CACHE:
             req.dw0 = 1 if sel == 1 else self.features[fid]
@@ -577,7 +578,7 @@ class Controller:
     _settable = frozenset({FeatureId.ARBITRATION, FeatureId.POWER_MANAGEMENT,
                            FeatureId.TEMPERATURE_THRESHOLD, FeatureId.VOLATILE_WRITE_CACHE,
                            FeatureId.NUMBER_OF_QUEUES, FeatureId.ASYNC_EVENT_CONFIG,
-                           FeatureId.KEEP_ALIVE_TIMER})
+                           FeatureId.KEEP_ALIVE_TIMER, FeatureId.ERROR_RECOVERY})
 
     def set_features(self, req: Request) -> None:
         cdw10 = spec.sqe_cdw(req.sqe, 10)
@@ -602,6 +603,11 @@ class Controller:
             self.temp_thresholds[(tmpsel, thsel)] = cdw11 & 0xFFFF
         elif fid == FeatureId.VOLATILE_WRITE_CACHE:
             self.features[fid] = cdw11 & 1
+        elif fid == FeatureId.ERROR_RECOVERY:
+            if cdw11 & (1 << 16):  # DULBE: we do not report deallocated blocks as errors
+                req.fail(GenericStatus.INVALID_FIELD)
+                return
+            self.features[fid] = cdw11 & 0xFFFF
         elif fid == FeatureId.NUMBER_OF_QUEUES:
             if self.io_qpairs:
                 req.fail(GenericStatus.COMMAND_SEQUENCE_ERROR)

@@ -306,3 +306,16 @@ def test_data_less_command_with_empty_incapsule_sgl(env: Env) -> None:
                              cdw10=spec.FeatureId.NUMBER_OF_QUEUES, cdw11=(3 << 16) | 3)
         c = lk.wait(h.submit(sqe))
         assert c.status == 0 and c.dw0 == (3 << 16) | 3
+
+
+def test_error_recovery_feature(env: Env) -> None:
+    """Error Recovery (FID 05h) is mandatory: SPDK's identify tool reads it."""
+    lk, _ = env.admin()
+    h = lk.host
+    fid = spec.FeatureId.ERROR_RECOVERY
+    assert lk.wait(h.admin(AdminOpcode.GET_FEATURES, nsid=1, cdw10=fid)).dw0 == 0
+    assert lk.wait(h.admin(AdminOpcode.SET_FEATURES, nsid=1, cdw10=fid, cdw11=30)).status == 0
+    assert lk.wait(h.admin(AdminOpcode.GET_FEATURES, nsid=1, cdw10=fid)).dw0 == 30
+    assert lk.wait(h.admin(AdminOpcode.GET_FEATURES, nsid=1, cdw10=fid | (1 << 8))).dw0 == 0  # default
+    dulbe = lk.wait(h.admin(AdminOpcode.SET_FEATURES, nsid=1, cdw10=fid, cdw11=1 << 16))
+    assert dulbe.sc == GenericStatus.INVALID_FIELD
