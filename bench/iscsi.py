@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """iSCSI target throughput with libiscsi's ``iscsi-perf``: spydk against Debian's tgt
-(RAM-backed LUN), in one run (no SPDK build is at hand on this machine: SPDK's figures
-are the reference ones below).
+(RAM-backed LUN) and, when an SPDK build is at hand (``--spdk-dir`` or ``SPDK_DIR``: a
+built SPDK v24.01 tree with build/bin/iscsi_tgt), SPDK's own iscsi_tgt, in one run.
 
-    .venv/bin/python bench/iscsi.py [--runs 5] [--seconds 5] [--poll] [--skip-tgt]
+    .venv/bin/python bench/iscsi.py [--runs 5] [--seconds 5] [--poll] [--skip-tgt] [--spdk-dir DIR]
+
+SPDK's iscsi_tgt runs with ``--no-huge -s 2048 -m 0x1`` and the same JSON config as spydk; it
+busy-polls its core, so its CPU per I/O column only says that it used the whole core.
 
 Workloads: 4 KiB random read at 32 and at 1 in flight, 128 KiB sequential read at 8 in
 flight. Each figure is the median of --runs runs of --seconds each. spydk exports a
@@ -15,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +62,39 @@ def spydk_config(port: int) -> dict:
         ]}]}
 
 
+def start_spdk_iscsi_tgt(spdk_dir: Path, tmp: str, port: int,
+                         stack: contextlib.ExitStack) -> subprocess.Popen[bytes]:
+    """SPDK's iscsi_tgt on 127.0.0.1:port with spydk_config(port); returns once it serves."""
+    binary = spdk_dir / "build" / "bin" / "iscsi_tgt"
+    if not binary.exists():
+        sys.exit(f"{binary} is missing: --spdk-dir/SPDK_DIR must point to a built SPDK tree")
+    cfg = Path(tmp) / "spdk-iscsi.json"
+    cfg.write_text(json.dumps(spydk_config(port)))
+    sock = str(Path(tmp) / "spdk-iscsi.sock")
+    log = open(Path(tmp) / "spdk-iscsi.log", "wb")
+    stack.callback(log.close)
+    proc = subprocess.Popen([str(binary), "--no-huge", "-s", "2048", "-m", "0x1", "-r", sock,
+                             "--json", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    stack.callback(stop)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"SPDK iscsi_tgt exited with {proc.returncode}; see {log.name}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    sys.exit("SPDK iscsi_tgt did not start listening within 30 s")
+
+
 def iscsi_perf(url: str, blocks: int, depth: int, random: bool, seconds: float) -> float:
     """IOPS of one iscsi-perf run (its last reported rate over the whole run)."""
     argv = ["iscsi-perf", "-m", str(depth), "-b", str(blocks), "-t", str(int(seconds))]
@@ -79,12 +117,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+def measure(targets: dict[str, tuple[str, int]], args: argparse.Namespace,
+            iops: dict[tuple[str, str], list[float]], cpu: dict[tuple[str, str], list[float]]) -> None:
+    """Runs alternate between the targets, so background load hits them alike."""
+    for url, _ in targets.values():
+        iscsi_perf(url, 8, 32, True, 2)  # warm-up (login, caches)
+    for label, blocks, depth, random in WORKLOADS:
+        for _ in range(args.runs):
+            for name, (url, pid) in targets.items():
+                c0 = cpu_seconds(pid)
+                rate = iscsi_perf(url, blocks, depth, random, args.seconds)
+                used = cpu_seconds(pid) - c0
+                iops.setdefault((name, label), []).append(rate)
+                cpu.setdefault((name, label), []).append(1e6 * used / max(1.0, rate * args.seconds))
+        for name in targets:
+            runs = iops[(name, label)]
+            print(f"{name:6} {label:22} {statistics.median(runs):>10,.0f} IOPS "
+                  f"{statistics.median(cpu[(name, label)]):6.1f} us CPU/IO "
+                  f"(runs: {', '.join(f'{x:,.0f}' for x in runs)})", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--poll", action="store_true", help="run spydk with a busy-polling reactor")
     ap.add_argument("--skip-tgt", action="store_true")
+    ap.add_argument("--spdk-dir", default=os.environ.get("SPDK_DIR"),
+                    help="a built SPDK tree: also measure its iscsi_tgt (default: $SPDK_DIR)")
     args = ap.parse_args()
     if shutil.which("iscsi-perf") is None:
         sys.exit("iscsi-perf missing: apt-get install libiscsi-bin")
@@ -104,23 +164,17 @@ def main() -> int:
             tgt = start_tgt(shm, lun_mb=LUN_MB)
             stack.callback(tgt.stop)
             targets["tgt"] = (f"iscsi://127.0.0.1:{tgt.port}/{tgt.iqn}/1", tgt.proc.pid)
-        for url, _ in targets.values():
-            iscsi_perf(url, 8, 32, True, 2)  # warm-up (login, caches)
         iops: dict[tuple[str, str], list[float]] = {}
         cpu: dict[tuple[str, str], list[float]] = {}
-        for label, blocks, depth, random in WORKLOADS:
-            for _ in range(args.runs):
-                for name, (url, pid) in targets.items():
-                    c0 = cpu_seconds(pid)
-                    rate = iscsi_perf(url, blocks, depth, random, args.seconds)
-                    used = cpu_seconds(pid) - c0
-                    iops.setdefault((name, label), []).append(rate)
-                    cpu.setdefault((name, label), []).append(1e6 * used / max(1.0, rate * args.seconds))
-            for name in targets:
-                runs = iops[(name, label)]
-                print(f"{name:6} {label:22} {statistics.median(runs):>10,.0f} IOPS "
-                      f"{statistics.median(cpu[(name, label)]):6.1f} us CPU/IO "
-                      f"(runs: {', '.join(f'{x:,.0f}' for x in runs)})", flush=True)
+        measure(targets, args, iops, cpu)
+        if args.spdk_dir:
+            # SPDK's reactor spins on its core even when idle: measured in a phase of its own
+            # so that it does not take a core away from the targets above.
+            sport = free_tcp_port()
+            sp = start_spdk_iscsi_tgt(Path(args.spdk_dir), tmp, sport, stack)
+            spdk = {"SPDK": (f"iscsi://127.0.0.1:{sport}/{IQN}/0", sp.pid)}
+            measure(spdk, args, iops, cpu)
+            targets.update(spdk)
     print()
     load = os.getloadavg()[0]
     print(f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, load average {load:.1f} at the end, "
