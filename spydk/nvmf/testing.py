@@ -99,6 +99,7 @@ class Completion:
     dw1: int = 0
     data: bytes | None = None
     c2h_success: bool = False  # completed by a C2HData SUCCESS flag (no CapsuleResp)
+    sqhd: int | None = None  # the CQE's SQ head pointer (None: no CapsuleResp)
 
     @property
     def sc(self) -> int:
@@ -247,11 +248,11 @@ class TestHost:
                 self.completions[ev.cccid] = Completion(ev.cccid, 0, data=bytes(buf) if buf is not None else None,
                                                         c2h_success=True)
         elif isinstance(ev, tcp.CapsuleResponse):
-            dw0, dw1, _sqhd, _sqid, cid, status = spec.CQE.unpack(ev.cqe)
+            dw0, dw1, sqhd, _sqid, cid, status = spec.CQE.unpack(ev.cqe)
             buf = self._read_bufs.pop(cid, None)
             self._write_data.pop(cid, None)
             self.completions[cid] = Completion(cid, status & ~1, dw0, dw1,
-                                               bytes(buf) if buf is not None else None)
+                                               bytes(buf) if buf is not None else None, sqhd=sqhd)
         elif isinstance(ev, tcp.TermReqReceived | tcp.ProtocolError | tcp.ConnectionClosed):
             self.terminated = ev
 

@@ -193,6 +193,9 @@ class TcpConnection(asyncio.BufferedProtocol):
             if ctrlr is not None and qp.qid > 0 and not ctrlr.subsys.ana_reporting:
                 nss = ctrlr.subsys.namespaces
             max_io = self.max_io
+            # Per-command bookkeeping of the fast path, summed here and stored before anything
+            # else can look at it (the general path, a failed submit, the completions below).
+            heads = reads = read_bytes = writes = write_bytes = 0
             while evs and not self.closing:
                 ev = pop()
                 t = type(ev)
@@ -208,34 +211,52 @@ class TcpConnection(asyncio.BufferedProtocol):
                                 data = ev.data  # type: ignore[union-attr]
                                 if opc == _OPC_READ:
                                     if data is None and ts == _SGL_TRANSPORT:
-                                        qp.sq_head += 1
-                                        ctrlr.reads += 1  # type: ignore[union-attr]
-                                        ctrlr.read_units += length >> 9  # type: ignore[union-attr]
+                                        heads += 1
+                                        reads += 1
+                                        read_bytes += length
                                         rc = b.desc.read_blocks(b._ch or b._channel(), None, slba, nlb,
                                                                 self._read_cb, nsid << 16 | cid)
                                         if rc:
+                                            qp.sq_head += heads
+                                            heads = 0
                                             self._fast_fail(opc, nsid << 16 | cid, rc_status(rc))
                                         continue
                                 elif opc == _OPC_WRITE:
                                     if data is not None and ts == _SGL_INCAPSULE and not addr \
                                             and len(data) == length:
-                                        qp.sq_head += 1
-                                        ctrlr.writes += 1  # type: ignore[union-attr]
-                                        ctrlr.write_units += length >> 9  # type: ignore[union-attr]
+                                        heads += 1
+                                        writes += 1
+                                        write_bytes += length
                                         rc = b.desc.write_blocks(b._ch or b._channel(), data, slba, nlb,
                                                                  self._write_cb, nsid << 16 | cid)
                                         if rc:
+                                            qp.sq_head += heads
+                                            heads = 0
                                             self._fast_fail(opc, nsid << 16 | cid, rc_status(rc))
                                         continue
+                    if heads:
+                        qp.sq_head += heads
+                        heads = 0
                     self._capsule(ev)  # type: ignore[arg-type]
                     if qp.ctrlr is not ctrlr:  # a Connect (or a disconnect) changed the queue
+                        if reads or writes:
+                            self._count_io(ctrlr, reads, read_bytes, writes, write_bytes)
+                            reads = read_bytes = writes = write_bytes = 0
                         ctrlr = qp.ctrlr
                         nss = None
-                elif t is _H2CData:
-                    if ev.last:  # type: ignore[union-attr]
-                        self._h2c_done(ev.ttag)  # type: ignore[union-attr]
                 else:
-                    self._other_event(ev)  # type: ignore[arg-type]
+                    if heads:
+                        qp.sq_head += heads
+                        heads = 0
+                    if t is _H2CData:
+                        if ev.last:  # type: ignore[union-attr]
+                            self._h2c_done(ev.ttag)  # type: ignore[union-attr]
+                    else:
+                        self._other_event(ev)  # type: ignore[arg-type]
+            if heads:
+                qp.sq_head += heads
+            if reads or writes:
+                self._count_io(ctrlr, reads, read_bytes, writes, write_bytes)
             # Deliver the completions this batch caused (bdev I/O completed during submit is
             # queued as a message) now, so that one write carries them: without this each
             # I/O costs two more event-loop iterations.
@@ -247,6 +268,14 @@ class TcpConnection(asyncio.BufferedProtocol):
             set_thread(prev)
         if self.out:
             self._flush()
+
+    @staticmethod
+    def _count_io(ctrlr: Any, reads: int, read_bytes: int, writes: int, write_bytes: int) -> None:
+        """Add a batch's fast-path commands to the controller's SMART counters."""
+        ctrlr.reads += reads
+        ctrlr.read_units += read_bytes >> 9
+        ctrlr.writes += writes
+        ctrlr.write_units += write_bytes >> 9
 
     # -- fast path completions (bdev callbacks; arg is nsid << 16 | cid) --------------------------
 

@@ -121,6 +121,33 @@ def test_fast_pipelined_batch(benv: BdevEnv) -> None:
     assert benv.general == 0
 
 
+def test_fast_batch_sq_head_and_counters(benv: BdevEnv) -> None:
+    """The fast path sums its SQ head and SMART counts per batch: every CQE still reports the
+    head after the whole batch was fetched, and a general-path command in the middle of a
+    batch sees the head including the fast commands before it."""
+    io = benv.io()
+    ctrlr = next(iter(benv.subsys.controllers.values()))
+    qp = ctrlr.io_qpairs[1]
+    head0 = qp.sq_head
+    w = [io.host.write(1, 300 + i, bytes([i]) * BS, BS) for i in range(5)]
+    bad = io.host.read(1, 4095, 2, BS)  # out of range: general path, completes at once
+    w += [io.host.write(1, 310 + i, bytes([i]) * BS, BS) for i in range(4)]
+    push_bytes(io.conn, io.host.take_output())  # one batch
+    io.pump()
+    # The general-path error was answered while the batch was being processed.
+    r = io.host.completions.pop(bad)
+    assert r.sc == GenericStatus.LBA_OUT_OF_RANGE
+    heads = [io.host.completions.pop(c).sqhd for c in w]
+    assert all(h is not None for h in heads)
+    start = heads[-1] - 10  # the queue's head before this batch
+    assert r.sqhd == start + 6
+    assert heads == [start + 10] * 9
+    assert qp.sq_head == head0 + 10
+    assert (ctrlr.writes, ctrlr.write_units) == (9, 9)
+    assert ctrlr.reads == 0
+    assert benv.general == 1
+
+
 def test_fast_path_declines_to_general_path(benv: BdevEnv) -> None:
     io = benv.io()
     # Out of range, wrong SGL length, unknown namespace: the general path answers.
