@@ -274,6 +274,7 @@ DEFAULT_MAX_INCAPSULE = 8192
 
 
 _SPARE_RINGS = 3
+_new_object = object.__new__  # events of the parse fast path: slots stored directly
 
 
 def _unexported(ring: bytearray) -> bool:
@@ -440,6 +441,7 @@ class TcpQueuePair:
 
     def _parse(self) -> None:
         append = self._events.append
+        new_event = _new_object
         fast_plen = self._cmd_fast_plen
         fast_flags = self._cmd_fast_flags
         closed = _CLOSED
@@ -459,19 +461,25 @@ class TcpQueuePair:
                                 append(self._fail(Fes.HEADER_DIGEST_ERROR, 0, "header digest mismatch"))
                                 return
                             self._rpos = rpos + plen
-                            append(CapsuleCommand(ring[rpos + 8:rpos + 72], None))
+                            ev = new_event(CapsuleCommand)  # no Python-level __init__ call
+                            ev.sqe = ring[rpos + 8:rpos + 72]
+                            ev.data = None
+                            append(ev)
                             continue
                         # In-capsule data, no digests, no padding, all of it in the ring.
                         if (not flags and pdo == self._cmd_data_pdo and avail >= plen
                                 and 72 < plen <= 72 + self.max_incapsule_data):
                             self._rpos = rpos + plen
                             self._need = 0
-                            append(CapsuleCommand(ring[rpos + 8:rpos + 72], ring[rpos + 72:rpos + plen]))
+                            ev = new_event(CapsuleCommand)
+                            ev.sqe = ring[rpos + 8:rpos + 72]
+                            ev.data = ring[rpos + 72:rpos + plen]
+                            append(ev)
                             continue
-            ev = self._parse_one()
-            if ev is None:
+            other = self._parse_one()
+            if other is None:
                 return
-            append(ev)
+            append(other)
 
     def _make_room(self) -> None:
         live = self._rend - self._rpos
