@@ -23,7 +23,7 @@ from spydk.bdev.bdev import Bdev, BdevError, get_bdev, register_bdev, unregister
 from spydk.bdev.io import READ, WRITE, BdevIO
 from spydk.bdev.module import BdevModule, register_module
 from spydk.bdev.modutil import call, wait_rc
-from spydk.bdev.vbdev import BaseHandle, StackedBdev, VChannel
+from spydk.bdev.vbdev import BaseHandle, StackedBdev, VChannel, build_waiting
 from spydk.rpc.registry import RpcContext, rpc_method
 from spydk.rpc.schema import Param
 
@@ -71,12 +71,7 @@ class DelayModule(BdevModule):
         return out
 
     def examine_config(self, bdev: Bdev) -> None:
-        for c in list(self.configs.values()):
-            if c.base_bdev_name in (bdev.name, *bdev.aliases) and get_bdev(c.name) is None:
-                try:
-                    _build(c)
-                except BdevError as e:
-                    log.error("delay %s on %s: %s", c.name, bdev.name, e.message)
+        build_waiting("delay", self.configs.values(), bdev, _build)
 
 
 module = register_module(DelayModule())

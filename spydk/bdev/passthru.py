@@ -16,7 +16,7 @@ from typing import Any
 from spydk.bdev.bdev import Bdev, BdevError, get_bdev, register_bdev, unregister_bdev_by_name
 from spydk.bdev.module import BdevModule, register_module
 from spydk.bdev.modutil import call, wait_rc
-from spydk.bdev.vbdev import BaseHandle, StackedBdev
+from spydk.bdev.vbdev import BaseHandle, StackedBdev, build_waiting
 from spydk.rpc.registry import RpcContext, rpc_method
 from spydk.rpc.schema import Param
 
@@ -48,12 +48,7 @@ class PassthruModule(BdevModule):
         return out
 
     def examine_config(self, bdev: Bdev) -> None:
-        for c in list(self.configs.values()):
-            if c.base_bdev_name in (bdev.name, *bdev.aliases) and get_bdev(c.name) is None:
-                try:
-                    _build(c)
-                except BdevError as e:
-                    log.error("passthru %s on %s: %s", c.name, bdev.name, e.message)
+        build_waiting("passthru", self.configs.values(), bdev, _build)
 
 
 module = register_module(PassthruModule())

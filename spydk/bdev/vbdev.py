@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from spydk.bdev.bdev import (
@@ -21,6 +21,7 @@ from spydk.bdev.bdev import (
     BdevDesc,
     BdevError,
     BdevEvent,
+    get_bdev,
     open_ext,
     unregister_bdev,
 )
@@ -41,6 +42,18 @@ from spydk.bdev.module import BdevModule
 from spydk.thread import IoChannel, Thread, io_device_register, io_device_unregister
 
 log = logging.getLogger("spydk.bdev")
+
+
+def build_waiting(kind: str, configs: Iterable[Any], bdev: Bdev, build: Callable[[Any], Any]) -> None:
+    """Examine hook of a vbdev module: build every configured vbdev (``name``,
+    ``base_bdev_name``) whose base is ``bdev`` and that does not exist yet, so vbdevs can be
+    created, or replayed from a config, before their base appears."""
+    for c in list(configs):
+        if c.base_bdev_name in (bdev.name, *bdev.aliases) and get_bdev(c.name) is None:
+            try:
+                build(c)
+            except BdevError as e:
+                log.error("%s %s on %s: %s", kind, c.name, bdev.name, e.message)
 
 _FORWARDED = (READ, WRITE, UNMAP, FLUSH, RESET, WRITE_ZEROES, COMPARE, COMPARE_AND_WRITE)
 
