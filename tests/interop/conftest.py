@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -30,6 +30,8 @@ LOGS = pytest.StashKey[list[tuple[str, Path]]]()
 
 RunGuest = Callable[..., guest_run.GuestResult]
 
+
+T = TypeVar("T")
 
 def _attach(node: pytest.Item, title: str, path: Path) -> None:
     node.stash.setdefault(LOGS, []).append((title, path))
@@ -132,19 +134,17 @@ def free_port() -> Callable[[], int]:
     return pick
 
 
-@pytest.fixture
-def spydk_target(request: pytest.FixtureRequest,
-                 tmp_path: Path) -> Iterator[Callable[..., SpydkTarget]]:
-    """``spydk_target(config: dict, *, timeout=30) -> SpydkTarget``: start
-    ``.venv/bin/spydk tgt -r <sock> --json <config>`` in its own folder (its cwd), wait
-    until the RPC socket answers spdk_get_version, stop it (SIGINT) at teardown."""
-    started: list[SpydkTarget] = []
+def _targets(request: pytest.FixtureRequest, tmp_path: Path, folder: str, title: str, log_name: str,
+             starter: Callable[..., T]) -> Iterator[Callable[..., T]]:
+    """Shared body of the target fixtures: each start gets its own folder whose log is
+    attached to the test report; every target started is stopped at teardown."""
+    started: list[Any] = []
     dirs: list[Path] = []
 
-    def start(config: dict[str, Any], *, timeout: float = 30) -> SpydkTarget:
-        wd = _workdir(tmp_path, dirs, "tgt")
-        _attach(request.node, "spydk target log", wd / "spydk.log")
-        t = start_spydk(config, wd, timeout=timeout)
+    def start(*args: Any, **kw: Any) -> T:
+        wd = _workdir(tmp_path, dirs, folder)
+        _attach(request.node, title, wd / log_name)
+        t = starter(wd, *args, **kw)
         started.append(t)
         return t
 
@@ -152,6 +152,17 @@ def spydk_target(request: pytest.FixtureRequest,
     for t in started:
         t.stop()
     _keep_logs(tmp_path, dirs)
+
+
+@pytest.fixture
+def spydk_target(request: pytest.FixtureRequest,
+                 tmp_path: Path) -> Iterator[Callable[..., SpydkTarget]]:
+    """``spydk_target(config: dict, *, timeout=30) -> SpydkTarget``: start
+    ``.venv/bin/spydk tgt -r <sock> --json <config>`` in its own folder (its cwd), wait
+    until the RPC socket answers spdk_get_version, stop it (SIGINT) at teardown."""
+    def starter(wd: Path, config: dict[str, Any], *, timeout: float = 30) -> SpydkTarget:
+        return start_spydk(config, wd, timeout=timeout)
+    yield from _targets(request, tmp_path, "tgt", "spydk target log", "spydk.log", starter)
 
 
 @pytest.fixture
@@ -159,20 +170,7 @@ def tgt_target(request: pytest.FixtureRequest,
                tmp_path: Path) -> Iterator[Callable[..., TgtTarget]]:
     """``tgt_target(*, iqn=..., lun_mb=64, chap=None) -> TgtTarget``: Debian's tgtd on a
     free 127.0.0.1 port with one file-backed LUN; stopped through tgtadm at teardown."""
-    started: list[TgtTarget] = []
-    dirs: list[Path] = []
-
-    def start(**kw: Any) -> TgtTarget:
-        wd = _workdir(tmp_path, dirs, "tgtd")
-        _attach(request.node, "tgtd log", wd / "tgtd.log")
-        t = start_tgt(wd, **kw)
-        started.append(t)
-        return t
-
-    yield start
-    for t in started:
-        t.stop()
-    _keep_logs(tmp_path, dirs)
+    yield from _targets(request, tmp_path, "tgtd", "tgtd log", "tgtd.log", start_tgt)
 
 
 @pytest.fixture
@@ -180,17 +178,4 @@ def qsd_target(request: pytest.FixtureRequest,
                tmp_path: Path) -> Iterator[Callable[..., QsdTarget]]:
     """``qsd_target(*, size_mb=64) -> QsdTarget``: qemu-storage-daemon serving a raw
     file over vhost-user-blk (QsdTarget.socket_path, QsdTarget.backing)."""
-    started: list[QsdTarget] = []
-    dirs: list[Path] = []
-
-    def start(**kw: Any) -> QsdTarget:
-        wd = _workdir(tmp_path, dirs, "qsd")
-        _attach(request.node, "qemu-storage-daemon log", wd / "qsd.log")
-        t = start_qsd(wd, **kw)
-        started.append(t)
-        return t
-
-    yield start
-    for t in started:
-        t.stop()
-    _keep_logs(tmp_path, dirs)
+    yield from _targets(request, tmp_path, "qsd", "qemu-storage-daemon log", "qsd.log", start_qsd)
