@@ -35,9 +35,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from spydk.nvme import fabrics_spec as fab  # noqa: E402
 from spydk.nvme import spec, tcp  # noqa: E402
-from spydk.nvmf.testing import HOSTID, HOSTNQN, sgl_incapsule, sgl_transport  # noqa: E402
+from spydk.nvme.spec import fabrics as fab  # noqa: E402
+from tests.nvmf.helpers import HOSTID, HOSTNQN, sgl_incapsule, sgl_transport  # noqa: E402
 
 NQN = "nqn.2016-06.io.spdk:cnode1"
 BS = 512
@@ -569,15 +569,15 @@ def _inprocess_target():  # type: ignore[no-untyped-def]
     output goes to a null transport. Returns (io connection, host codec)."""
     import asyncio
 
-    from spydk.bdev.malloc import create_malloc_disk
+    from spydk.modules.bdev.malloc.malloc import create_malloc_disk
     from spydk.nvmf.bdev_ns import BdevBackend
     from spydk.nvmf.subsystem import ListenAddress, Listener, Subsystem
-    from spydk.nvmf.testing import push_bytes
     from spydk.nvmf.tgt import Target
     from spydk.nvmf.transport import TransportOptions
-    from spydk.nvmf.transport_tcp import TcpConnection, TcpTransport
+    from spydk.nvmf.transports.tcp import TcpConnection, TcpTransport
     from spydk.thread import init_reactor
     from spydk.thread.thread import set_thread
+    from tests.nvmf.helpers import push_bytes
 
     loop = asyncio.new_event_loop()
     reactor = init_reactor(loop)
@@ -603,14 +603,14 @@ def _inprocess_target():  # type: ignore[no-untyped-def]
 
     adm, ha = new_conn()
     cd = fab.build_connect_data(fab.ConnectData(HOSTID, 0xFFFF, NQN, HOSTNQN))
-    ha._state = tcp._READY  # the answers go to the null transport; skip reading them
+    ha._state = tcp.queue_pair._READY  # the answers go to the null transport; skip reading them
     push_bytes(adm, b"".join(bytes(x) for x in ha.send_capsule_cmd(
         fab.build_connect_command(fab.ConnectCommand(1, 0, 31, 0), sgl_incapsule(1024)), cd)))
     push_bytes(adm, b"".join(bytes(x) for x in ha.send_capsule_cmd(
         fab.build_property_set(2, fab.Property.CC, 4, fab.make_cc(en=True)))))
     cntlid = next(iter(sub.controllers))
     io, hi = new_conn()
-    hi._state = tcp._READY
+    hi._state = tcp.queue_pair._READY
     cd = fab.build_connect_data(fab.ConnectData(HOSTID, cntlid, NQN, HOSTNQN))
     push_bytes(io, b"".join(bytes(x) for x in hi.send_capsule_cmd(
         fab.build_connect_command(fab.ConnectCommand(1, 1, 127, 0), sgl_incapsule(1024)), cd)))
