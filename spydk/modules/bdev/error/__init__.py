@@ -2,11 +2,11 @@
 
 Importing the package registers the module and its RPCs.
 
-    error.py      the module and its bdev
-    rpc.py      server-side RPC handlers
-    rpc_cli.py  `spydk rpc` argument parsers
+    error.py    the module and its bdev
+    rpc.py      server-side RPC handlers (@rpc_method)
+    rpc_cli.py  `spydk rpc` argument parsers (add_commands)
 """
-from spydk.modules.bdev.error import rpc as _rpc  # noqa: F401,E402  (registers the RPC methods)
+from spydk.modules.bdev.error import rpc as _rpc  # noqa: F401  (registers the RPC methods)
 from spydk.modules.bdev.error.error import (
     ErrorBdev,
     ErrorModule,

@@ -2,11 +2,11 @@
 
 Importing the package registers the module and its RPCs.
 
-    null.py      the module and its bdev
-    rpc.py      server-side RPC handlers
-    rpc_cli.py  `spydk rpc` argument parsers
+    null.py     the module and its bdev
+    rpc.py      server-side RPC handlers (@rpc_method)
+    rpc_cli.py  `spydk rpc` argument parsers (add_commands)
 """
-from spydk.modules.bdev.null import rpc as _rpc  # noqa: F401,E402  (registers the RPC methods)
+from spydk.modules.bdev.null import rpc as _rpc  # noqa: F401  (registers the RPC methods)
 from spydk.modules.bdev.null.null import (
     NullBdev,
     NullModule,
