@@ -8,7 +8,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from spydk import notify
 from spydk.bdev import bdev as core
 from spydk.bdev.bdev import Bdev, BdevError, get_bdev
 from spydk.bdev.histogram import Histogram
@@ -19,9 +18,6 @@ from spydk.init.subsystem import Subsystem, register_subsystem
 from spydk.rpc import STARTUP, AppContext, Param, RpcContext, RpcError, rpc_method
 from spydk.rpc.errors import invalid_params, not_found
 from spydk.thread import TICK_RATE, get_thread
-
-for _t in ("bdev_register", "bdev_unregister", "bdev_resize"):
-    notify.register_type(_t)
 
 RESET_MODES = ("all", "maxmin", "error", "none")
 
