@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from spydk.bdev.bdev import BdevError, bdevs, get_bdev, open_ext, wait_for_examine
+from spydk.bdev import BdevError, bdevs, get_bdev, open_ext, wait_for_examine
 from spydk.bdev.io import BdevIO
 from spydk.rpc import Param, RpcContext, rpc_method
 from spydk.thread import Thread

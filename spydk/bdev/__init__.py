@@ -6,26 +6,21 @@ commands in rpc_cli.py; both are found by the plugin loader (spydk.apps.plugins)
 blocks for module authors: vbdev.py (bdevs stacked on a base), filedisk.py (bdevs over a
 file I/O engine), modutil.py (RPC helpers). See docs/bdev-module.md.
 """
-from spydk.bdev.bdev import (
-    Bdev,
-    BdevChannel,
-    BdevDesc,
-    BdevError,
-    BdevEvent,
-    BdevOptions,
-    ClaimType,
+from spydk.bdev.bdev import Bdev, BdevError, BdevEvent, BdevOptions, ClaimType, options
+from spydk.bdev.channel import BdevChannel
+from spydk.bdev.desc import BdevDesc
+from spydk.bdev.io import BdevIO, IoStatus, IoType
+from spydk.bdev.module import BdevModule, get_module, modules, register_module
+from spydk.bdev.registry import (
     bdevs,
     examine,
     get_bdev,
     open_ext,
-    options,
     register_bdev,
     unregister_bdev,
     unregister_bdev_by_name,
     wait_for_examine,
 )
-from spydk.bdev.io import BdevIO, IoStatus, IoType
-from spydk.bdev.module import BdevModule, get_module, modules, register_module
 
 __all__ = [
     "Bdev", "BdevChannel", "BdevDesc", "BdevError", "BdevEvent", "BdevIO", "BdevModule",

@@ -15,8 +15,11 @@ import asyncio
 import errno
 from typing import Any
 
-from spydk.bdev.bdev import BdevChannel, BdevDesc, BdevError, BdevEvent, open_ext
+from spydk.bdev.bdev import BdevError, BdevEvent
+from spydk.bdev.channel import BdevChannel
+from spydk.bdev.desc import BdevDesc
 from spydk.bdev.io import BdevIO, IoStatus
+from spydk.bdev.registry import open_ext
 from spydk.thread import Thread, get_reactor, set_thread
 
 

@@ -22,10 +22,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from spydk.bdev.bdev import Bdev, BdevError, get_bdev, register_bdev
+from spydk.bdev.bdev import Bdev, BdevError
 from spydk.bdev.io import FAILED, FLUSH, READ, RESET, SUCCESS, UNMAP, WRITE, WRITE_ZEROES, BdevIO
 from spydk.bdev.module import BdevModule
 from spydk.bdev.modutil import check_power_of_two_block_size
+from spydk.bdev.registry import get_bdev, register_bdev
 from spydk.sysio.base import MAX_IOVS, AlignedPool, Engine, EngineError, libc, writable_address
 from spydk.thread import IoChannel, get_reactor, io_device_register, is_io_device
 

@@ -27,7 +27,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from spydk.bdev.bdev import Bdev, BdevChannel
+    from spydk.bdev.bdev import Bdev
+    from spydk.bdev.channel import BdevChannel
 
 
 class IoType(enum.IntEnum):

@@ -18,7 +18,8 @@ from spydk.bdev.io import READ, UNMAP, WRITE, WRITE_ZEROES, BdevIO
 from spydk.thread import Poller, Thread, get_thread
 
 if TYPE_CHECKING:
-    from spydk.bdev.bdev import Bdev, BdevChannel
+    from spydk.bdev.bdev import Bdev
+    from spydk.bdev.channel import BdevChannel
 
 TIMESLICE_US = 1000
 # SPDK's granularity: IOPS limits are multiples of 1000, byte limits whole MiB/s.
@@ -69,7 +70,7 @@ class Qos:
         self._apply()
 
     def _apply(self) -> None:
-        from spydk.bdev.bdev import BLOCK_QOS
+        from spydk.bdev.channel import BLOCK_QOS
         on = self.active
         for ch in list(self.bdev._channels):
             ch._set_blocked(BLOCK_QOS, on)
@@ -80,7 +81,7 @@ class Qos:
 
     def stop(self) -> None:
         """Turn off: release every queued I/O and the poller."""
-        from spydk.bdev.bdev import BLOCK_QOS
+        from spydk.bdev.channel import BLOCK_QOS
         self.limits = [0, 0, 0, 0]
         self.per_slice = [0, 0, 0, 0]
         if self.poller is not None:

@@ -8,12 +8,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from spydk.bdev import bdev as core
-from spydk.bdev.bdev import Bdev, BdevError, get_bdev
+from spydk.bdev import registry as core
+from spydk.bdev.bdev import Bdev, BdevError
 from spydk.bdev.histogram import Histogram
 from spydk.bdev.io import SUPPORTED_IO_TYPE_KEYS, IoType
 from spydk.bdev.module import modules
 from spydk.bdev.qos import IOS_PER_SEC_MULTIPLE, LIMIT_NAMES, Qos
+from spydk.bdev.registry import get_bdev
 from spydk.init.subsystem import Subsystem, register_subsystem
 from spydk.rpc import STARTUP, AppContext, Param, RpcContext, RpcError, rpc_method
 from spydk.rpc.errors import invalid_params, not_found

@@ -15,16 +15,9 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from spydk.bdev.bdev import (
-    Bdev,
-    BdevChannel,
-    BdevDesc,
-    BdevError,
-    BdevEvent,
-    get_bdev,
-    open_ext,
-    unregister_bdev,
-)
+from spydk.bdev.bdev import Bdev, BdevError, BdevEvent
+from spydk.bdev.channel import BdevChannel
+from spydk.bdev.desc import BdevDesc
 from spydk.bdev.io import (
     COMPARE,
     COMPARE_AND_WRITE,
@@ -39,6 +32,7 @@ from spydk.bdev.io import (
     BdevIO,
 )
 from spydk.bdev.module import BdevModule
+from spydk.bdev.registry import get_bdev, open_ext, unregister_bdev
 from spydk.thread import IoChannel, Thread, io_device_register, io_device_unregister
 
 log = logging.getLogger("spydk.bdev")

@@ -5,14 +5,14 @@ import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from spydk.bdev import bdev as bdev_mod
+from spydk import bdev as bdev_mod
 from spydk.bdev import io as bio
 from spydk.bdev.iobuf import pool as iobuf_pool
 from spydk.nvme.spec import GenericStatus, MediaStatus, StatusCodeType
 from spydk.nvmf.io import complete_fused
 
 if TYPE_CHECKING:
-    from spydk.bdev.bdev import Bdev, BdevChannel, BdevEvent
+    from spydk.bdev import Bdev, BdevChannel, BdevEvent
     from spydk.nvmf.request import Buffer, Request
 
 

@@ -9,7 +9,7 @@ import errno
 import uuid as _uuid
 from typing import Any
 
-from spydk.bdev.bdev import BdevError
+from spydk.bdev import BdevError
 from spydk.init.subsystem import Subsystem as InitSubsystem
 from spydk.init.subsystem import register_subsystem
 from spydk.log import get_logger

@@ -15,8 +15,8 @@ import uuid as uuid_mod
 from collections.abc import Callable
 from typing import Any
 
-from spydk.bdev import bdev as bdev_mod
-from spydk.bdev.bdev import Bdev, BdevChannel, BdevDesc, BdevEvent
+from spydk import bdev as bdev_mod
+from spydk.bdev import Bdev, BdevChannel, BdevDesc, BdevEvent
 from spydk.bdev.io import UNMAP, BdevIO
 from spydk.scsi.backend import IoCallback, SeekCallback
 from spydk.thread import get_thread

@@ -10,8 +10,8 @@ import pytest
 
 import spydk.bdev  # noqa: F401  (registers modules, RPCs, notify types)
 from spydk import notify
-from spydk.bdev import bdev as core
-from spydk.bdev.bdev import Bdev, BdevDesc, open_ext, register_bdev
+from spydk.bdev import Bdev, BdevDesc, open_ext, register_bdev
+from spydk.bdev import registry as core
 from spydk.bdev.io import FAILED, READ, RESET, SUCCESS, WRITE, BdevIO
 from spydk.bdev.iobuf import pool
 from spydk.bdev.module import BdevModule, _modules, register_module

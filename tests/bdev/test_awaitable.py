@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from spydk.bdev import BdevError
 from spydk.bdev.awaitable import AsyncDesc
-from spydk.bdev.bdev import BdevError
 from spydk.modules.bdev.malloc.malloc import create_malloc_disk
 
 from .conftest import Env

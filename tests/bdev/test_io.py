@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from spydk.bdev.bdev import BdevChannel, BdevDesc, register_bdev
+from spydk.bdev import BdevChannel, BdevDesc, register_bdev
 from spydk.bdev.io import COMPARE, FAILED, READ, RESET, SUCCESS, WRITE, WRITE_ZEROES, IoStatus
 from spydk.modules.bdev.malloc.malloc import create_malloc_disk
 from spydk.modules.bdev.null.null import create_null_disk

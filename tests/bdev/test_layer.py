@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from spydk import notify
-from spydk.bdev import bdev as core
-from spydk.bdev.bdev import Bdev, BdevError, BdevEvent, ClaimType, open_ext, unregister_bdev
+from spydk.bdev import Bdev, BdevError, BdevEvent, ClaimType, channel, open_ext, unregister_bdev
+from spydk.bdev import registry as core
 from spydk.bdev.histogram import Histogram
 from spydk.bdev.io import READ, WRITE, IoStatus
 from spydk.bdev.iobuf import pool
@@ -384,9 +384,9 @@ def test_no_growth_across_100k_ios(env: Env) -> None:
 
     env.call(lambda: [submit(k) for k in range(64)])
     env.until(lambda: state["n"] >= 5000)
-    ios, bufs = core._io_allocated, pool.created
+    ios, bufs = channel._io_allocated, pool.created
     env.until(lambda: state["n"] >= total and state["inflight"] == 0)
-    assert core._io_allocated == ios and pool.created == bufs
+    assert channel._io_allocated == ios and pool.created == bufs
     assert ios <= 64 * 3 and bufs <= 64
     assert bdev.iostat().ops[READ] + bdev.iostat().ops[WRITE] == total
 

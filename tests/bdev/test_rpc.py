@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from spydk.bdev import bdev as core
+from spydk.bdev import registry as core
 from spydk.bdev.rpc import bdev_subsystem_config
 from spydk.rpc.errors import RpcError
 from spydk.rpc.registry import RpcContext, get_method
@@ -128,7 +128,7 @@ def test_end_to_end(harness: Any) -> None:
     assert c.call("bdev_wait_for_examine") is True
 
     # some I/O through the layer on the app thread
-    from spydk.bdev.bdev import open_ext
+    from spydk.bdev import open_ext
 
     def do_io() -> Any:
         import asyncio

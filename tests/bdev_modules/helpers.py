@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from spydk.bdev.bdev import BdevDesc
+from spydk.bdev import BdevDesc
 
 
 def scatter(data: bytes, rng: random.Random) -> list[Any]:

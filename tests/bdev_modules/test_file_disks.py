@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from spydk.bdev.bdev import BdevError, BdevEvent, get_bdev, open_ext
+from spydk.bdev import BdevError, BdevEvent, get_bdev, open_ext
 from spydk.bdev.io import FAILED, SUCCESS
 from spydk.modules.bdev.aio import aio
 from spydk.modules.bdev.uring import uring

@@ -134,7 +134,7 @@ def _rw_in_app(h: Any, names: tuple[str, ...], data: bytes, write: bool) -> dict
     """Write or read ``data`` at block 8 of each bdev, on the app thread of ``h``."""
     import time
 
-    from spydk.bdev.bdev import open_ext
+    from spydk.bdev import open_ext
 
     out: dict[str, bytes] = {}
     for n in names:

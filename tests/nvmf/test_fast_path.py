@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from spydk.bdev import bdev as core
+from spydk.bdev import registry as core
 from spydk.bdev.io import FAILED, READ, WRITE, BdevIO
 from spydk.modules.bdev.malloc.malloc import create_malloc_disk
 from spydk.modules.bdev.malloc.malloc import module as malloc_module

@@ -15,7 +15,7 @@ import uuid as _uuid
 from collections.abc import Callable
 from typing import Any
 
-from spydk.bdev.bdev import Bdev, BdevError, get_bdev, register_bdev, unregister_bdev_by_name
+from spydk.bdev import Bdev, BdevError, get_bdev, register_bdev, unregister_bdev_by_name
 from spydk.bdev.io import (
     COMPARE,
     COMPARE_AND_WRITE,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-from spydk.bdev.bdev import BdevError
+from spydk.bdev import BdevError
 from spydk.bdev.modutil import check_block_size
 from spydk.modules.bdev.malloc.malloc import create_malloc_disk, delete_malloc_disk
 from spydk.rpc import Param, RpcContext, rpc_method

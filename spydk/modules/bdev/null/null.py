@@ -9,7 +9,7 @@ import uuid as _uuid
 from collections.abc import Callable
 from typing import Any
 
-from spydk.bdev.bdev import Bdev, BdevError, get_bdev, register_bdev, unregister_bdev_by_name
+from spydk.bdev import Bdev, BdevError, get_bdev, register_bdev, unregister_bdev_by_name
 from spydk.bdev.io import FLUSH, READ, RESET, SUCCESS, WRITE, WRITE_ZEROES, BdevIO
 from spydk.bdev.iobuf import ZERO_BUF_SIZE, ZEROES
 from spydk.bdev.module import BdevModule, register_module

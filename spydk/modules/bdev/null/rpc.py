@@ -4,7 +4,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-from spydk.bdev.bdev import BdevError
+from spydk.bdev import BdevError
 from spydk.modules.bdev.null.null import create_null_disk, delete_null_disk, resize_null_disk
 from spydk.rpc import Param, RpcContext, rpc_method
 from spydk.rpc.errors import invalid_params

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from spydk.bdev.bdev import Bdev, BdevError, get_bdev, register_bdev, unregister_bdev_by_name
+from spydk.bdev import Bdev, BdevError, get_bdev, register_bdev, unregister_bdev_by_name
 from spydk.bdev.module import BdevModule, register_module
 from spydk.bdev.vbdev import BaseHandle, StackedBdev, build_waiting
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from spydk.bdev.bdev import Bdev, BdevError, get_bdev, register_bdev, unregister_bdev
+from spydk.bdev import Bdev, BdevError, get_bdev, register_bdev, unregister_bdev
 from spydk.bdev.module import BdevModule, register_module
 from spydk.bdev.vbdev import BaseHandle, StackedBdev
 

@@ -13,7 +13,7 @@ import errno
 from collections.abc import Callable
 from typing import Any
 
-from spydk.bdev.bdev import BdevError, get_bdev, unregister_bdev_by_name
+from spydk.bdev import BdevError, get_bdev, unregister_bdev_by_name
 from spydk.bdev.filedisk import FileDisk, FileModule, open_file_disk, probe_engine
 from spydk.bdev.module import register_module
 from spydk.sysio.io_uring import IoUring

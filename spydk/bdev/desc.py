@@ -1,0 +1,358 @@
+"""BdevDesc: an open handle on a bdev and the submission API (SPDK's spdk_bdev_desc).
+
+The fast path is ``desc.read_blocks(ch, ...)`` / ``desc.write_blocks(ch, ...)`` on a
+descriptor opened once (``open_ext``) and this thread's channel taken once
+(``desc.get_io_channel()``): a hot loop keeps both and calls only these. They check the range
+and the buffer, take a preallocated BdevIO and hand it to the module in the same call; the
+completion arrives as ``cb(io, success, cb_arg)`` on this thread (batched: see channel.py).
+Every submit method returns 0 or -errno and never raises for a bad request.
+"""
+from __future__ import annotations
+
+import errno
+import time
+from typing import Any
+
+from spydk.bdev.bdev import Bdev, BdevEvent, EventCb, _Status
+from spydk.bdev.channel import BdevChannel, _iovs_len, slice_iovs
+from spydk.bdev.io import (
+    COMPARE,
+    COMPARE_AND_WRITE,
+    PENDING,
+    READ,
+    RESET,
+    UNMAP,
+    WRITE,
+    WRITE_ZEROES,
+    IoCallback,
+    IoType,
+)
+from spydk.thread import (
+    Thread,
+    get_io_channel,
+    put_io_channel,
+)
+
+_now = time.perf_counter_ns
+
+EINVAL = -errno.EINVAL
+ENOMEM = -errno.ENOMEM
+EBADF = -errno.EBADF
+ENOTSUP = -errno.ENOTSUP
+
+
+
+
+class BdevDesc:
+    """An open handle on a bdev (spdk_bdev_desc). All submit methods return 0 or -errno."""
+
+    __slots__ = ("bdev", "writable", "event_cb", "event_ctx", "thread", "closed", "__weakref__")
+
+    def __init__(self, bdev: Bdev, write: bool, event_cb: EventCb, event_ctx: Any, thread: Thread | None):
+        self.bdev = bdev
+        self.writable = write
+        self.event_cb = event_cb
+        self.event_ctx = event_ctx
+        self.thread = thread
+        self.closed = False
+
+    # -- channels and lifetime ----------------------------------------------------------
+
+    def get_io_channel(self) -> BdevChannel:
+        """This thread's channel (create on first use); pair with put_io_channel."""
+        return get_io_channel(self.bdev).ctx  # type: ignore[no-any-return]
+
+    def put_io_channel(self, ch: BdevChannel) -> None:
+        put_io_channel(ch.io_ch)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        bdev = self.bdev
+        if self in bdev._descs:
+            bdev._descs.remove(self)
+        if bdev._status is _Status.REMOVING and not bdev._descs:
+            from spydk.bdev.registry import finish_unregister  # the registry imports this module
+            finish_unregister(bdev)
+
+    def _event(self, ev: BdevEvent) -> None:
+        if self.closed:
+            return
+        if self.thread is not None and not self.thread.exited:
+            self.thread.send_msg(self._deliver, ev)
+        else:
+            self._deliver(ev)
+
+    def _deliver(self, ev: BdevEvent) -> None:
+        if not self.closed:
+            self.event_cb(ev, self.bdev, self.event_ctx)
+
+    # -- I/O ----------------------------------------------------------------------------
+
+    def read_blocks(self, ch: BdevChannel, buf: Any, offset_blocks: int, num_blocks: int,
+                    cb: IoCallback, cb_arg: Any = None) -> int:
+        """Read into ``buf`` (len >= num_blocks*block_size; a memoryview is fastest).
+        buf=None: the layer supplies the buffer (the module's memory for zero-copy
+        modules, else a pooled buffer); read it from io.iovs inside cb."""
+        bdev = self.bdev
+        if not 0 <= offset_blocks < offset_blocks + num_blocks <= bdev.num_blocks:
+            return EINVAL
+        nbytes = num_blocks * bdev.block_size
+        try:
+            io = ch.free.pop()
+        except IndexError:
+            io = ch.new_io()  # type: ignore[assignment]
+            if io is None:
+                return ENOMEM
+        io.nbytes = nbytes
+        if buf is None:
+            if bdev.zcopy_read and not ch.split_check:
+                io.iovs = None
+            else:
+                ch._attach_pool_buf(io)
+        else:
+            if len(buf) != nbytes:
+                if len(buf) < nbytes:
+                    ch.free.append(io)
+                    return EINVAL
+                buf = memoryview(buf)[:nbytes]
+            io.iovs = iov1 = io._iov1
+            iov1[0] = buf
+        io.type = READ
+        io.offset_blocks = offset_blocks
+        io.num_blocks = num_blocks
+        io.cb = cb
+        io.cb_arg = cb_arg
+        # ch.submit(io), inlined: this is the hot path
+        io.status = PENDING
+        io.submit_ns = _now()
+        ch.outstanding += 1
+        if ch.slow:
+            return ch._submit_slow(io)
+        io.in_submit = True
+        submit = ch.submit_fn  # a local: calling a slot's callable directly is not specialized
+        try:
+            st = submit(ch.ctx, io)
+        except Exception:
+            io.in_submit = False
+            ch._module_raised(io)
+            return 0
+        io.in_submit = False
+        if st:  # finished during submit (ch._done_in_submit, inlined)
+            io.status = st
+            cq = ch.cq
+            if not cq:
+                ch.thread.send_msg(ch.drain)
+            cq.append(io)
+        return 0
+
+    def write_blocks(self, ch: BdevChannel, buf: Any, offset_blocks: int, num_blocks: int,
+                     cb: IoCallback, cb_arg: Any = None) -> int:
+        bdev = self.bdev
+        if not self.writable:
+            return EBADF
+        if not 0 <= offset_blocks < offset_blocks + num_blocks <= bdev.num_blocks:
+            return EINVAL
+        nbytes = num_blocks * bdev.block_size
+        if len(buf) != nbytes:
+            if len(buf) < nbytes:
+                return EINVAL
+            buf = memoryview(buf)[:nbytes]
+        try:
+            io = ch.free.pop()
+        except IndexError:
+            io = ch.new_io()  # type: ignore[assignment]
+            if io is None:
+                return ENOMEM
+        io.iovs = iov1 = io._iov1
+        iov1[0] = buf
+        io.nbytes = nbytes
+        io.type = WRITE
+        io.offset_blocks = offset_blocks
+        io.num_blocks = num_blocks
+        io.cb = cb
+        io.cb_arg = cb_arg
+        # ch.submit(io), inlined: this is the hot path
+        io.status = PENDING
+        io.submit_ns = _now()
+        ch.outstanding += 1
+        if ch.slow:
+            return ch._submit_slow(io)
+        io.in_submit = True
+        submit = ch.submit_fn  # a local: calling a slot's callable directly is not specialized
+        try:
+            st = submit(ch.ctx, io)
+        except Exception:
+            io.in_submit = False
+            ch._module_raised(io)
+            return 0
+        io.in_submit = False
+        if st:  # finished during submit (ch._done_in_submit, inlined)
+            io.status = st
+            cq = ch.cq
+            if not cq:
+                ch.thread.send_msg(ch.drain)
+            cq.append(io)
+        return 0
+
+    def readv_blocks(self, ch: BdevChannel, iovs: list[Any], offset_blocks: int, num_blocks: int,
+                     cb: IoCallback, cb_arg: Any = None) -> int:
+        """Vectored read: iov lengths may be anything as long as they cover the blocks."""
+        return self._vectored(ch, READ, iovs, offset_blocks, num_blocks, cb, cb_arg)
+
+    def writev_blocks(self, ch: BdevChannel, iovs: list[Any], offset_blocks: int, num_blocks: int,
+                      cb: IoCallback, cb_arg: Any = None) -> int:
+        if not self.writable:
+            return EBADF
+        return self._vectored(ch, WRITE, iovs, offset_blocks, num_blocks, cb, cb_arg)
+
+    def comparev_blocks(self, ch: BdevChannel, iovs: list[Any], offset_blocks: int, num_blocks: int,
+                        cb: IoCallback, cb_arg: Any = None) -> int:
+        """Compare the blocks with ``iovs``: cb gets success=False and io.status
+        MISCOMPARE when they differ."""
+        if not self.bdev.supports(COMPARE):
+            return ENOTSUP
+        return self._vectored(ch, COMPARE, iovs, offset_blocks, num_blocks, cb, cb_arg)
+
+    def compare_blocks(self, ch: BdevChannel, buf: Any, offset_blocks: int, num_blocks: int,
+                       cb: IoCallback, cb_arg: Any = None) -> int:
+        return self.comparev_blocks(ch, [buf], offset_blocks, num_blocks, cb, cb_arg)
+
+    def _vectored(self, ch: BdevChannel, type_: int, iovs: list[Any], offset_blocks: int,
+                  num_blocks: int, cb: IoCallback, cb_arg: Any) -> int:
+        bdev = self.bdev
+        if offset_blocks < 0 or num_blocks < 1 or offset_blocks + num_blocks > bdev.num_blocks:
+            return EINVAL
+        nbytes = num_blocks * bdev.block_size
+        total = _iovs_len(iovs)
+        if total < nbytes:
+            return EINVAL
+        if total > nbytes:
+            iovs = slice_iovs(iovs, 0, nbytes)
+        free = ch.free
+        io = free.pop() if free else ch.new_io()
+        if io is None:
+            return ENOMEM
+        io.iovs = iovs
+        io.nbytes = nbytes
+        io.type = type_
+        io.offset_blocks = offset_blocks
+        io.num_blocks = num_blocks
+        io.cb = cb
+        io.cb_arg = cb_arg
+        if type_ == COMPARE:
+            return ch.submit_special(io)
+        return ch.submit(io)
+
+    def compare_and_write_blocks(self, ch: BdevChannel, compare_iovs: list[Any], write_iovs: list[Any],
+                                 offset_blocks: int, num_blocks: int, cb: IoCallback,
+                                 cb_arg: Any = None) -> int:
+        """Fused compare-and-write: write ``write_iovs`` only if the blocks equal
+        ``compare_iovs`` (else MISCOMPARE)."""
+        bdev = self.bdev
+        if not self.writable:
+            return EBADF
+        if not bdev.supports(COMPARE_AND_WRITE):
+            return ENOTSUP
+        if offset_blocks < 0 or num_blocks < 1 or offset_blocks + num_blocks > bdev.num_blocks:
+            return EINVAL
+        nbytes = num_blocks * bdev.block_size
+        if _iovs_len(compare_iovs) < nbytes or _iovs_len(write_iovs) < nbytes:
+            return EINVAL
+        io = ch.free.pop() if ch.free else ch.new_io()
+        if io is None:
+            return ENOMEM
+        io.iovs = slice_iovs(write_iovs, 0, nbytes)
+        io.compare_iovs = slice_iovs(compare_iovs, 0, nbytes)
+        io.nbytes = nbytes
+        io.type = COMPARE_AND_WRITE
+        io.offset_blocks = offset_blocks
+        io.num_blocks = num_blocks
+        io.cb = cb
+        io.cb_arg = cb_arg
+        return ch.submit_special(io)
+
+    def _no_data(self, ch: BdevChannel, type_: int, offset_blocks: int, num_blocks: int,
+                 cb: IoCallback, cb_arg: Any, need_write: bool) -> int:
+        bdev = self.bdev
+        if need_write and not self.writable:
+            return EBADF
+        if not bdev.supports(type_):
+            return ENOTSUP
+        if offset_blocks < 0 or num_blocks < 0 or offset_blocks + num_blocks > bdev.num_blocks:
+            return EINVAL
+        if num_blocks == 0 and type_ != FLUSH_T:
+            return EINVAL
+        io = ch.free.pop() if ch.free else ch.new_io()
+        if io is None:
+            return ENOMEM
+        io.iovs = None
+        io.nbytes = num_blocks * bdev.block_size
+        io.type = type_
+        io.offset_blocks = offset_blocks
+        io.num_blocks = num_blocks
+        io.cb = cb
+        io.cb_arg = cb_arg
+        return ch.submit_special(io)
+
+    def unmap_blocks(self, ch: BdevChannel, offset_blocks: int, num_blocks: int,
+                     cb: IoCallback, cb_arg: Any = None) -> int:
+        """-ENOTSUP when the module cannot unmap (unmap is not emulated)."""
+        return self._no_data(ch, UNMAP, offset_blocks, num_blocks, cb, cb_arg, True)
+
+    def write_zeroes_blocks(self, ch: BdevChannel, offset_blocks: int, num_blocks: int,
+                            cb: IoCallback, cb_arg: Any = None) -> int:
+        """Emulated with writes of a shared zero buffer when the module lacks it."""
+        return self._no_data(ch, WRITE_ZEROES, offset_blocks, num_blocks, cb, cb_arg, True)
+
+    def flush_blocks(self, ch: BdevChannel, offset_blocks: int, num_blocks: int,
+                     cb: IoCallback, cb_arg: Any = None) -> int:
+        return self._no_data(ch, FLUSH_T, offset_blocks, num_blocks, cb, cb_arg, False)
+
+    def reset(self, ch: BdevChannel, cb: IoCallback, cb_arg: Any = None) -> int:
+        """Quiesce: new I/O on every channel waits, outstanding I/O completes, then the
+        module's RESET runs (if it has one), then waiting I/O resumes and cb runs."""
+        io = ch.free.pop() if ch.free else ch.new_io()
+        if io is None:
+            return ENOMEM
+        io.iovs = None
+        io.nbytes = 0
+        io.type = RESET
+        io.offset_blocks = 0
+        io.num_blocks = 0
+        io.cb = cb
+        io.cb_arg = cb_arg
+        return ch.submit_special(io)
+
+    # -- byte-offset variants -----------------------------------------------------------
+
+    def _blocks(self, offset: int, nbytes: int) -> tuple[int, int] | None:
+        bs = self.bdev.block_size
+        if offset % bs or nbytes % bs:
+            return None
+        return offset // bs, nbytes // bs
+
+    def read(self, ch: BdevChannel, buf: Any, offset: int, nbytes: int, cb: IoCallback, cb_arg: Any = None) -> int:
+        r = self._blocks(offset, nbytes)
+        return EINVAL if r is None else self.read_blocks(ch, buf, r[0], r[1], cb, cb_arg)
+
+    def write(self, ch: BdevChannel, buf: Any, offset: int, nbytes: int, cb: IoCallback, cb_arg: Any = None) -> int:
+        r = self._blocks(offset, nbytes)
+        return EINVAL if r is None else self.write_blocks(ch, buf, r[0], r[1], cb, cb_arg)
+
+    def readv(self, ch: BdevChannel, iovs: list[Any], offset: int, nbytes: int, cb: IoCallback,
+              cb_arg: Any = None) -> int:
+        r = self._blocks(offset, nbytes)
+        return EINVAL if r is None else self.readv_blocks(ch, iovs, r[0], r[1], cb, cb_arg)
+
+    def writev(self, ch: BdevChannel, iovs: list[Any], offset: int, nbytes: int, cb: IoCallback,
+               cb_arg: Any = None) -> int:
+        r = self._blocks(offset, nbytes)
+        return EINVAL if r is None else self.writev_blocks(ch, iovs, r[0], r[1], cb, cb_arg)
+
+    def __repr__(self) -> str:
+        return f"<BdevDesc {self.bdev.name} {'rw' if self.writable else 'ro'}{' closed' if self.closed else ''}>"
+
+
+FLUSH_T = int(IoType.FLUSH)
