@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from spydk.nvme import spec, tcp  # noqa: E402
 from spydk.nvme.spec import fabrics as fab  # noqa: E402
+from spydk.nvme.tcp import pdu as _pdu  # noqa: E402,F401  (tcp.pdu.READY below)
 from tests.nvmf.helpers import HOSTID, HOSTNQN, sgl_incapsule, sgl_transport  # noqa: E402
 
 NQN = "nqn.2016-06.io.spdk:cnode1"
@@ -603,14 +604,14 @@ def _inprocess_target():  # type: ignore[no-untyped-def]
 
     adm, ha = new_conn()
     cd = fab.build_connect_data(fab.ConnectData(HOSTID, 0xFFFF, NQN, HOSTNQN))
-    ha._state = tcp.queue_pair._READY  # the answers go to the null transport; skip reading them
+    ha._state = tcp.pdu.READY  # the answers go to the null transport; skip reading them
     push_bytes(adm, b"".join(bytes(x) for x in ha.send_capsule_cmd(
         fab.build_connect_command(fab.ConnectCommand(1, 0, 31, 0), sgl_incapsule(1024)), cd)))
     push_bytes(adm, b"".join(bytes(x) for x in ha.send_capsule_cmd(
         fab.build_property_set(2, fab.Property.CC, 4, fab.make_cc(en=True)))))
     cntlid = next(iter(sub.controllers))
     io, hi = new_conn()
-    hi._state = tcp.queue_pair._READY
+    hi._state = tcp.pdu.READY
     cd = fab.build_connect_data(fab.ConnectData(HOSTID, cntlid, NQN, HOSTNQN))
     push_bytes(io, b"".join(bytes(x) for x in hi.send_capsule_cmd(
         fab.build_connect_command(fab.ConnectCommand(1, 1, 127, 0), sgl_incapsule(1024)), cd)))

@@ -1,7 +1,8 @@
 """The sans-IO NVMe/TCP codec (NVMe/TCP transport binding, both roles).
 
 ``TcpQueuePair`` is the whole public surface: bytes in, events out, buffers to send. See
-queue_pair.py's docstring for the receive/send API and buffer ownership rules.
+queue_pair.py's docstring for the one way in, the one way out, buffer ownership and the map
+of the files it is made of.
 """
 from spydk.nvme.tcp.queue_pair import (
     Buffer,
