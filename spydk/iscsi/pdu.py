@@ -175,6 +175,11 @@ class PduReader:
         return self._end - self._start + (d.have + spec.BHS_SIZE if d is not None else 0)
 
     # -- parsing ------------------------------------------------------------------------
+    def needs_input(self) -> bool:
+        """True when next_pdu() would return None: less than a header is buffered and no
+        payload is being received in place. A loop over next_pdu() can stop without asking."""
+        return self._end - self._start < spec.BHS_SIZE and self._direct is None
+
     def next_pdu(self) -> Pdu | None:
         if self._direct is not None:
             return self._finish_direct()

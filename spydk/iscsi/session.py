@@ -15,7 +15,7 @@ from .negotiation import SessionParams
 from .spec import LoginStatus
 
 if TYPE_CHECKING:
-    from .conn import Connection
+    from .conn_core import ConnectionCore as Connection
 
 SN_MASK = 0xFFFFFFFF
 

@@ -28,6 +28,7 @@ from spydk.iscsi.conn import (
     TargetConfig,
     TaskManagementRequest,
 )
+from spydk.iscsi.conn_core import ConnectionCore
 from spydk.iscsi.iscsi_tgt import IscsiConfigError, IscsiTarget
 from spydk.iscsi.negotiation import Limits
 from spydk.iscsi.policy import PortalPolicy
@@ -354,12 +355,12 @@ class TargetGlue:
         self.registry = SessionRegistry(on_wake=self._wake)
         self.config = target_config(target)
         self.open_backend = open_backend
-        self.protocols: dict[Connection, IscsiProtocol] = {}
+        self.protocols: dict[ConnectionCore, IscsiProtocol] = {}
 
     def session_count(self) -> int:
         return len(self.registry)
 
-    def _wake(self, conn: Connection) -> None:
+    def _wake(self, conn: ConnectionCore) -> None:
         proto = self.protocols.get(conn)
         if proto is not None:
             self.loop.call_soon(proto.wake)
