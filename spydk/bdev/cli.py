@@ -4,13 +4,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from spydk.rpc.cli import Call, add_simple, print_dict, print_json
+from spydk.rpc.cli import Call, add_simple, mib_to_blocks, positive, print_dict, print_json
 
 RESET_MODES = ["all", "maxmin", "error", "none"]
-
-
-def _mib_to_blocks(total_mib: float, block_size: int) -> int:
-    return int(total_mib * 1024 * 1024) // block_size
 
 
 def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
@@ -37,9 +33,9 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
     add_simple(sub, call, "bdev_wait_for_examine", "Wait until every bdev's examine has finished", None)
 
     p = cmd("bdev_get_bdevs", "List bdevs",
-            lambda a: print_dict(call("bdev_get_bdevs", {"name": a.name, "timeout": a.timeout})))
+            lambda a: print_dict(call("bdev_get_bdevs", {"name": a.name, "timeout": a.timeout_ms})))
     p.add_argument("-b", "--name", help="only this bdev")
-    p.add_argument("-t", "--timeout-ms", dest="timeout", type=int, help="wait this long for the bdev to appear")
+    p.add_argument("-t", "--timeout-ms", type=int, help="wait this long for the bdev to appear")
 
     p = cmd("bdev_get_iostat", "Show I/O statistics",
             lambda a: print_dict(call("bdev_get_iostat", {
@@ -84,14 +80,14 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
     # -- malloc ------------------------------------------------------------------------
     p = cmd("bdev_malloc_create", "Create a RAM disk",
             lambda a: print_json(call("bdev_malloc_create", {
-                "num_blocks": _mib_to_blocks(a.total_size, a.block_size), "block_size": a.block_size,
+                "num_blocks": mib_to_blocks(a.total_size, a.block_size), "block_size": a.block_size,
                 "physical_block_size": a.physical_block_size, "name": a.name, "uuid": a.uuid,
                 "optimal_io_boundary": a.optimal_io_boundary, "md_size": a.md_size,
                 "md_interleave": a.md_interleave or None, "dif_type": a.dif_type})))
     p.add_argument("-b", "--name", help="bdev name (default Malloc<N>)")
     p.add_argument("-u", "--uuid", help="UUID")
-    p.add_argument("total_size", type=float, help="size in MiB")
-    p.add_argument("block_size", type=int, help="block size in bytes")
+    p.add_argument("total_size", type=positive(float, " MiB"), help="size in MiB")
+    p.add_argument("block_size", type=positive(int, " bytes"), help="block size in bytes")
     p.add_argument("-p", "--physical-block-size", type=int, help="physical block size")
     p.add_argument("-o", "--optimal-io-boundary", type=int, help="split I/O at this boundary (blocks)")
     p.add_argument("-m", "--md-size", type=int, help="metadata size (not supported)")
@@ -104,13 +100,13 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
     # -- null --------------------------------------------------------------------------
     p = cmd("bdev_null_create", "Create a null bdev",
             lambda a: print_json(call("bdev_null_create", {
-                "name": a.name, "num_blocks": _mib_to_blocks(a.total_size, a.block_size),
+                "name": a.name, "num_blocks": mib_to_blocks(a.total_size, a.block_size),
                 "block_size": a.block_size, "physical_block_size": a.physical_block_size, "uuid": a.uuid,
                 "md_size": a.md_size, "dif_type": a.dif_type})))
     p.add_argument("name", help="bdev name")
     p.add_argument("-u", "--uuid", help="UUID")
-    p.add_argument("total_size", type=int, help="size in MiB")
-    p.add_argument("block_size", type=int, help="block size in bytes")
+    p.add_argument("total_size", type=positive(int, " MiB"), help="size in MiB")
+    p.add_argument("block_size", type=positive(int, " bytes"), help="block size in bytes")
     p.add_argument("-p", "--physical-block-size", type=int, help="physical block size")
     p.add_argument("-m", "--md-size", type=int, help="metadata size (not supported)")
     p.add_argument("-t", "--dif-type", type=int, choices=[0, 1, 2, 3], help="DIF type (not supported)")
@@ -121,7 +117,7 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
     p = cmd("bdev_null_resize", "Grow a null bdev",
             lambda a: print_json(call("bdev_null_resize", {"name": a.name, "new_size": a.new_size})))
     p.add_argument("name", help="null bdev name")
-    p.add_argument("new_size", type=int, help="new size in MiB")
+    p.add_argument("new_size", type=positive(int, " MiB"), help="new size in MiB")
 
     # aio, uring, passthru, delay, error, split
     from spydk.bdev import cli_modules
