@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import errno
 import itertools
-import logging
 import socket
 import time
 from collections.abc import Callable
@@ -34,13 +33,14 @@ from spydk.iscsi.policy import PortalPolicy
 from spydk.iscsi.portal_grp import PortalGroup
 from spydk.iscsi.session import SessionRegistry
 from spydk.iscsi.tgt_node import TargetNode
+from spydk.log import NOTICE, get_logger
 from spydk.scsi.task import ScsiTask, TmfResponse
 from spydk.thread.thread import Thread, set_thread
 
 if TYPE_CHECKING:
     from spydk.apps.app import App
 
-log = logging.getLogger("spydk.iscsi")
+log = get_logger("iscsi")
 
 _conn_ids = itertools.count()
 MAX_WRITE_LENGTH = 32 << 20
@@ -377,6 +377,9 @@ class TargetGlue:
             for s in servers:
                 s.close()
             raise
+        for p in pg.portals:
+            host = p.host if p.host.startswith("[") or ":" not in p.host else f"[{p.host}]"
+            log.log(NOTICE, "iSCSI target listening on TCP %s:%s (portal group %d)", host, p.port, pg.tag)
         pg.servers = servers
         pg.started = True
 
