@@ -42,7 +42,7 @@ log = spydk_log.get_logger("app")
 # Which subsystems each application wants (missing ones are simply not present yet).
 APP_SUBSYSTEMS: dict[str, tuple[str, ...] | None] = {
     "tgt": None,  # everything registered
-    "nvmf_tgt": ("bdev", "nvmf"),
+    "nvmf_tgt": ("keyring", "bdev", "nvmf"),
     "iscsi_tgt": ("bdev", "scsi", "iscsi"),
 }
 

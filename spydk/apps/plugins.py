@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "spydk.apps.framework_rpc",
+    "spydk.keyring",
     "spydk.iscsi.subsystem",
     "spydk.bdev",
     "spydk.nvmf",

@@ -37,6 +37,7 @@ CLI_MODULES: tuple[str, ...] = (
     "spydk.bdev.cli",
     "spydk.nvmf.cli",
     "spydk.iscsi.cli",
+    "spydk.keyring.rpc_cli",
     "spydk.scsi.cli",
 )
 

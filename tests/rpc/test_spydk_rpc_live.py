@@ -333,6 +333,20 @@ def test_interop_targets_use_the_spydk_beside_this_interpreter(tmp_path: Path,
     assert targets.SPYDK_CLI == tmp_path / "venv" / "bin" / "spydk"  # read at import, as the fixtures do
 
 
+def test_keyring_commands(tgt: TargetProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                          used: set[str]) -> None:
+    c = Cli(tgt.sock, capsys, used)
+    key = tmp_path / "psk0"
+    key.write_text("NVMeTLSkey-1:01:VRLbtnN9AQb2WXW3c9+wEf/DRLz0QuLdbYvEhwtdWwNf9LrZ:")
+    key.chmod(0o600)
+    c.out("keyring_file_add_key", "key0", str(key))
+    assert c.json("keyring_get_keys")[0]["path"] == str(key)
+    key.chmod(0o644)
+    assert "chmod 0600" in c.fails("keyring_file_add_key", "key1", str(key))
+    c.out("keyring_file_remove_key", "key0")
+    assert c.json("keyring_get_keys") == []
+
+
 # Areas with commands of their own add a test above that runs them through Cli (and so into
 # `used`); this check stays last in the module.
 def test_every_subcommand_ran_end_to_end(used: set[str]) -> None:
