@@ -61,8 +61,8 @@ def inproc(bdev: str, n_ios: int, malloc_mib: int, profile: bool) -> None:
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     import spydk.bdev  # noqa: F401  (modules and RPCs)
     from spydk.apps.bdevperf import Job
-    from spydk.bdev.malloc import create_malloc_disk
-    from spydk.bdev.null import create_null_disk
+    from spydk.modules.bdev.malloc.malloc import create_malloc_disk
+    from spydk.modules.bdev.null.null import create_null_disk
     from spydk.thread import init_reactor
 
     async def run() -> None:

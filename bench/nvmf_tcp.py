@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/nvmf_tcp.py [--seconds 5] [--tests all|randread_qd1,...]
     .venv/bin/python bench/nvmf_tcp.py --profile      # cost per stage of a 4 KiB read, in process
+    .venv/bin/python bench/nvmf_tcp.py --instructions # instructions per 4 KiB I/O (cachegrind)
     SPDK_DIR=/path/to/spdk .venv/bin/python bench/nvmf_tcp.py --runs 3
 
 Without an SPDK build the generator speaks NVMe/TCP through the host role of spydk's sans-IO
@@ -34,9 +35,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from spydk.nvme import fabrics_spec as fab  # noqa: E402
 from spydk.nvme import spec, tcp  # noqa: E402
-from spydk.nvmf.testing import HOSTID, HOSTNQN, sgl_incapsule, sgl_transport  # noqa: E402
+from spydk.nvme.spec import fabrics as fab  # noqa: E402
+from tests.nvmf.helpers import HOSTID, HOSTNQN, sgl_incapsule, sgl_transport  # noqa: E402
 
 NQN = "nqn.2016-06.io.spdk:cnode1"
 BS = 512
@@ -423,6 +424,11 @@ def main() -> None:
                     help="let the scheduler place both processes (on a machine shared with other "
                          "jobs, pinning makes every cross-core wake-up wait for a time slice)")
     ap.add_argument("--profile", action="store_true", help="profile a 4 KiB read in process instead")
+    ap.add_argument("--instructions", action="store_true",
+                    help="instructions per 4 KiB read and in-capsule write, in process, under "
+                         "valgrind's cachegrind (deterministic; a few minutes)")
+    ap.add_argument("--inproc", type=int, metavar="N", help=argparse.SUPPRESS)
+    ap.add_argument("--inproc-op", choices=("read", "write"), default="read", help=argparse.SUPPRESS)
     ap.add_argument("--spdk-dir", default=os.environ.get("SPDK_DIR"),
                     help="SPDK tree with a build (default: $SPDK_DIR): spdk_nvme_perf becomes the "
                          "generator, and SPDK's nvmf_tgt is measured too")
@@ -432,6 +438,12 @@ def main() -> None:
     a = ap.parse_args()
     if a.profile:
         profile_read()
+        return
+    if a.inproc:
+        inproc_batches(a.inproc, a.inproc_op)
+        return
+    if a.instructions:
+        instructions()
         return
     names = list(TESTS) if a.tests == "all" else a.tests.split(",")
     perf = spdk_program(a.spdk_dir, "spdk_nvme_perf")
@@ -557,15 +569,15 @@ def _inprocess_target():  # type: ignore[no-untyped-def]
     output goes to a null transport. Returns (io connection, host codec)."""
     import asyncio
 
-    from spydk.bdev.malloc import create_malloc_disk
+    from spydk.modules.bdev.malloc.malloc import create_malloc_disk
     from spydk.nvmf.bdev_ns import BdevBackend
     from spydk.nvmf.subsystem import ListenAddress, Listener, Subsystem
-    from spydk.nvmf.testing import push_bytes
     from spydk.nvmf.tgt import Target
     from spydk.nvmf.transport import TransportOptions
-    from spydk.nvmf.transport_tcp import TcpConnection, TcpTransport
+    from spydk.nvmf.transports.tcp import TcpConnection, TcpTransport
     from spydk.thread import init_reactor
     from spydk.thread.thread import set_thread
+    from tests.nvmf.helpers import push_bytes
 
     loop = asyncio.new_event_loop()
     reactor = init_reactor(loop)
@@ -591,20 +603,81 @@ def _inprocess_target():  # type: ignore[no-untyped-def]
 
     adm, ha = new_conn()
     cd = fab.build_connect_data(fab.ConnectData(HOSTID, 0xFFFF, NQN, HOSTNQN))
-    ha._state = tcp._READY  # the answers go to the null transport; skip reading them
+    ha._state = tcp.queue_pair._READY  # the answers go to the null transport; skip reading them
     push_bytes(adm, b"".join(bytes(x) for x in ha.send_capsule_cmd(
         fab.build_connect_command(fab.ConnectCommand(1, 0, 31, 0), sgl_incapsule(1024)), cd)))
     push_bytes(adm, b"".join(bytes(x) for x in ha.send_capsule_cmd(
         fab.build_property_set(2, fab.Property.CC, 4, fab.make_cc(en=True)))))
     cntlid = next(iter(sub.controllers))
     io, hi = new_conn()
-    hi._state = tcp._READY
+    hi._state = tcp.queue_pair._READY
     cd = fab.build_connect_data(fab.ConnectData(HOSTID, cntlid, NQN, HOSTNQN))
     push_bytes(io, b"".join(bytes(x) for x in hi.send_capsule_cmd(
         fab.build_connect_command(fab.ConnectCommand(1, 1, 127, 0), sgl_incapsule(1024)), cd)))
     assert sub.controllers[cntlid].io_qpairs, "I/O queue did not connect"
     hi.max_incapsule_data = 4096
     return io, hi
+
+
+def _batches(hi):  # type: ignore[no-untyped-def]
+    """32 reads and 32 in-capsule 4 KiB writes (CIDs 0..31, random LBAs), each batch as bytes."""
+    sgl = sgl_transport(4096)
+    rnd = random.Random(1)
+    reads = []
+    writes = []
+    payload = os.urandom(4096)
+    for cid in range(32):
+        lba = rnd.randrange(DEV_BLOCKS // 8) * 8
+        reads.append(b"".join(bytes(x) for x in hi.send_capsule_cmd(
+            spec.build_sqe(spec.NvmOpcode.READ, cid, 1, psdt=1, dptr=sgl, cdw10=lba, cdw12=7))))
+        hi._cmds.clear()
+        writes.append(b"".join(bytes(x) for x in hi.send_capsule_cmd(
+            spec.build_sqe(spec.NvmOpcode.WRITE, cid, 1, psdt=1, dptr=sgl_incapsule(4096),
+                           cdw10=lba, cdw12=7), payload)))
+        hi._cmds.clear()
+    return reads, writes
+
+
+def inproc_batches(n: int, op: str) -> None:
+    """Feed n 4 KiB I/Os (batches of 32 per receive) to the in-process target; print the count."""
+    io, hi = _inprocess_target()
+    reads, writes = _batches(hi)
+    batch = b"".join(reads if op == "read" else writes)
+    for _ in range(20):  # warm up: pools, rings, specialization
+        _feed(io, batch)
+    for _ in range(n // 32):
+        _feed(io, batch)
+    print(f"N {n // 32 * 32} I/Os", flush=True)
+
+
+def _feed(io, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    pos = 0
+    while pos < len(data):  # like asyncio's BufferedProtocol, as much as fits per call
+        buf = io.get_buffer(-1)
+        k = min(len(buf), len(data) - pos)
+        buf[:k] = data[pos:pos + k]
+        io.buffer_updated(k)  # also runs the app thread's messages: bdev completions
+        pos += k
+
+
+def instructions() -> None:
+    """Instructions per 4 KiB I/O: two cachegrind runs of --inproc per operation, their
+    difference divided by the difference in I/O count (start-up and set-up cancel out)."""
+    import re
+    for op in ("read", "write"):
+        counts = []
+        for n in (3_200, 12_800):
+            cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                   sys.executable, os.path.abspath(__file__), "--inproc", str(n), "--inproc-op", op]
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            refs = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+            ios = sum(int(m) for m in re.findall(r"^N (\d+) I/Os", out.stdout, re.M))
+            if refs is None or not ios:
+                raise SystemExit(f"valgrind run failed:\n{out.stdout}\n{out.stderr[-2000:]}")
+            counts.append((int(refs.group(1).replace(",", "")), ios))
+        (i1, n1), (i2, n2) = counts
+        name = "read" if op == "read" else "in-capsule write"
+        print(f"4 KiB {name}, 32 per receive: {(i2 - i1) / (n2 - n1):,.0f} instructions per I/O", flush=True)
 
 
 def profile_read(n: int = 50_000) -> None:

@@ -1,4 +1,7 @@
-"""Helpers for tests that need a running application.
+"""Public testing API: run a spydk application from a test (for spydk's tests and plugin authors).
+
+Test doubles for one layer (in-memory SCSI or NVMe-oF backends, fake transports) are not part
+of it: they live beside the tests that use them, under tests/.
 
 Out of process (the real `spydk` command, signals, exit codes)::
 

@@ -1,9 +1,10 @@
-"""Where RPCs, subsystems and bdev modules come from.
+"""Where RPCs, subsystems and modules come from.
 
-Importing a plugin module registers what it provides (rpc_method, register_subsystem,
-bdev module registry). Built-in plugins are listed here; third-party packages add theirs
-through the ``spydk.plugins`` entry point group, or list module names in the
-``SPYDK_PLUGINS`` environment variable (comma-separated).
+Importing a plugin module registers what it provides (rpc_method, register_subsystem, the bdev
+module registry). Built-in plugins are found by file name (spydk.rpc.discovery: every layer's
+rpc.py, every package under spydk/modules/<kind>/); third-party packages add theirs through
+the ``spydk.plugins`` entry point group, or list module names in the ``SPYDK_PLUGINS``
+environment variable (comma-separated).
 """
 from __future__ import annotations
 
@@ -11,22 +12,20 @@ import importlib
 import os
 from importlib.metadata import entry_points
 
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "spydk.apps.framework_rpc",
-    "spydk.keyring",
-    "spydk.iscsi.subsystem",
-    "spydk.bdev",
-    "spydk.nvmf",
-)
+from spydk.rpc import discovery
 
 _loaded = False
+
+
+def builtin_plugins() -> list[str]:
+    return discovery.plugin_modules()
 
 
 def load_plugins() -> None:
     global _loaded
     if _loaded:
         return
-    for name in BUILTIN_PLUGINS:
+    for name in builtin_plugins():
         importlib.import_module(name)
     for ep in entry_points(group="spydk.plugins"):
         ep.load()

@@ -1,8 +1,10 @@
-"""Block devices: the generic bdev layer, its modules (malloc, null) and RPCs.
+"""The generic block device layer (SPDK's lib/bdev): registration, descriptors, channels, I/O.
 
-Importing this package registers the "bdev" subsystem, the bdev RPCs and the built-in
-modules. The API for users and module authors lives in spydk.bdev.bdev (see its
-docstring and docs/bdev-module.md).
+Modules (malloc, null, aio, ...) live apart, in spydk.modules.bdev.<name>; this layer never
+imports them. The layer's own RPCs and the "bdev" subsystem are in rpc.py, their `spydk rpc`
+commands in rpc_cli.py; both are found by the plugin loader (spydk.apps.plugins). Building
+blocks for module authors: vbdev.py (bdevs stacked on a base), filedisk.py (bdevs over a
+file I/O engine), modutil.py (RPC helpers). See docs/bdev-module.md.
 """
 from spydk.bdev.bdev import (
     Bdev,
@@ -31,14 +33,3 @@ __all__ = [
     "get_module", "modules", "open_ext", "options", "register_bdev", "register_module",
     "unregister_bdev", "unregister_bdev_by_name", "wait_for_examine",
 ]
-
-# Built-in modules (malloc, null, aio, uring, passthru, delay, error, split), RPCs and the subsystem register themselves on import.
-from spydk.bdev import aio as _aio  # noqa: E402,F401
-from spydk.bdev import delay as _delay  # noqa: E402,F401
-from spydk.bdev import error as _error  # noqa: E402,F401
-from spydk.bdev import malloc as _malloc  # noqa: E402,F401
-from spydk.bdev import null as _null  # noqa: E402,F401
-from spydk.bdev import passthru as _passthru  # noqa: E402,F401
-from spydk.bdev import rpc as _rpc  # noqa: E402,F401
-from spydk.bdev import split as _split  # noqa: E402,F401
-from spydk.bdev import uring as _uring  # noqa: E402,F401

@@ -68,6 +68,10 @@ from spydk.thread import (
     put_io_channel,
 )
 
+# The notifications this layer sends (notify_get_types lists them).
+for _t in ("bdev_register", "bdev_unregister", "bdev_resize"):
+    notify.register_type(_t)
+
 if TYPE_CHECKING:
     from spydk.bdev.qos import Qos
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the aio/uring/passthru/delay/error/split modules' RPC handlers."""
+"""Helpers shared by bdev modules: block size checks and the glue of their RPC handlers."""
 from __future__ import annotations
 
 import asyncio
@@ -42,3 +42,9 @@ def check_power_of_two_block_size(block_size: int, what: str = "block_size") -> 
     if block_size < 512 or block_size & (block_size - 1):
         raise BdevError(errno.EINVAL, f"{what} {block_size} is invalid: it must be a power of two "
                                       "of at least 512 (512, 1024, 2048, 4096, ...)")
+
+
+def check_block_size(block_size: int, what: str = "block_size") -> None:
+    if block_size < 512 or block_size % 512 or block_size & (block_size - 1):
+        raise BdevError(errno.EINVAL, f"{what} {block_size} is invalid: it must be a power of two and "
+                                      "a multiple of 512 (512, 1024, 2048, 4096, ...)")

@@ -6,9 +6,8 @@ import errno
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from spydk import notify
 from spydk.bdev import bdev as core
 from spydk.bdev.bdev import Bdev, BdevError, get_bdev
 from spydk.bdev.histogram import Histogram
@@ -16,15 +15,9 @@ from spydk.bdev.io import SUPPORTED_IO_TYPE_KEYS, IoType
 from spydk.bdev.module import modules
 from spydk.bdev.qos import IOS_PER_SEC_MULTIPLE, LIMIT_NAMES, Qos
 from spydk.init.subsystem import Subsystem, register_subsystem
-from spydk.rpc import STARTUP, Param, RpcContext, RpcError, rpc_method
+from spydk.rpc import STARTUP, AppContext, Param, RpcContext, RpcError, rpc_method
 from spydk.rpc.errors import invalid_params, not_found
 from spydk.thread import TICK_RATE, get_thread
-
-if TYPE_CHECKING:
-    from spydk.apps.app import App
-
-for _t in ("bdev_register", "bdev_unregister", "bdev_resize"):
-    notify.register_type(_t)
 
 RESET_MODES = ("all", "maxmin", "error", "none")
 
@@ -258,12 +251,12 @@ async def _maybe_await(x: Any) -> None:
         await x
 
 
-async def bdev_subsystem_init(app: App) -> None:
+async def bdev_subsystem_init(app: AppContext) -> None:
     for m in modules():
         await _maybe_await(m.init())
 
 
-async def bdev_subsystem_fini(app: App) -> None:
+async def bdev_subsystem_fini(app: AppContext) -> None:
     # Unregister every bdev, newest first (virtual bdevs sit on older ones), and wait.
     loop = asyncio.get_event_loop()
     for b in reversed(core.bdevs()):
@@ -282,7 +275,7 @@ async def bdev_subsystem_fini(app: App) -> None:
         await _maybe_await(m.fini())
 
 
-def bdev_subsystem_config(app: App | None = None) -> list[dict[str, Any]]:
+def bdev_subsystem_config(app: AppContext | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [{"method": "bdev_set_options", "params": core.options.to_json()}]
     for m in modules():
         out.extend(m.config_json())

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from spydk.apps.app import App
+from spydk.rpc.registry import AppContext
 
-InitFn = Callable[["App"], Awaitable[None] | None]
-ConfigFn = Callable[["App"], list[dict[str, Any]]]
+# Hooks get the application (an AppContext: the app passes itself in).
+InitFn = Callable[[AppContext], Awaitable[None] | None]
+ConfigFn = Callable[[AppContext], list[dict[str, Any]]]
 
 
 @dataclass

@@ -14,9 +14,9 @@ from functools import partial
 from typing import Any
 
 from spydk.iscsi.auth import AuthError, AuthGroup, AuthSecret, ChapSettings
-from spydk.iscsi.init_grp import InitGrpError, InitiatorGroup
-from spydk.iscsi.portal_grp import Portal, PortalGroup
-from spydk.iscsi.tgt_node import NodeError, TargetNode, full_name
+from spydk.iscsi.initiator_group import InitGrpError, InitiatorGroup
+from spydk.iscsi.portal_group import Portal, PortalGroup
+from spydk.iscsi.target_node import NodeError, TargetNode, full_name
 
 DEFAULT_NODE_BASE = "iqn.2016-06.io.spdk"
 
@@ -311,7 +311,7 @@ class IscsiTarget:
         advertised as the address the discovery connection arrived on, so initiators
         get an address they can reach.
         """
-        from spydk.iscsi.portal_grp import advertised_address
+        from spydk.iscsi.portal_group import advertised_address
         out: list[tuple[str, list[str]]] = []
         for node in self.nodes.values():
             if which not in ("All", "") and node.name.lower() != which.lower():

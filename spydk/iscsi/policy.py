@@ -13,10 +13,10 @@ from typing import Any
 from spydk.iscsi.auth import ChapSettings
 from spydk.iscsi.chap import ChapCredentials
 from spydk.iscsi.iscsi_tgt import IscsiTarget
-from spydk.iscsi.portal_grp import PortalGroup
+from spydk.iscsi.portal_group import PortalGroup
 from spydk.iscsi.session import AuthRequirement, TargetInfo
 from spydk.iscsi.spec import LoginStatus
-from spydk.iscsi.tgt_node import TargetNode
+from spydk.iscsi.target_node import TargetNode
 
 
 def requirement(chap: ChapSettings) -> AuthRequirement:

@@ -8,9 +8,9 @@ from typing import Any
 
 from spydk.bdev.histogram import Histogram
 from spydk.iscsi.auth import AuthError, ChapSettings, make_secret
-from spydk.iscsi.init_grp import InitGrpError, check_initiator_name, parse_netmask
+from spydk.iscsi.initiator_group import InitGrpError, check_initiator_name, parse_netmask
 from spydk.iscsi.iscsi_tgt import IscsiConfigError, IscsiTarget, target_of
-from spydk.iscsi.portal_grp import PortalError, make_portal
+from spydk.iscsi.portal_group import PortalError, make_portal
 from spydk.rpc.errors import errno_error, invalid_params
 from spydk.rpc.registry import RpcContext, State, rpc_method
 from spydk.rpc.schema import Param
@@ -406,3 +406,7 @@ def scsi_get_devices(ctx: RpcContext) -> list[dict[str, Any]]:
     """List the SCSI devices behind the iSCSI target nodes."""
     nodes = [n for n in _tgt(ctx).nodes.values() if n.device is not None]
     return [{"id": i, "device_name": n.name} for i, n in enumerate(nodes)]
+
+
+# The "scsi" and "iscsi" subsystems register with the RPCs (the plugin loader imports rpc.py).
+from spydk.iscsi import subsystem as _subsystem  # noqa: E402,F401

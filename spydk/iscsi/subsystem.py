@@ -1,32 +1,29 @@
 """The "scsi" and "iscsi" subsystems: init/fini hooks and the config dump.
 
-Importing this module registers both subsystems and the iSCSI RPC methods.
+Importing this module registers both subsystems (spydk.iscsi.rpc imports it).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import spydk.iscsi.rpc  # noqa: F401  (registers the RPC methods)
 from spydk.init.subsystem import Subsystem, get_subsystem, register_subsystem
 from spydk.iscsi.iscsi_tgt import target_of
-
-if TYPE_CHECKING:
-    from spydk.apps.app import App
+from spydk.rpc.registry import AppContext
 
 
-async def _init(app: App) -> None:
-    from spydk.iscsi.portal import attach
+async def _init(app: AppContext) -> None:
+    from spydk.iscsi.socket_io import attach
     t = target_of(app)
     attach(app, t)
     t.initialized = True
 
 
-async def _fini(app: App) -> None:
-    from spydk.iscsi.portal import detach
+async def _fini(app: AppContext) -> None:
+    from spydk.iscsi.socket_io import detach
     await detach(app, target_of(app))
 
 
-def _config(app: App) -> list[dict[str, Any]]:
+def _config(app: AppContext) -> list[dict[str, Any]]:
     return target_of(app).config()
 
 

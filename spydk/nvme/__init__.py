@@ -1,40 +1,11 @@
-"""NVMe structures and the sans-IO NVMe/TCP queue pair.
+"""NVMe: specification structures, the NVMe/TCP codec, and (next) the host driver.
 
-``spec`` (base spec structures), ``fabrics_spec`` (Fabrics commands and properties),
-``tcp_spec`` (NVMe/TCP PDU layouts) and ``tcp`` (``TcpQueuePair`` codec/state machine).
+    spec/   structures of the NVMe base, Fabrics and NVMe/TCP specifications (precompiled
+            struct.Struct, size-checked, pure builders and parsers)
+    tcp/    the sans-IO NVMe/TCP codec: PDU parsing/encoding and the queue-pair state machine
+            of either role (controller for the target, host for an initiator)
+    host/   the NVMe host driver (controllers, queue pairs, namespaces) over the codec
+
+Nothing here owns a socket, a clock or a thread; spydk.nvmf (the target) and the host driver
+put the codec on sockets.
 """
-from spydk.nvme.tcp import (
-    C2HData,
-    CapsuleCommand,
-    CapsuleResponse,
-    ConnectionClosed,
-    DataDigestError,
-    Event,
-    H2CData,
-    ICReqReceived,
-    ICRespReceived,
-    LocalProtocolError,
-    ProtocolError,
-    R2TReceived,
-    Role,
-    TcpQueuePair,
-    TermReqReceived,
-)
-
-__all__ = [
-    "C2HData",
-    "CapsuleCommand",
-    "CapsuleResponse",
-    "ConnectionClosed",
-    "DataDigestError",
-    "Event",
-    "H2CData",
-    "ICReqReceived",
-    "ICRespReceived",
-    "LocalProtocolError",
-    "ProtocolError",
-    "R2TReceived",
-    "Role",
-    "TcpQueuePair",
-    "TermReqReceived",
-]

@@ -1,6 +1,4 @@
-"""NVMe over Fabrics target (SPDK's lib/nvmf): subsystems, controllers, the TCP transport.
-
-Importing the package registers the nvmf_* RPCs and the "nvmf" subsystem.
+"""NVMe over Fabrics target (SPDK's lib/nvmf): subsystems, controllers, transports.
 
     tgt.py            Target: transports, subsystems, referrals, discovery generation
     subsystem.py      Subsystem, Namespace, Listener, ListenAddress, NQN validation
@@ -8,7 +6,8 @@ Importing the package registers the nvmf_* RPCs and the "nvmf" subsystem.
     io.py             NVMe I/O commands -> NamespaceBackend
     bdev_ns.py        NamespaceBackend over a bdev
     discovery.py      the discovery log page
-    transport_tcp.py  NVMe/TCP listeners and connections (asyncio)
-    rpc.py            nvmf_* RPCs and the config dump
+    transport.py      transport options, the Transport interface and the transport registry
+    transports/       one module per transport: tcp.py (NVMe/TCP listeners and connections)
+    rpc.py            nvmf_* RPCs, the "nvmf" subsystem and the config dump
+    rpc_cli.py        their `spydk rpc` commands
 """
-from spydk.nvmf import rpc as _rpc  # noqa: F401  (registers RPCs and the subsystem)

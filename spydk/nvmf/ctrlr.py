@@ -12,7 +12,6 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from spydk.log import get_logger
-from spydk.nvme import fabrics_spec as fab
 from spydk.nvme import spec
 from spydk.nvme.spec import (
     AdminOpcode,
@@ -25,6 +24,7 @@ from spydk.nvme.spec import (
     LogPageId,
     StatusCodeType,
 )
+from spydk.nvme.spec import fabrics as fab
 from spydk.nvmf import io as nvmf_io
 from spydk.nvmf import reservation_cmds as resv
 from spydk.nvmf.request import Qpair, Request

@@ -28,8 +28,7 @@ from spydk.nvmf.subsystem import (
     parse_hex_id,
 )
 from spydk.nvmf.tgt import Target, get_target
-from spydk.nvmf.transport import TransportOptions
-from spydk.nvmf.transport_tcp import TcpTransport
+from spydk.nvmf.transport import TransportOptions, transport_class, transport_types
 from spydk.rpc.errors import INVALID_PARAMS, RpcError
 from spydk.rpc.registry import RpcContext, State, rpc_method
 from spydk.rpc.schema import Param
@@ -171,11 +170,12 @@ def nvmf_create_transport(ctx: RpcContext, trtype: str, tgt_name: str | None = N
                           **params: Any) -> bool:
     """Create the NVMe/TCP transport with its options."""
     t = _tgt(tgt_name)
-    if trtype.upper() != "TCP":
+    cls = transport_class(trtype)
+    if cls is None:
         raise RpcError(INVALID_PARAMS, f"parameter 'trtype': transport {trtype!r} is not supported "
-                                       "(spydk has TCP)")
-    if "TCP" in t.transports:
-        raise RpcError(-errno.EEXIST, "transport TCP already exists")
+                                       f"(spydk has {', '.join(transport_types())})")
+    if cls.trtype in t.transports:
+        raise RpcError(-errno.EEXIST, f"transport {cls.trtype} already exists")
     names = TransportOptions.names()
     opts = TransportOptions(**{k: v for k, v in params.items() if k in names})
     _no_effect("nvmf_create_transport", {k: v for k, v in params.items() if k not in names})
@@ -185,7 +185,7 @@ def nvmf_create_transport(ctx: RpcContext, trtype: str, tgt_name: str | None = N
         opts.validate()
     except NvmfConfigError as e:
         raise RpcError(INVALID_PARAMS, f"nvmf_create_transport: {e}") from None
-    tr = TcpTransport(t, opts)
+    tr = cls(t, opts)
     t.add_transport(tr)
     return True
 

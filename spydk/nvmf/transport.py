@@ -1,6 +1,13 @@
-"""Transport options and the interface every NVMe-oF transport implements."""
+"""Transport options, the interface every NVMe-oF transport implements, and their registry.
+
+A transport is one module in spydk/nvmf/transports/ (tcp.py today) whose class is decorated
+with ``@register_transport``; ``transport_class(trtype)`` imports the modules there on first
+use, so a new transport needs no list edited anywhere.
+"""
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -84,3 +91,31 @@ class Transport:
 
     def to_json(self) -> dict[str, Any]:
         return {"trtype": self.trtype, **self.opts.to_json()}
+
+
+_transports: dict[str, type[Transport]] = {}
+
+
+def register_transport(cls: type[Transport]) -> type[Transport]:
+    """Class decorator: make ``cls`` what nvmf_create_transport creates for ``cls.trtype``."""
+    _transports[cls.trtype.upper()] = cls
+    return cls
+
+
+def _load_transports() -> None:
+    from spydk.nvmf import transports
+    for m in pkgutil.iter_modules(transports.__path__):
+        importlib.import_module(f"{transports.__name__}.{m.name}")
+
+
+def transport_class(trtype: str) -> type[Transport] | None:
+    """The registered transport for ``trtype`` (case-insensitive), or None."""
+    if not _transports:
+        _load_transports()
+    return _transports.get(trtype.upper())
+
+
+def transport_types() -> list[str]:
+    if not _transports:
+        _load_transports()
+    return sorted(_transports)

@@ -3,15 +3,15 @@
     spydk rpc [-s SOCK] [-t TIMEOUT] [-r RETRIES] [-v] [--dry-run] METHOD [args...]
     spydk rpc < script.txt        # one command per line, '#' comments
 
-Plug-in point: every module named in ``CLI_MODULES`` that can be imported provides
+Plug-in point: every layer's and module's ``rpc_cli.py`` (found by spydk.rpc.discovery) provides
 
     def add_commands(sub: argparse._SubParsersAction, call: Call) -> None
 
 which adds one sub-parser per method, with rpc.py's flags and positional arguments, and
 sets ``func=lambda args: ...`` on it. ``call(method, params)`` performs the request
-(None-valued params are dropped); the printers below format results like rpc.py. A
-module that does not exist yet (an area not built) is skipped silently; third-party
-packages add modules through the ``spydk.cli`` entry point group.
+(None-valued params are dropped); the printers below format results like rpc.py, and
+``add_command``/``arg`` cover commands whose arguments map one to one onto parameters.
+Third-party packages add modules through the ``spydk.cli`` entry point group.
 """
 from __future__ import annotations
 
@@ -25,21 +25,13 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
+from spydk.rpc import discovery
 from spydk.rpc.client import DEFAULT_SOCKET, DEFAULT_TIMEOUT, Client, ClientError, NoServerError
 from spydk.rpc.errors import RpcError
 
 # Namespace attributes of `spydk rpc`'s own options; method parsers must not use these dests.
 GLOBAL_DESTS = frozenset({"rpc_server_addr", "rpc_timeout", "rpc_conn_retries", "rpc_verbose",
                           "rpc_dry_run", "called_rpc_name", "func"})
-
-CLI_MODULES: tuple[str, ...] = (
-    "spydk.apps.framework_cli",
-    "spydk.bdev.cli",
-    "spydk.nvmf.cli",
-    "spydk.iscsi.cli",
-    "spydk.keyring.rpc_cli",
-    "spydk.scsi.cli",
-)
 
 
 class Call:
@@ -120,16 +112,35 @@ def add_simple(sub: argparse._SubParsersAction, call: Call, name: str, help: str
     return p
 
 
+# (flags, kwargs) of one argparse argument; its dest becomes the RPC parameter name.
+Arg = tuple[tuple[str, ...], dict[str, Any]]
+
+
+def arg(*flags: str, **kw: Any) -> Arg:
+    """One argument of ``add_command``, written as for ``ArgumentParser.add_argument``."""
+    return flags, kw
+
+
+def add_command(sub: argparse._SubParsersAction, call: Call, method: str, help: str, args: list[Arg],
+                printer: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
+    """A command whose arguments map one to one (by dest) onto the method's parameters."""
+    p = sub.add_parser(method, help=help)
+    dests = [p.add_argument(*flags, **kw).dest for flags, kw in args]
+
+    def run(ns: argparse.Namespace) -> None:
+        res = call(method, {d: getattr(ns, d) for d in dests})
+        if printer is not None:
+            printer(res)
+    p.set_defaults(func=run)
+    return p
+
+
 # -- parser -------------------------------------------------------------------------------
 
 def load_cli_modules() -> list[Any]:
     mods = []
-    for name in CLI_MODULES:
-        try:
-            mods.append(importlib.import_module(name))
-        except ModuleNotFoundError as e:
-            if e.name is None or not name.startswith(e.name):
-                raise  # the module exists but one of its imports is missing: a real error
+    for name in discovery.rpc_cli_modules():
+        mods.append(importlib.import_module(name))
     for ep in entry_points(group="spydk.cli"):
         mods.append(ep.load())
     return mods

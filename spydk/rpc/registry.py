@@ -18,12 +18,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from spydk.rpc.schema import Param, Schema
 
 if TYPE_CHECKING:
-    from spydk.apps.app import App
+    from spydk.thread import Reactor, Thread
 
 
 class State(enum.IntFlag):
@@ -38,11 +38,38 @@ STARTUP = State.STARTUP
 RUNTIME = State.RUNTIME
 
 
+class AppContext(Protocol):
+    """The application as RPC handlers and subsystem hooks see it.
+
+    spydk.apps.app.App implements it. Lower layers (rpc, init, bdev, iscsi, ...) type against
+    this protocol instead of importing the app, which sits above all of them.
+    """
+
+    opts: Any
+    reactor: Reactor | None
+    thread: Thread | None            # "app_thread": where handlers and hooks run
+    subsystems: list[Any]            # spydk.init.Subsystem objects selected for this app
+
+    @property
+    def rpc_state(self) -> State: ...
+
+    @property
+    def shutting_down(self) -> bool: ...
+
+    async def run_on_app_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any: ...
+
+    async def start_init(self) -> None: ...
+
+    async def wait_init(self) -> None: ...
+
+    def shutdown(self, reason: str = "") -> None: ...
+
+
 @dataclass
 class RpcContext:
     """What a handler may need besides its parameters."""
 
-    app: App
+    app: AppContext
     method: str = ""
     request_id: Any = None
     peer: Any = None

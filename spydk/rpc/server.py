@@ -21,16 +21,13 @@ import json
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from spydk.log import get_logger
 from spydk.rpc import errors
 from spydk.rpc.errors import RpcError
 from spydk.rpc.framing import JsonStreamDecoder
-from spydk.rpc.registry import RpcContext, RpcMethod, State, all_methods, get_method
-
-if TYPE_CHECKING:
-    from spydk.apps.app import App
+from spydk.rpc.registry import AppContext, RpcContext, RpcMethod, State, all_methods, get_method
 
 log = get_logger("rpc")
 
@@ -55,7 +52,7 @@ def state_name(state: State) -> str:
 class Dispatcher:
     """Validates requests, checks the state, decodes params and runs handlers."""
 
-    def __init__(self, app: App):
+    def __init__(self, app: AppContext):
         self.app = app
         self._warned_aliases: set[str] = set()
 

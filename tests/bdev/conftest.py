@@ -14,8 +14,8 @@ from spydk.bdev import bdev as core
 from spydk.bdev.bdev import Bdev, BdevDesc, open_ext, register_bdev
 from spydk.bdev.io import FAILED, READ, RESET, SUCCESS, WRITE, BdevIO
 from spydk.bdev.iobuf import pool
-from spydk.bdev.malloc import module as malloc_module
 from spydk.bdev.module import BdevModule, _modules, register_module
+from spydk.modules.bdev.malloc.malloc import module as malloc_module
 from spydk.thread import io_device_register, is_io_device
 
 

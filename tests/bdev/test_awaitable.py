@@ -5,7 +5,7 @@ import pytest
 
 from spydk.bdev.awaitable import AsyncDesc
 from spydk.bdev.bdev import BdevError
-from spydk.bdev.malloc import create_malloc_disk
+from spydk.modules.bdev.malloc.malloc import create_malloc_disk
 
 from .conftest import Env
 

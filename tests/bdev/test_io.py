@@ -8,8 +8,8 @@ import pytest
 
 from spydk.bdev.bdev import BdevChannel, BdevDesc, register_bdev
 from spydk.bdev.io import COMPARE, FAILED, READ, RESET, SUCCESS, WRITE, WRITE_ZEROES, IoStatus
-from spydk.bdev.malloc import create_malloc_disk
-from spydk.bdev.null import create_null_disk
+from spydk.modules.bdev.malloc.malloc import create_malloc_disk
+from spydk.modules.bdev.null.null import create_null_disk
 
 from .conftest import Env
 from .conftest import TestDisk as _TestDisk

@@ -14,9 +14,9 @@ from spydk.bdev.bdev import Bdev, BdevError, BdevEvent, ClaimType, open_ext, unr
 from spydk.bdev.histogram import Histogram
 from spydk.bdev.io import READ, WRITE, IoStatus
 from spydk.bdev.iobuf import pool
-from spydk.bdev.malloc import create_malloc_disk
 from spydk.bdev.module import BdevModule, _modules, register_module
 from spydk.bdev.qos import Qos
+from spydk.modules.bdev.malloc.malloc import create_malloc_disk
 
 from .conftest import Env
 

@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from spydk.bdev import aio, delay, error, passthru, split, uring  # noqa: F401  (register the modules)
+from spydk.modules.bdev.aio import aio  # noqa: F401  (register the modules)
+from spydk.modules.bdev.delay import delay
+from spydk.modules.bdev.passthru import passthru
+from spydk.modules.bdev.split import split
 from tests.bdev.conftest import Env
 from tests.bdev.conftest import env as _core_env  # noqa: F401
 

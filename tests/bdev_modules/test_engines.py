@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from spydk.bdev.engines.base import AlignedPool, Engine
-from spydk.bdev.engines.io_uring import IoUring
-from spydk.bdev.engines.linux_aio import LinuxAio
+from spydk.sysio.base import AlignedPool, Engine
+from spydk.sysio.io_uring import IoUring
+from spydk.sysio.linux_aio import LinuxAio
 
 
 @pytest.fixture(params=[LinuxAio, IoUring], ids=["aio", "uring"])

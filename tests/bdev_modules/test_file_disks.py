@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from spydk.bdev import aio, uring
 from spydk.bdev.bdev import BdevError, BdevEvent, get_bdev, open_ext
 from spydk.bdev.io import FAILED, SUCCESS
+from spydk.modules.bdev.aio import aio
+from spydk.modules.bdev.uring import uring
 
 from .helpers import read_all, verify
 

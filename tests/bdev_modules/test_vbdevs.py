@@ -5,10 +5,13 @@ from typing import Any
 
 import pytest
 
-from spydk.bdev import delay, error, passthru, split
 from spydk.bdev.bdev import BdevError, BdevEvent, get_bdev, open_ext
 from spydk.bdev.io import FAILED, SUCCESS
-from spydk.bdev.malloc import create_malloc_disk, delete_malloc_disk
+from spydk.modules.bdev.delay import delay
+from spydk.modules.bdev.error import error
+from spydk.modules.bdev.malloc.malloc import create_malloc_disk, delete_malloc_disk
+from spydk.modules.bdev.passthru import passthru
+from spydk.modules.bdev.split import split
 
 from .conftest import call
 from .helpers import read_all, verify

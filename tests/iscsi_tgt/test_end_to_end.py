@@ -298,7 +298,7 @@ def test_ipv6_portal(iscsi_app) -> None:
 
 
 def test_login_that_never_finishes_is_dropped(iscsi_app, monkeypatch: pytest.MonkeyPatch) -> None:
-    from spydk.iscsi import portal
+    from spydk.iscsi import socket_io as portal
     make = portal.target_config
 
     def short_login(t):  # type: ignore[no-untyped-def]

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from spydk.iscsi.auth import AuthError, ChapSettings, make_secret
-from spydk.iscsi.init_grp import InitGrpError, InitiatorGroup, parse_netmask
+from spydk.iscsi.initiator_group import InitGrpError, InitiatorGroup, parse_netmask
 from spydk.iscsi.iscsi_tgt import IscsiConfigError, IscsiTarget
-from spydk.iscsi.portal_grp import PortalError, make_portal
-from spydk.iscsi.tgt_node import NodeError, full_name
+from spydk.iscsi.portal_group import PortalError, make_portal
+from spydk.iscsi.target_node import NodeError, full_name
 
 INI = "iqn.1994-05.com.redhat:host1"
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from spydk.nvme import fabrics_spec as fs
 from spydk.nvme import spec
+from spydk.nvme.spec import fabrics as fs
 
 
 def u16(b: bytes, off: int) -> int:

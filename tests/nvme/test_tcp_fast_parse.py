@@ -7,8 +7,8 @@ import os
 import pytest
 
 from spydk.nvme import spec, tcp
-from spydk.nvme.tcp_spec import Fes
-from spydk.nvmf.testing import sgl_incapsule, sgl_transport
+from spydk.nvme.spec.tcp import Fes
+from tests.nvmf.helpers import sgl_incapsule, sgl_transport
 
 
 def _pair(fast: bool, max_icd: int = 8192) -> tuple[tcp.TcpQueuePair, tcp.TcpQueuePair]:

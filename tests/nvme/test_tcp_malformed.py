@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from spydk.nvme.spec.tcp import Fes
 from spydk.nvme.tcp import ProtocolError, Role, TcpQueuePair
-from spydk.nvme.tcp_spec import Fes
 
 from .helpers import connected_pair, deliver, join, le32, read_sqe, ref_crc32c, write_sqe
 

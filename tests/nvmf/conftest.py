@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from spydk.nvme import fabrics_spec as fab
+from spydk.nvme.spec import fabrics as fab
 from spydk.nvmf.subsystem import ListenAddress, Listener, Subsystem
-from spydk.nvmf.testing import FakeTransport, MemoryBackend, TestHost, push_bytes
 from spydk.nvmf.tgt import Target
 from spydk.nvmf.transport import TransportOptions
-from spydk.nvmf.transport_tcp import TcpConnection, TcpTransport
+from spydk.nvmf.transports.tcp import TcpConnection, TcpTransport
+from tests.nvmf.helpers import FakeTransport, MemoryBackend, TestHost, push_bytes
 
 NQN = "nqn.2016-06.io.spdk:cnode1"
 ADDR = ListenAddress("TCP", "127.0.0.1", "4420")

@@ -14,10 +14,10 @@ import pytest
 
 from spydk.nvme import spec
 from spydk.nvme.spec import IdentifyCns, LogPageId
-from spydk.nvme.tcp_spec import PduType
-from spydk.nvmf.testing import SocketHost
+from spydk.nvme.spec.tcp import PduType
 from spydk.rpc.errors import RpcError
 from spydk.testing import AppHarness, start_target
+from tests.nvmf.helpers import SocketHost
 
 NQN = "nqn.2016-06.io.spdk:cnode1"
 DISC = "nqn.2014-08.org.nvmexpress.discovery"

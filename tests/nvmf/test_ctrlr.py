@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from spydk.nvme import fabrics_spec as fab
 from spydk.nvme import spec
 from spydk.nvme.spec import AdminOpcode, FabricsStatus, GenericStatus, IdentifyCns, LogPageId
+from spydk.nvme.spec import fabrics as fab
 from spydk.nvmf.subsystem import DISCOVERY_NQN
 
 from .conftest import NQN, Env
@@ -204,7 +204,7 @@ def test_aer_namespace_added_and_removed(env: Env) -> None:
     aer = h.admin(AdminOpcode.ASYNC_EVENT_REQUEST)
     lk.pump()
     assert aer not in h.completions
-    from spydk.nvmf.testing import MemoryBackend
+    from tests.nvmf.helpers import MemoryBackend
     env.subsys.add_namespace("Mem1", MemoryBackend(), nsid=5)
     c = lk.wait(aer)
     assert c.status == 0
@@ -297,7 +297,7 @@ def test_data_less_command_with_empty_incapsule_sgl(env: Env) -> None:
     as an in-capsule data block of length 0, where Linux uses a transport data block; both
     must work, or SPDK's initiator can never set the number of queues (found with
     spdk_nvme_perf)."""
-    from spydk.nvmf.testing import sgl_incapsule, sgl_transport
+    from tests.nvmf.helpers import sgl_incapsule, sgl_transport
 
     lk, _ = env.admin()
     h = lk.host

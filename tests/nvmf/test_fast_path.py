@@ -10,18 +10,18 @@ import pytest
 
 from spydk.bdev import bdev as core
 from spydk.bdev.io import FAILED, READ, WRITE, BdevIO
-from spydk.bdev.malloc import create_malloc_disk
-from spydk.bdev.malloc import module as malloc_module
+from spydk.modules.bdev.malloc.malloc import create_malloc_disk
+from spydk.modules.bdev.malloc.malloc import module as malloc_module
 from spydk.nvme import spec, tcp
 from spydk.nvme.spec import GenericStatus
-from spydk.nvmf import transport_tcp
 from spydk.nvmf.bdev_ns import BdevBackend
 from spydk.nvmf.subsystem import Listener, Subsystem
-from spydk.nvmf.testing import TestHost, push_bytes
 from spydk.nvmf.tgt import Target
 from spydk.nvmf.transport import TransportOptions
-from spydk.nvmf.transport_tcp import TcpTransport
+from spydk.nvmf.transports import tcp as transport_tcp
+from spydk.nvmf.transports.tcp import TcpTransport
 from spydk.thread.thread import set_thread
+from tests.nvmf.helpers import TestHost, push_bytes
 
 from .conftest import ADDR, NQN, Clock, Link
 

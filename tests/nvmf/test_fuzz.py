@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spydk.nvmf.testing import push_bytes
+from tests.nvmf.helpers import push_bytes
 
 from .conftest import Env
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from spydk.nvme import spec
 from spydk.nvme.spec import GenericStatus, NvmOpcode
 from spydk.nvmf.reservation import NoticeType, NsReservation, PtplError, ResvType
-from spydk.nvmf.testing import MemoryBackend
+from tests.nvmf.helpers import MemoryBackend
 
 from .conftest import NQN, Env, Link
 
@@ -304,8 +304,8 @@ def test_the_fast_path_honours_reservations(rh: object) -> None:
     """Bdev namespaces take the transport's fast path; while anyone is registered, I/O goes
     through the checked path and a conflicting host is refused there too."""
     from spydk.bdev import bdev as core
-    from spydk.bdev.malloc import module as malloc_module
-    from spydk.nvmf.testing import TestHost
+    from spydk.modules.bdev.malloc.malloc import module as malloc_module
+    from tests.nvmf.helpers import TestHost
 
     from .test_fast_path import BdevEnv
     core._reset_for_tests()

@@ -5,7 +5,7 @@ import struct
 from spydk.scsi.device import ScsiDevice
 from spydk.scsi.spec import parse_sense
 from spydk.scsi.task import DataDir, ScsiTask
-from spydk.scsi.testing import MemoryBackend
+from tests.scsi.memory_backend import MemoryBackend
 
 I1 = "iqn.1994-05.com.example:host1,i,0x00023d000001"
 I2 = "iqn.1994-05.com.example:host2,i,0x00023d000002"

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from spydk.scsi.opcodes import COMMANDS
 from spydk.scsi.spec import parse_sense
 from spydk.scsi.task import ScsiStatus
-from spydk.scsi.testing import MemoryBackend
+from tests.scsi.memory_backend import MemoryBackend
 
 from .helpers import I1, I2, Harness
 

@@ -154,7 +154,7 @@ def test_preempt(h: Harness) -> None:
 
 
 def test_preempt_and_abort_aborts_victim_tasks() -> None:
-    from spydk.scsi.testing import MemoryBackend
+    from tests.scsi.memory_backend import MemoryBackend
     h = Harness(MemoryBackend(deferred=True))
     good(prout(h, PrOut.REGISTER, 0, 5))
     good(prout(h, PrOut.REGISTER, 0, 6, port=I2))

@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from spydk.scsi.spec import Asc, SenseKey, parse_sense
-from spydk.scsi.testing import MemoryBackend
+from tests.scsi.memory_backend import MemoryBackend
 
 from .helpers import Harness, cdb10, cdb12, cdb16, check, data, good
 

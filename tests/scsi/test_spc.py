@@ -6,7 +6,7 @@ import struct
 import uuid
 
 from spydk.scsi.spec import Asc, SenseKey, build_sense, parse_sense, sense
-from spydk.scsi.testing import MemoryBackend
+from tests.scsi.memory_backend import MemoryBackend
 
 from .helpers import I1, I2, Harness, check, data, good
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from spydk.scsi.spec import Asc, SenseKey
 from spydk.scsi.task import ScsiStatus, TmfFunction, TmfResponse
-from spydk.scsi.testing import MemoryBackend
+from tests.scsi.memory_backend import MemoryBackend
 
 from .helpers import I1, I2, Harness, cdb10, check, good
 

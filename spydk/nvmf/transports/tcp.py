@@ -1,0 +1,489 @@
+"""The NVMe/TCP transport: asyncio listeners, one connection = one queue pair.
+
+Each connection is an ``asyncio.BufferedProtocol`` that receives straight into the sans-IO
+codec's ring (spydk.nvme.tcp), turns its events into Requests for the controller, and
+writes what the codec returns with one ``writelines`` per batch. Everything runs on the
+app thread (the protocol enters it while it processes a batch).
+
+Fast path: on a connected I/O queue, a Read (transport SGL) or an in-capsule Write of a
+namespace backed by a zero-copy-capable bdev goes from the capsule straight to the bdev
+(one unpack of the SQE, no Request object) and its completion straight to the codec's
+``append_c2h_data``/``append_response``. It takes only commands that need none of the
+checks the general path makes (SGL, ranges, fused, ANA); every other command, and any
+error, goes through ``exec_request`` as before, so the result on the wire is the same.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+
+from spydk.bdev import iobuf
+from spydk.log import NOTICE, get_logger
+from spydk.nvme import spec, tcp
+from spydk.nvme.spec import GenericStatus, SglSubtype, SglType
+from spydk.nvmf import ctrlr as nvmf_ctrlr
+from spydk.nvmf.bdev_ns import BdevBackend, io_status, rc_status
+from spydk.nvmf.request import Qpair, Request
+from spydk.nvmf.subsystem import ListenAddress, NvmfConfigError
+from spydk.nvmf.transport import Transport, TransportOptions, register_transport
+from spydk.thread.thread import get_thread, set_thread
+
+if TYPE_CHECKING:
+    from spydk.nvmf.tgt import Target
+    from spydk.thread import Thread
+
+log = get_logger("nvmf")
+
+MAXH2CDATA = 131072
+_ST_TRANSIENT = (GenericStatus.TRANSIENT_TRANSPORT_ERROR << 1)
+_ST_SGL_LENGTH = (GenericStatus.DATA_SGL_LENGTH_INVALID << 1) | (1 << 15)
+_ST_SGL_TYPE = (GenericStatus.SGL_DESCRIPTOR_TYPE_INVALID << 1) | (1 << 15)
+_ST_SGL_OFFSET = (GenericStatus.INVALID_SGL_OFFSET << 1) | (1 << 15)
+_ST_INVALID_FIELD = (GenericStatus.INVALID_FIELD << 1) | (1 << 15)
+_SGL_INCAPSULE = (SglType.DATA_BLOCK << 4) | SglSubtype.OFFSET
+_SGL_TRANSPORT = (SglType.TRANSPORT_DATA_BLOCK << 4) | SglSubtype.TRANSPORT
+_SGL_UNPACK = spec.SGL_DESC.unpack_from
+_HDR_UNPACK = spec.SQE_HEAD.unpack_from
+# SQE fields of the I/O fast path in one unpack: OPC, FLAGS, CID, NSID, SGL1 address, length,
+# type/subtype, SLBA (CDW10-11), CDW12.
+_IO_SQE = struct.Struct("<BBHI16xQI3xBQI")
+assert _IO_SQE.size == 52
+_IO_UNPACK = _IO_SQE.unpack_from
+_FLAGS_SGL = 0x40  # PSDT 01b (SGL, contiguous MPTR), not fused
+_OPC_READ, _OPC_WRITE = 0x02, 0x01
+_CapsuleCommand = tcp.CapsuleCommand
+_H2CData = tcp.H2CData
+FABRICS = spec.FABRICS_OPCODE
+_now = time.monotonic_ns
+
+
+@register_transport
+class TcpTransport(Transport):
+    trtype = "TCP"
+
+    def __init__(self, tgt: Target, opts: TransportOptions):
+        super().__init__(tgt, opts)
+        self.servers: dict[ListenAddress, asyncio.AbstractServer] = {}
+        self.connections: set[TcpConnection] = set()
+        self.pool = iobuf.pool
+        self.thread: Thread | None = None
+
+    async def listen(self, addr: ListenAddress) -> None:
+        loop = asyncio.get_running_loop()
+        fam = socket.AF_INET6 if addr.adrfam == "IPv6" else socket.AF_INET
+        try:
+            server = await loop.create_server(lambda: TcpConnection(self, addr), addr.traddr,
+                                              int(addr.trsvcid), family=fam, reuse_address=True,
+                                              backlog=self.opts.acceptor_backlog)
+        except OSError as e:
+            raise NvmfConfigError(f"cannot listen on {addr}: {e.strerror or e}", e.errno or 5) from None
+        self.servers[addr] = server
+        log.log(NOTICE, "NVMe/TCP target listening on %s", addr)
+
+    async def stop_listen(self, addr: ListenAddress) -> None:
+        server = self.servers.pop(addr, None)
+        if server is None:
+            return
+        server.close()
+        for c in list(self.connections):
+            if c.listen_address == addr:
+                c.disconnect(f"listener {addr} removed")
+        await server.wait_closed()
+
+    def listening(self) -> list[ListenAddress]:
+        return list(self.servers)
+
+    async def close(self) -> None:
+        for addr in list(self.servers):
+            await self.stop_listen(addr)
+        for c in list(self.connections):
+            c.disconnect("transport closed")
+
+    def stats(self) -> dict[str, Any]:
+        return {"trtype": "TCP", "pending_data_buffer": 0,
+                "connections": len(self.connections)}
+
+
+class TcpConnection(asyncio.BufferedProtocol):
+    """One NVMe/TCP connection: codec events in, Requests to the controller, PDUs out."""
+
+    def __init__(self, tr: TcpTransport, listen_address: ListenAddress):
+        self.tr = tr
+        self.tgt = tr.tgt
+        self.opts = tr.opts
+        self.listen_address = listen_address
+        self.tq = tcp.TcpQueuePair(tcp.Role.CONTROLLER, max_incapsule_data=nvmf_ctrlr.ADMIN_ICD)
+        self.qp = Qpair(self, listen_address)
+        self.transport: asyncio.Transport | None = None
+        self.out: list[tcp.Buffer] = []
+        self.pool_bufs: list[memoryview] = []  # given back once their data is on the wire
+        self.r2t_reqs: dict[int, Request] = {}
+        self.r2t_bad: set[int] = set()
+        self.next_ttag = 0
+        self.closing = False
+        self.in_batch = False
+        self.flush_scheduled = False
+        self.c2h_success = self.opts.c2h_success
+        self.max_io = self.opts.max_io_size
+        self.thread: Thread | None = None
+        self.peer: dict[str, str] = {}
+        self._read_cb = self._read_done  # bound once: the bdev callbacks of the fast path
+        self._write_cb = self._write_done
+
+    # -- asyncio protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        peer = transport.get_extra_info("peername")
+        if peer:
+            fam = "IPv6" if ":" in str(peer[0]) else "IPv4"
+            self.peer = {"trtype": "TCP", "adrfam": fam, "traddr": str(peer[0]),
+                         "trsvcid": str(peer[1])}
+        self.qp.peer_address = self.peer
+        self.tr.connections.add(self)
+        self.tgt.qpair_opened(self.qp)
+        self.thread = self.tgt.thread
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.tq.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.tq.buffer_updated(nbytes)
+        self._process()
+
+    def eof_received(self) -> bool:
+        self.tq.eof_received()
+        self._process()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.transport = None
+        self.tr.connections.discard(self)
+        prev = set_thread(self.thread) if self.thread is not None else get_thread()
+        try:
+            self.tgt.qpair_closed(self.qp)
+        finally:
+            set_thread(prev)
+        self.r2t_reqs.clear()
+        self.out.clear()
+        self.pool_bufs.clear()
+
+    # -- receive path ----------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        tq = self.tq
+        prev = set_thread(self.thread)
+        self.in_batch = True
+        try:
+            evs = tq.pending_events
+            pop = evs.popleft
+            qp = self.qp
+            ctrlr = qp.ctrlr
+            # Namespaces of an I/O queue's subsystem, when the fast path may be taken at all.
+            nss = None
+            if ctrlr is not None and qp.qid > 0 and not ctrlr.subsys.ana_reporting \
+                    and not ctrlr.subsys.reservations_active:
+                nss = ctrlr.subsys.namespaces
+            max_io = self.max_io
+            # Per-command bookkeeping of the fast path, summed here and stored before anything
+            # else can look at it (the general path, a failed submit, the completions below).
+            heads = reads = read_bytes = writes = write_bytes = 0
+            while evs and not self.closing:
+                ev = pop()
+                t = type(ev)
+                if t is _CapsuleCommand:
+                    if nss is not None:
+                        opc, flags, cid, nsid, addr, length, ts, slba, cdw12 = _IO_UNPACK(ev.sqe)  # type: ignore[union-attr]
+                        ns = nss.get(nsid) if flags == _FLAGS_SGL else None
+                        if ns is not None and qp.fused_first is None:
+                            b = ns.backend
+                            nlb = (cdw12 & 0xFFFF) + 1
+                            if (type(b) is BdevBackend and length <= max_io and b.zcopy
+                                    and nlb * b.block_size == length and slba + nlb <= b.num_blocks):
+                                data = ev.data  # type: ignore[union-attr]
+                                if opc == _OPC_READ:
+                                    if data is None and ts == _SGL_TRANSPORT:
+                                        heads += 1
+                                        reads += 1
+                                        read_bytes += length
+                                        rc = b.desc.read_blocks(b._ch or b._channel(), None, slba, nlb,
+                                                                self._read_cb, nsid << 16 | cid)
+                                        if rc:
+                                            qp.sq_head += heads
+                                            heads = 0
+                                            self._fast_fail(opc, nsid << 16 | cid, rc_status(rc))
+                                        continue
+                                elif opc == _OPC_WRITE:
+                                    if data is not None and ts == _SGL_INCAPSULE and not addr \
+                                            and len(data) == length:
+                                        heads += 1
+                                        writes += 1
+                                        write_bytes += length
+                                        rc = b.desc.write_blocks(b._ch or b._channel(), data, slba, nlb,
+                                                                 self._write_cb, nsid << 16 | cid)
+                                        if rc:
+                                            qp.sq_head += heads
+                                            heads = 0
+                                            self._fast_fail(opc, nsid << 16 | cid, rc_status(rc))
+                                        continue
+                    if heads:
+                        qp.sq_head += heads
+                        heads = 0
+                    self._capsule(ev)  # type: ignore[arg-type]
+                    if qp.ctrlr is not ctrlr:  # a Connect (or a disconnect) changed the queue
+                        if reads or writes:
+                            self._count_io(ctrlr, reads, read_bytes, writes, write_bytes)
+                            reads = read_bytes = writes = write_bytes = 0
+                        ctrlr = qp.ctrlr
+                        nss = None
+                else:
+                    if heads:
+                        qp.sq_head += heads
+                        heads = 0
+                    if t is _H2CData:
+                        if ev.last:  # type: ignore[union-attr]
+                            self._h2c_done(ev.ttag)  # type: ignore[union-attr]
+                    else:
+                        self._other_event(ev)  # type: ignore[arg-type]
+            if heads:
+                qp.sq_head += heads
+            if reads or writes:
+                self._count_io(ctrlr, reads, read_bytes, writes, write_bytes)
+            # Deliver the completions this batch caused (bdev I/O completed during submit is
+            # queued as a message) now, so that one write carries them: without this each
+            # I/O costs two more event-loop iterations.
+            th = self.thread
+            if th is not None and th._msgs:
+                th.poll(_now())
+        finally:
+            self.in_batch = False
+            set_thread(prev)
+        if self.out:
+            self._flush()
+
+    @staticmethod
+    def _count_io(ctrlr: Any, reads: int, read_bytes: int, writes: int, write_bytes: int) -> None:
+        """Add a batch's fast-path commands to the controller's SMART counters."""
+        ctrlr.reads += reads
+        ctrlr.read_units += read_bytes >> 9
+        ctrlr.writes += writes
+        ctrlr.write_units += write_bytes >> 9
+
+    # -- fast path completions (bdev callbacks; arg is nsid << 16 | cid) --------------------------
+
+    def _read_done(self, io: Any, success: bool, arg: int) -> None:
+        if not success:
+            self._fast_fail(_OPC_READ, arg, io_status(io))
+            return
+        if self.closing:
+            return
+        iovs = io.iovs
+        pb = io.pool_buf
+        if pb is not None:  # not zero-copy after all (e.g. a split read): keep it until sent
+            io.pool_buf = None
+            self.pool_bufs.append(pb)
+        if self.c2h_success and len(iovs) == 1:
+            self.tq.append_c2h_data(self.out, arg & 0xFFFF, iovs[0])
+        else:
+            qp = self.qp
+            cid = arg & 0xFFFF
+            success = self.c2h_success
+            self.out += self.tq.send_c2h_data(cid, 0, list(iovs), last=True, success=success)
+            if not success:
+                self.tq.append_response(self.out, cid, 0, 0, 0, qp.sq_head % (qp.sqsize + 1), qp.qid)
+        self.tgt.completed_nvme_io += 1
+        if not self.in_batch and not self.flush_scheduled:
+            self._schedule_flush()
+
+    def _write_done(self, io: Any, success: bool, arg: int) -> None:
+        if not success:
+            self._fast_fail(_OPC_WRITE, arg, io_status(io))
+            return
+        if self.closing:
+            return
+        qp = self.qp
+        self.tq.append_response(self.out, arg & 0xFFFF, 0, 0, 0, qp.sq_head % (qp.sqsize + 1), qp.qid)
+        self.tgt.completed_nvme_io += 1
+        if not self.in_batch and not self.flush_scheduled:
+            self._schedule_flush()
+
+    def _fast_fail(self, opc: int, arg: int, status: int) -> None:
+        """A fast-path command failed: complete it like the general path (error log entry)."""
+        req = Request(self.qp, b"", arg & 0xFFFF, opc, _FLAGS_SGL, arg >> 16, 0, 0)
+        req.io_done(status)
+
+    def _other_event(self, ev: tcp.Event) -> None:
+        if isinstance(ev, tcp.ICReqReceived):
+            self.out += self.tq.send_icresp(cpda=0, maxh2cdata=MAXH2CDATA)
+        elif isinstance(ev, tcp.DataDigestError):
+            if ev.pdu_type == 4:
+                self._fail_cid(ev.cccid, _ST_TRANSIENT)
+            elif ev.last:
+                self.r2t_bad.discard(ev.ttag)
+                req = self.r2t_reqs.pop(ev.ttag, None)
+                if req is not None:
+                    req.io_done(_ST_TRANSIENT)
+            else:
+                self.r2t_bad.add(ev.ttag)
+        elif isinstance(ev, tcp.ProtocolError):
+            log.error("NVMe/TCP connection from %s: %s (FES %d); terminating it",
+                      self.peer.get("traddr", "?"), ev.reason, ev.fes)
+            self.out += ev.term_req
+            self.disconnect(ev.reason)
+        elif isinstance(ev, tcp.TermReqReceived):
+            log.error("NVMe/TCP host %s terminated the connection (FES %d)",
+                      self.peer.get("traddr", "?"), ev.fes)
+            self.disconnect("host sent H2CTermReq")
+        elif isinstance(ev, tcp.ConnectionClosed):
+            self.disconnect("connection closed by the host")
+
+    def _fail_cid(self, cid: int, status: int) -> None:
+        self.out += self.tq.send_response(cid, status, sqid=max(self.qp.qid, 0))
+
+    def _capsule(self, ev: tcp.CapsuleCommand) -> None:
+        sqe = ev.sqe
+        opc, flags, cid, nsid = _HDR_UNPACK(sqe, 0)
+        qp = self.qp
+        qp.sq_head += 1
+        xfer = (sqe[4] if opc == FABRICS else opc) & 3
+        length = 0
+        data = ev.data
+        if flags & 0xC0 == 0:  # PRPs cannot describe fabrics data: only data-less commands
+            if data is not None:
+                self._fail_cid(cid, _ST_INVALID_FIELD)
+                return
+            xfer = 0
+        if xfer:
+            addr, length, ts = _SGL_UNPACK(sqe, 24)
+            if data is not None:
+                if ts != _SGL_INCAPSULE:
+                    self._fail_cid(cid, _ST_SGL_TYPE)
+                    return
+                if addr != 0:
+                    self._fail_cid(cid, _ST_SGL_OFFSET)
+                    return
+                if len(data) != length or xfer != 1:
+                    self._fail_cid(cid, _ST_SGL_LENGTH)
+                    return
+            elif ts == _SGL_INCAPSULE and length == 0:
+                xfer = 0  # no data: SPDK's host describes it as an empty in-capsule block
+            elif ts != _SGL_TRANSPORT:
+                self._fail_cid(cid, _ST_SGL_TYPE)
+                return
+            if length > self.max_io and opc != FABRICS:
+                self._fail_cid(cid, _ST_SGL_LENGTH)
+                return
+            if xfer == 3:
+                self._fail_cid(cid, _ST_INVALID_FIELD)
+                return
+        req = Request(qp, sqe, cid, opc, flags, nsid, xfer, length, data)
+        if xfer == 1 and data is None and length:
+            # Ask for the data, received straight into a pooled buffer.
+            buf = self.tr.pool.get(length)
+            req.pool_buf = buf
+            dest = buf[:length]
+            req.data = dest
+            ttag = self.next_ttag
+            self.next_ttag = (ttag + 1) & 0xFFFF
+            self.r2t_reqs[ttag] = req
+            qp.outstanding[cid] = req
+            self.out += self.tq.send_r2t(cid, ttag, 0, length, dest=dest)
+            return
+        nvmf_ctrlr.exec_request(self.tgt, req)
+        if opc == FABRICS and qp.qid > 0 and self.tq.max_incapsule_data != self.opts.in_capsule_data_size:
+            self.tq.max_incapsule_data = self.opts.in_capsule_data_size
+
+    def _h2c_done(self, ttag: int) -> None:
+        req = self.r2t_reqs.pop(ttag, None)
+        if req is None:
+            return
+        if ttag in self.r2t_bad:
+            self.r2t_bad.discard(ttag)
+            req.io_done(_ST_TRANSIENT)
+            return
+        nvmf_ctrlr.exec_request(self.tgt, req)
+
+    # -- send path -------------------------------------------------------------------------------
+
+    def send_completion(self, req: Request) -> None:
+        if self.closing:
+            return
+        tq = self.tq
+        qp = self.qp
+        data = req.data
+        if req.xfer == 2 and data is not None and req.length and not req.status:
+            if self.c2h_success and not req.dw0 and not req.dw1:
+                self.out += tq.send_c2h_data(req.cid, 0, data, last=True, success=True)
+            else:
+                self.out += tq.send_c2h_data(req.cid, 0, data, last=True)
+                self.out += tq.send_response(req.cid, 0, req.dw0, req.dw1,
+                                             qp.sq_head % (qp.sqsize + 1), max(qp.qid, 0))
+        else:
+            self.out += tq.send_response(req.cid, req.status, req.dw0, req.dw1,
+                                         qp.sq_head % (qp.sqsize + 1), max(qp.qid, 0))
+        if req.pool_buf is not None:
+            self.pool_bufs.append(req.pool_buf)
+            req.pool_buf = None
+        ctx = req.ctx
+        if ctx is not None:
+            req.ctx = None
+            ctx.release()
+        self.tgt.completed_nvme_io += 1
+        if not self.in_batch and not self.flush_scheduled:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """A completion outside a receive batch: write at the end of this loop iteration."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven without an event loop (tests): write now
+            self._flush()
+            return
+        self.flush_scheduled = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flush_scheduled = False
+        out = self.out
+        if not out:
+            return
+        self.out = []
+        t = self.transport
+        if t is None:
+            return
+        t.writelines(out)
+        bufs = self.pool_bufs
+        if bufs:
+            self.pool_bufs = []
+            # Buffers still queued in the transport are left to the garbage collector
+            # rather than reused under the socket's feet.
+            if not t.get_write_buffer_size():
+                put = self.tr.pool.put
+                for b in bufs:
+                    put(b)
+        if self.closing:
+            t.close()
+
+    def disconnect(self, reason: str) -> None:
+        """Close the connection (after sending what is queued); idempotent."""
+        if self.closing:
+            return
+        self.closing = True
+        if self.transport is None:
+            return
+        if self.out:
+            if self.in_batch:
+                return  # _process flushes, then closes
+            self._flush()
+        else:
+            self.transport.close()
