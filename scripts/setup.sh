@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
-# One-time (idempotent) set-up on Debian 12: system packages the tests need, and a
-# virtualenv in .venv with spydk installed in editable mode plus its test extras.
+# One-time (idempotent) set-up on Debian 12.
+#   scripts/setup.sh          what the target needs: scripts/debian-packages-target.txt, and a
+#                             virtualenv in .venv with spydk installed in editable mode
+#   scripts/setup.sh --test   also what the tests need: scripts/debian-packages.txt (QEMU, tgt,
+#                             libiscsi, ...) and spydk's test extras
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
+lists=scripts/debian-packages-target.txt
+extras=""
+case "${1:-}" in
+    --test) lists="$lists scripts/debian-packages.txt"; extras="[test]" ;;
+    "") ;;
+    *) echo "usage: scripts/setup.sh [--test]" >&2; exit 2 ;;
+esac
+
 # One package per line; '#' starts a comment, also after a name.
-pkgs=$(sed -e 's/#.*//' scripts/debian-packages.txt | tr -s ' \t\n' ' ')
+pkgs=$(cat $lists | sed -e 's/#.*//' | tr -s ' \t\n' ' ')
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -22,9 +33,10 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-stamp=.venv/.spydk-installed
+# One stamp per flavour: the test extras are installed once on top of the target's set-up.
+stamp=".venv/.spydk-installed${extras:+-test}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[test]'
+    .venv/bin/pip install -q -e ".${extras}"
     touch "$stamp"
 fi

@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-scripts/setup.sh
+scripts/setup.sh --test
 .venv/bin/ruff check spydk tests bench
 .venv/bin/mypy spydk
 exec .venv/bin/python -m pytest -q "$@"

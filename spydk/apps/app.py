@@ -42,7 +42,7 @@ log = spydk_log.get_logger("app")
 # Which subsystems each application wants (missing ones are simply not present yet).
 APP_SUBSYSTEMS: dict[str, tuple[str, ...] | None] = {
     "tgt": None,  # everything registered
-    "nvmf_tgt": ("bdev", "nvmf"),
+    "nvmf_tgt": ("keyring", "bdev", "nvmf"),
     "iscsi_tgt": ("bdev", "scsi", "iscsi"),
 }
 
@@ -77,6 +77,44 @@ def default_config() -> dict[str, Any]:
     text = resources.files("spydk").joinpath("data/default_config.json").read_text()
     doc: dict[str, Any] = json.loads(text)
     return doc
+
+
+def describe_exports(config: dict[str, Any]) -> list[str]:
+    """One line per exported disk in a config, with the command that connects to it.
+
+    Read from the config itself (NVMe-oF subsystems with a listener, iSCSI target nodes with a
+    portal group), so what the log says is what the file asked for."""
+    entries: dict[str, list[dict[str, Any]]] = {}
+    for sub in config.get("subsystems", []):
+        entries[sub.get("subsystem", "")] = [e.get("params") or {} for e in sub.get("config") or []
+                                             if isinstance(e, dict)]
+    methods = {sub.get("subsystem", ""): [e.get("method") for e in sub.get("config") or [] if isinstance(e, dict)]
+               for sub in config.get("subsystems", [])}
+    lines = []
+    nvmf = list(zip(methods.get("nvmf", []), entries.get("nvmf", []), strict=True))
+    for method, params in nvmf:
+        if method != "nvmf_subsystem_add_listener" or "discovery" in params.get("nqn", ""):
+            continue
+        la = params.get("listen_address", {})
+        nqn, addr, port = params.get("nqn"), la.get("traddr"), la.get("trsvcid")
+        bdevs = [p.get("namespace", {}).get("bdev_name") for m, p in nvmf
+                 if m == "nvmf_subsystem_add_ns" and p.get("nqn") == nqn]
+        lines.append(f"{', '.join(b for b in bdevs if b) or 'no namespace'} exported over NVMe/{la.get('trtype', 'TCP')} "
+                     f"as {nqn} on {addr}:{port}: nvme connect -t tcp -a {addr} -s {port} -n {nqn}")
+    iscsi = list(zip(methods.get("iscsi", []), entries.get("iscsi", []), strict=True))
+    portals = {p.get("tag"): p.get("portals", []) for m, p in iscsi if m == "iscsi_create_portal_group"}
+    for method, params in iscsi:
+        if method != "iscsi_create_target_node":
+            continue
+        name = params.get("name", "")
+        iqn = name if ":" in name else f"iqn.2016-06.io.spdk:{name}"
+        luns = ", ".join(f"{lun.get('bdev_name')} as LUN {lun.get('lun_id')}" for lun in params.get("luns", []))
+        for m in params.get("pg_ig_maps", []):
+            for portal in portals.get(m.get("pg_tag"), []):
+                where = f"{portal.get('host')}:{portal.get('port')}"
+                lines.append(f"{luns} exported over iSCSI as {iqn} on {where}: "
+                             f"iscsiadm -m discovery -t sendtargets -p {where}")
+    return lines
 
 
 def on_thread(aw: Awaitable[Any], thread: Thread) -> Awaitable[Any]:

@@ -17,10 +17,10 @@ import asyncio
 import importlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from spydk import log as spydk_log
-from spydk.apps.app import APP_SUBSYSTEMS, App, AppOptions, StartupError, default_config
+from spydk.apps.app import APP_SUBSYSTEMS, App, AppOptions, StartupError, default_config, describe_exports
 from spydk.rpc.server import DEFAULT_SOCKET
 
 APP_NAMES = {"tgt": "spydk_tgt", "nvmf_tgt": "nvmf_tgt", "iscsi_tgt": "iscsi_tgt"}
@@ -101,7 +101,11 @@ def run_target(cmd: str, argv: Sequence[str]) -> int:
     if len(args.cpumask) > 1:
         log.warning("cpumask has %d cores: spydk runs one reactor per process, on core %d "
                     "(see docs/architecture.md)", len(args.cpumask), lcore)
-    return _run(App(opts), args.logflag, cmd)
+
+    def say_what_is_exported() -> None:
+        for line in describe_exports(opts.config or {}):
+            log.log(spydk_log.NOTICE, "default config: %s", line)
+    return _run(App(opts), args.logflag, cmd, say_what_is_exported if args.default_config else None)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -113,7 +117,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def _run(app: App, logflags: list[str], cmd: str) -> int:
+def _run(app: App, logflags: list[str], cmd: str, started: Callable[[], None] | None = None) -> int:
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -128,7 +132,11 @@ def _run(app: App, logflags: list[str], cmd: str) -> int:
             except ValueError as e:
                 print(f"spydk {cmd}: -L {f}: {e}", file=sys.stderr)
                 return 2
-        return await app.run()
+        await app.start()
+        if started is not None:
+            started()
+        await app.wait_shutdown()
+        return app.exit_code
 
     try:
         return loop.run_until_complete(main())

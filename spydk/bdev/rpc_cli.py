@@ -33,9 +33,9 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
     add_simple(sub, call, "bdev_wait_for_examine", "Wait until every bdev's examine has finished", None)
 
     p = cmd("bdev_get_bdevs", "List bdevs",
-            lambda a: print_dict(call("bdev_get_bdevs", {"name": a.name, "timeout": a.timeout})))
+            lambda a: print_dict(call("bdev_get_bdevs", {"name": a.name, "timeout": a.timeout_ms})))
     p.add_argument("-b", "--name", help="only this bdev")
-    p.add_argument("-t", "--timeout-ms", dest="timeout", type=int, help="wait this long for the bdev to appear")
+    p.add_argument("-t", "--timeout-ms", type=int, help="wait this long for the bdev to appear")
 
     p = cmd("bdev_get_iostat", "Show I/O statistics",
             lambda a: print_dict(call("bdev_get_iostat", {

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from spydk.rpc.cli import Call, add_simple, print_dict
+from spydk.rpc.cli import GLOBAL_DESTS, Call, add_simple, print_dict
 
 
 def _words(s: str) -> list[str]:
@@ -109,9 +109,7 @@ def _options(sub: argparse._SubParsersAction, call: Call) -> None:
     p.add_argument("-p", "--allow-duplicated-isid", action="store_true", help="allow duplicated ISIDs")
 
     def set_options(a: argparse.Namespace) -> None:
-        params = {k: v for k, v in vars(a).items()
-                  if k not in ("func", "called_rpc_name", "server_addr", "timeout", "conn_retries",
-                               "verbose", "dry_run")}
+        params = {k: v for k, v in vars(a).items() if k not in GLOBAL_DESTS}
         for flag in ("disable_chap", "require_chap", "mutual_chap", "immediate_data",
                      "allow_duplicated_isid"):
             params[flag] = params[flag] or None

@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import errno
 import itertools
-import logging
 import socket
 import time
 from collections.abc import Callable
@@ -35,11 +34,12 @@ from spydk.iscsi.policy import PortalPolicy
 from spydk.iscsi.portal_group import PortalGroup
 from spydk.iscsi.session import SessionRegistry
 from spydk.iscsi.target_node import TargetNode
+from spydk.log import NOTICE, get_logger
 from spydk.rpc.registry import AppContext
 from spydk.scsi.task import ScsiTask, TmfResponse
 from spydk.thread.thread import Thread, set_thread
 
-log = logging.getLogger("spydk.iscsi")
+log = get_logger("iscsi")
 
 _conn_ids = itertools.count()
 MAX_WRITE_LENGTH = 32 << 20
@@ -376,6 +376,9 @@ class TargetGlue:
             for s in servers:
                 s.close()
             raise
+        for p in pg.portals:
+            host = p.host if p.host.startswith("[") or ":" not in p.host else f"[{p.host}]"
+            log.log(NOTICE, "iSCSI target listening on TCP %s:%s (portal group %d)", host, p.port, pg.tag)
         pg.servers = servers
         pg.started = True
 

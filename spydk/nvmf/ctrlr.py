@@ -26,6 +26,7 @@ from spydk.nvme.spec import (
 )
 from spydk.nvme.spec import fabrics as fab
 from spydk.nvmf import io as nvmf_io
+from spydk.nvmf import reservation_cmds as resv
 from spydk.nvmf.request import Qpair, Request
 
 if TYPE_CHECKING:
@@ -66,6 +67,10 @@ _IO_EFFECTS = {
     spec.NvmOpcode.COMPARE: spec.CmdEffect.CSUPP,
     spec.NvmOpcode.WRITE_ZEROES: spec.CmdEffect.CSUPP | spec.CmdEffect.LBCC,
     spec.NvmOpcode.DATASET_MANAGEMENT: spec.CmdEffect.CSUPP | spec.CmdEffect.LBCC,
+    spec.NvmOpcode.RESERVATION_REGISTER: spec.CmdEffect.CSUPP,
+    spec.NvmOpcode.RESERVATION_REPORT: spec.CmdEffect.CSUPP,
+    spec.NvmOpcode.RESERVATION_ACQUIRE: spec.CmdEffect.CSUPP,
+    spec.NvmOpcode.RESERVATION_RELEASE: spec.CmdEffect.CSUPP,
 }
 COMMANDS_EFFECTS_LOG = spec.build_commands_effects_log(
     {int(k): int(v) for k, v in _ADMIN_EFFECTS.items()},
@@ -260,6 +265,7 @@ class Controller:
         self.masked_events: set[int] = set()
         self.changed_ns: set[int] = set()
         self.ana_change_count = 0
+        self.resv_notices = resv.ControllerNotices()
         self.features: dict[int, int] = {
             FeatureId.ARBITRATION: 0,
             FeatureId.POWER_MANAGEMENT: 0,
@@ -415,7 +421,8 @@ class Controller:
             kas=opts.kas, anatt=10 if ana else 0, anacap=0x47 if ana else 0,
             anagrpmax=s.max_namespaces if ana else 0, nanagrpid=s.max_namespaces if ana else 0,
             maxcmd=opts.max_queue_depth, nn=s.max_namespaces,
-            oncs=spec.Oncs.COMPARE | spec.Oncs.DATASET_MANAGEMENT | spec.Oncs.WRITE_ZEROES,
+            oncs=spec.Oncs.COMPARE | spec.Oncs.DATASET_MANAGEMENT | spec.Oncs.WRITE_ZEROES
+            | spec.Oncs.RESERVATIONS,
             fuses=0x1, vwc=0x1, sgls=1 | (1 << 20), subnqn=s.nqn,
             ioccsz=(64 + opts.in_capsule_data_size) // 16, iorcsz=1, icdoff=0, fcatt=0, msdbd=1)
 
@@ -440,7 +447,7 @@ class Controller:
                 return
             b = ns.backend
             _c2h(req, spec.build_identify_namespace(spec.NamespaceData(
-                nsze=b.num_blocks, block_size=b.block_size, nsfeat=0, nmic=1,
+                nsze=b.num_blocks, block_size=b.block_size, nsfeat=0, nmic=1, rescap=resv.rescap(ns),
                 anagrpid=ns.anagrpid if s.ana_reporting else 0, nguid=ns.nguid, eui64=ns.eui64)))
         elif cns == IdentifyCns.ACTIVE_NS_LIST:
             if nsid >= 0xFFFFFFFE:
@@ -504,6 +511,8 @@ class Controller:
             _c2h(req, page, offset)
         elif lid == LogPageId.COMMANDS_SUPPORTED_AND_EFFECTS:
             _c2h(req, COMMANDS_EFFECTS_LOG, offset)
+        elif lid == LogPageId.RESERVATION_NOTIFICATION:
+            _c2h(req, self.resv_notices.page(rae), offset)
         elif lid == LogPageId.ANA and s.ana_reporting:
             _c2h(req, self._ana_log(include_nsids=not lsp & 1), offset)
             if not rae:
@@ -570,6 +579,11 @@ class Controller:
                 return
             _c2h(req, self.hostid.ljust(16, b"\0"))
             return
+        elif fid in (FeatureId.HOST_RESERVE_MASK, FeatureId.HOST_RESERVE_PERSIST):
+            dw0 = resv.get_feature(self, req, fid)
+            if dw0 is None:
+                return
+            req.dw0 = dw0
         else:
             req.fail(GenericStatus.INVALID_FIELD)
             return
@@ -631,6 +645,9 @@ class Controller:
         elif fid == FeatureId.HOST_IDENTIFIER:
             req.fail(GenericStatus.COMMAND_SEQUENCE_ERROR)  # set by Connect over Fabrics
             return
+        elif fid in (FeatureId.HOST_RESERVE_MASK, FeatureId.HOST_RESERVE_PERSIST):
+            if not resv.set_feature(self, req, fid, cdw11):
+                return
         else:
             req.fail(GenericStatus.INVALID_FIELD)
             return
@@ -648,7 +665,11 @@ class Controller:
     def _post_event(self, info: int, log_page: int) -> None:
         if info in self.masked_events:
             return  # reported already; the host has not read the log page yet
-        dw0 = AER_NOTICE | (info << 8) | (log_page << 16)
+        self.post_event(AER_NOTICE, info, log_page)
+
+    def post_event(self, aer_type: int, info: int, log_page: int) -> None:
+        """Queue an asynchronous event; the caller has checked its own masking rules."""
+        dw0 = aer_type | (info << 8) | (log_page << 16)
         if dw0 not in self.pending_events:
             self.pending_events.append(dw0)
         self._deliver_events()
@@ -656,7 +677,8 @@ class Controller:
     def _deliver_events(self) -> None:
         while self.aer_reqs and self.pending_events:
             dw0 = self.pending_events.popleft()
-            self.masked_events.add((dw0 >> 8) & 0xFF)
+            if dw0 & 0x7 == AER_NOTICE:  # notices stay masked until their log page is read
+                self.masked_events.add((dw0 >> 8) & 0xFF)
             req = self.aer_reqs.pop(0)
             req.dw0 = dw0
             req.complete()

@@ -11,6 +11,7 @@ import struct
 from typing import TYPE_CHECKING, Protocol
 
 from spydk.nvme.spec import AnaState, GenericStatus, MediaStatus, PathStatus, StatusCodeType
+from spydk.nvmf import reservation_cmds as resv
 
 if TYPE_CHECKING:
     from spydk.nvmf.ctrlr import Controller
@@ -57,6 +58,7 @@ ST_ANA_INACCESSIBLE = _st(PathStatus.ANA_INACCESSIBLE, StatusCodeType.PATH, dnr=
 ST_ANA_PERSISTENT_LOSS = _st(PathStatus.ANA_PERSISTENT_LOSS, StatusCodeType.PATH, dnr=False)
 ST_ANA_TRANSITION = _st(PathStatus.ANA_TRANSITION, StatusCodeType.PATH, dnr=False)
 ST_TRANSIENT_TRANSPORT = _st(GenericStatus.TRANSIENT_TRANSPORT_ERROR, dnr=False)
+ST_RESERVATION_CONFLICT = _st(GenericStatus.RESERVATION_CONFLICT)
 
 _RW = struct.Struct("<QI")  # cdw10-11 (SLBA), cdw12 (NLB 15:0, flags)
 _OFF_CDW10 = 40
@@ -85,6 +87,12 @@ def exec_io(ctrlr: Controller, req: Request) -> None:
         if st:
             req.io_done(st)
             return
+    if opc in resv.RESERVATION_OPCODES:
+        resv.exec_reservation(ctrlr, req, ns)
+        return
+    if ns.resv.active and not resv.io_allowed(ctrlr, ns, opc):
+        req.io_done(ST_RESERVATION_CONFLICT)
+        return
     b = ns.backend
     if opc == OPC_READ or opc == OPC_WRITE or opc == OPC_COMPARE:
         slba, cdw12 = _RW.unpack_from(req.sqe, _OFF_CDW10)

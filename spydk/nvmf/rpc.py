@@ -297,7 +297,7 @@ def nvmf_subsystem_add_ns(ctx: RpcContext, nqn: str, namespace: dict[str, Any],
     uuid = _uuid.UUID(ns_opts["uuid"]).bytes if "uuid" in ns_opts else backend.uuid
     try:
         ns = s.add_namespace(bdev_name, backend, nsid=nsid, nguid=nguid, eui64=eui64, uuid=uuid,
-                             anagrpid=ns_opts.get("anagrpid", 0))
+                             anagrpid=ns_opts.get("anagrpid", 0), ptpl_file=ns_opts.get("ptpl_file"))
     except NvmfConfigError as e:
         backend.close()
         raise RpcError(INVALID_PARAMS, f"parameter 'namespace': {e}") from None
@@ -567,6 +567,8 @@ def config_json(t: Target) -> list[dict[str, Any]]:
                 nsp["nguid"] = ns.nguid.hex().upper()
             if any(ns.eui64):
                 nsp["eui64"] = ns.eui64.hex().upper()
+            if ns.resv.ptpl_file is not None:
+                nsp["ptpl_file"] = ns.resv.ptpl_file
             out.append({"method": "nvmf_subsystem_add_ns", "params": {"nqn": s.nqn, "namespace": nsp}})
         for lst in s.listeners:
             out.append({"method": "nvmf_subsystem_add_listener", "params": {

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from spydk.nvme.spec import AnaState
+from spydk.nvmf.reservation import NsReservation, PtplError
 
 if TYPE_CHECKING:
     from spydk.nvmf.ctrlr import Controller
@@ -165,6 +166,7 @@ class Namespace:
     uuid: bytes = bytes(16)
     anagrpid: int = 0
     nguid_given: bool = False
+    resv: NsReservation = field(default_factory=NsReservation)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"nsid": self.nsid, "bdev_name": self.bdev_name, "name": self.bdev_name}
@@ -213,6 +215,8 @@ class Subsystem:
         self._next_cntlid = min_cntlid
         self.ns_change_listeners: list[NsChangeCb] = []
         self.ana_change_count = 0
+        # True while any namespace has a registrant: I/O then takes the checked path.
+        self.reservations_active = False
 
     # -- hosts --------------------------------------------------------------------------------
 
@@ -236,7 +240,8 @@ class Subsystem:
 
     def add_namespace(self, bdev_name: str, backend: NamespaceBackend, *, nsid: int = 0,
                       nguid: bytes | None = None, eui64: bytes | None = None,
-                      uuid: bytes | None = None, anagrpid: int = 0) -> Namespace:
+                      uuid: bytes | None = None, anagrpid: int = 0,
+                      ptpl_file: str | None = None) -> Namespace:
         if self.discovery:
             raise NvmfConfigError("the discovery subsystem has no namespaces")
         if nsid == 0:
@@ -255,10 +260,16 @@ class Subsystem:
         if anagrpid and not 1 <= anagrpid <= self.max_namespaces:
             raise NvmfConfigError(f"anagrpid {anagrpid} is out of range 1..{self.max_namespaces}")
         u = uuid if uuid is not None else bytes(getattr(backend, "uuid", bytes(16)))
+        resv = NsReservation(ptpl_file, str(_uuid.UUID(bytes=bytes(getattr(backend, "uuid", bytes(16))))))
+        try:
+            resv.load()
+        except PtplError as e:
+            raise NvmfConfigError(f"{e}; move the file away to start without reservations") from None
         ns = Namespace(nsid, bdev_name, backend, nguid=nguid if nguid is not None else u,
                        eui64=eui64 or bytes(8), uuid=u, anagrpid=anagrpid or nsid,
-                       nguid_given=nguid is not None)
+                       nguid_given=nguid is not None, resv=resv)
         self.namespaces[nsid] = ns
+        self.reservations_changed()
         self._ns_changed(nsid)
         return ns
 
@@ -266,8 +277,12 @@ class Subsystem:
         ns = self.namespaces.pop(nsid, None)
         if ns is None:
             raise NvmfConfigError(f"{self.nqn} has no namespace {nsid}", 2)
+        self.reservations_changed()
         self._ns_changed(nsid)
         return ns
+
+    def reservations_changed(self) -> None:
+        self.reservations_active = any(ns.resv.active for ns in self.namespaces.values())
 
     def _ns_changed(self, nsid: int) -> None:
         for c in list(self.controllers.values()):

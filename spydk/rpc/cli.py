@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -27,6 +28,10 @@ from typing import Any
 from spydk.rpc import discovery
 from spydk.rpc.client import DEFAULT_SOCKET, DEFAULT_TIMEOUT, Client, ClientError, NoServerError
 from spydk.rpc.errors import RpcError
+
+# Namespace attributes of `spydk rpc`'s own options; method parsers must not use these dests.
+GLOBAL_DESTS = frozenset({"rpc_server_addr", "rpc_timeout", "rpc_conn_retries", "rpc_verbose",
+                          "rpc_dry_run", "called_rpc_name", "func"})
 
 
 class Call:
@@ -51,6 +56,33 @@ class Call:
 
 class _DryRun(Exception):
     pass
+
+
+class UsageError(Exception):
+    """Arguments that parse but make no sense together; reported in the user's own terms."""
+
+
+def positive(convert: Callable[[str], Any] = int, unit: str = "") -> Callable[[str], Any]:
+    """An argparse ``type`` that accepts numbers above zero, so the error names the argument the
+    user typed (not the parameter the CLI derives from it)."""
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0{unit}, got {text}")
+        return value
+    parse.__name__ = convert.__name__  # argparse names the type in its messages
+    return parse
+
+
+def mib_to_blocks(total_mib: float, block_size: int, what: str = "total_size") -> int:
+    """rpc.py's size arguments are MiB; the methods take a block count."""
+    blocks = int(total_mib * 1024 * 1024) // block_size
+    if blocks < 1:
+        raise UsageError(f"{what} {total_mib:g} MiB is less than one block of {block_size} bytes")
+    return blocks
 
 
 # -- printers, as rpc.py formats results --------------------------------------------------
@@ -116,14 +148,17 @@ def load_cli_modules() -> list[Any]:
 
 def build_parser(call: Call) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spydk rpc", description="Call JSON-RPC methods of a spydk or SPDK application.")
-    parser.add_argument("-s", dest="server_addr", default=DEFAULT_SOCKET,
+    # The global options live under GLOBAL_DESTS, names no method's own option can take
+    # (a method's "-t/--timeout-ms" once overwrote the client's socket timeout).
+    parser.add_argument("-s", dest="rpc_server_addr", metavar="SERVER_ADDR", default=DEFAULT_SOCKET,
                         help=f"RPC Unix socket path (default {DEFAULT_SOCKET})")
-    parser.add_argument("-t", dest="timeout", type=float, default=DEFAULT_TIMEOUT,
+    parser.add_argument("-t", dest="rpc_timeout", metavar="TIMEOUT", type=float, default=DEFAULT_TIMEOUT,
                         help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT:g})")
-    parser.add_argument("-r", dest="conn_retries", type=int, default=0,
+    parser.add_argument("-r", dest="rpc_conn_retries", metavar="CONN_RETRIES", type=int, default=0,
                         help="retry connecting N times, 0.2 s apart (default 0)")
-    parser.add_argument("-v", dest="verbose", action="store_true", help="print each request and answer")
-    parser.add_argument("--dry-run", action="store_true", help="print the request instead of sending it")
+    parser.add_argument("-v", dest="rpc_verbose", action="store_true", help="print each request and answer")
+    parser.add_argument("--dry-run", dest="rpc_dry_run", action="store_true",
+                        help="print the request instead of sending it")
     sub = parser.add_subparsers(dest="called_rpc_name", metavar="METHOD", help="RPC method")
     for mod in load_cli_modules():
         mod.add_commands(sub, call)
@@ -149,6 +184,9 @@ def _run_one(args: argparse.Namespace, call: Call) -> int:
         args.func(args)
     except _DryRun:
         return 0
+    except UsageError as e:
+        print(f"spydk rpc: {args.called_rpc_name}: {e}", file=sys.stderr)
+        return 1
     except RpcError as e:
         print(f"spydk rpc: {args.called_rpc_name} failed: {e.message} (code {e.code})", file=sys.stderr)
         return 1
@@ -156,19 +194,33 @@ def _run_one(args: argparse.Namespace, call: Call) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        rc = _main(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
+        return rc
+    except BrokenPipeError:
+        # The reader went away (`spydk rpc ... | head`): stop quietly as Unix tools do, and
+        # point stdout at /dev/null so the interpreter's final flush cannot complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # 128 + SIGPIPE, the status a shell shows for a tool killed by the pipe
+
+
+def _main(argv: Sequence[str] | None) -> int:
     call = Call()
     parser = build_parser(call)
     args = parser.parse_args(argv)
-    call.dry_run = args.dry_run
+    call.dry_run = args.rpc_dry_run
     script = not hasattr(args, "func")
     if script and sys.stdin.isatty():
         parser.print_help()
         return 1
     client: Client | None = None
     try:
-        if not args.dry_run:
-            client = Client(args.server_addr, args.timeout, connect_retries=args.conn_retries)
-            call.client = _VerboseClient(client) if args.verbose else client
+        if not args.rpc_dry_run:
+            client = Client(args.rpc_server_addr, args.rpc_timeout, connect_retries=args.rpc_conn_retries)
+            call.client = _VerboseClient(client) if args.rpc_verbose else client
         if not script:
             return _run_one(args, call)
         for lineno, line in enumerate(sys.stdin, 1):

@@ -14,7 +14,7 @@ import pytest
 from spydk.rpc.errors import RpcError
 from spydk.testing import start_target
 
-SPDK_RPC = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "spdk-rpc"
+SPDK_RPC = Path(sys.executable).parent / "spdk-rpc"  # installed beside this interpreter
 
 
 def _img(tmp_path: Path, name: str, size: int = 4 << 20) -> str:

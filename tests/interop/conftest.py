@@ -158,7 +158,7 @@ def _targets(request: pytest.FixtureRequest, tmp_path: Path, folder: str, title:
 def spydk_target(request: pytest.FixtureRequest,
                  tmp_path: Path) -> Iterator[Callable[..., SpydkTarget]]:
     """``spydk_target(config: dict, *, timeout=30) -> SpydkTarget``: start
-    ``.venv/bin/spydk tgt -r <sock> --json <config>`` in its own folder (its cwd), wait
+    ``spydk tgt -r <sock> --json <config>`` (the spydk beside this interpreter) in its own folder (its cwd), wait
     until the RPC socket answers spdk_get_version, stop it (SIGINT) at teardown."""
     def starter(wd: Path, config: dict[str, Any], *, timeout: float = 30) -> SpydkTarget:
         return start_spydk(config, wd, timeout=timeout)

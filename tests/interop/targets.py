@@ -12,13 +12,23 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-SPYDK_CLI = REPO / ".venv" / "bin" / "spydk"
+
+
+def installed_command(name: str) -> Path:
+    """A console script installed beside the running interpreter (its venv's bin/), so the
+    tests run from whatever environment spydk is installed in, not only the repo's .venv.
+    sys.executable is not resolved: a venv's python is a link to the base interpreter."""
+    return Path(sys.executable).parent / name
+
+
+SPYDK_CLI = installed_command("spydk")
 
 NVMF_NQN = "nqn.2016-06.io.spdk:cnode1"
 DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery"
@@ -170,7 +180,8 @@ def start_spydk(config: dict[str, Any], workdir: Path, timeout: float = 30) -> S
     socket answers spdk_get_version and framework_wait_init, and every TCP port of the
     config is listening."""
     if not SPYDK_CLI.exists():
-        raise TargetError(f"{SPYDK_CLI} missing: run scripts/setup.sh")
+        raise TargetError(f"{SPYDK_CLI} missing: install spydk into the environment of "
+                          f"{sys.executable} (pip install -e .) or run scripts/setup.sh")
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "spydk-config.json"
     cfg.write_text(json.dumps(config, indent=2))

@@ -25,7 +25,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     1: ("thread",),                           # reactor, threads, pollers, io_channels
     2: ("rpc",),                              # JSON-RPC registry, server, client, `spydk rpc`
     3: ("init",),                             # subsystem registry
-    4: ("bdev",),                             # the generic block device layer
+    4: ("bdev", "keyring"),                   # the generic block device layer; named keys
     5: ("nvme", "scsi", "blob"),              # NVMe spec/codec/host driver; SCSI; blobstore
     6: ("lvol",),                             # logical volumes on a blobstore
     7: ("nvmf", "iscsi", "vhost", "nbd"),     # the protocol targets

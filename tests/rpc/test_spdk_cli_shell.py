@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 from spydk.testing import start_target
 
-SPDK_CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "spdk-cli"
+SPDK_CLI = Path(sys.executable).parent / "spdk-cli"  # installed beside this interpreter
 
 CONFIG = {"subsystems": [
     {"subsystem": "bdev", "config": [

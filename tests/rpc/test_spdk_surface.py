@@ -1,14 +1,13 @@
-"""Our RPC surface against SPDK's schema (shared/reference/spdk-rpc-interface.json).
+"""Our RPC surface against SPDK's own command line client (the PyPI ``spdk`` package).
 
-SPDK's own clients (spdk-rpc, spdk-cli) send the parameter names and JSON types of that
-schema, so every method we share with SPDK must accept them with the same types, require
-what SPDK requires, and refuse nothing SPDK accepts. Anything we accept beyond SPDK, and
-every method SPDK lacks, is listed below with the reason.
+SPDK's clients (spdk-rpc, spdk-cli) send the method names, parameter names and JSON types
+that their argument parsers produce; tests/rpc/spdk_cli_requests.py collects those requests
+from SPDK's parsers at test time. Every method we share with SPDK must accept them, require
+nothing SPDK's client may leave out, and every method SPDK lacks is listed below with the
+reason.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +16,7 @@ from spydk.apps.plugins import load_plugins
 from spydk.rpc.registry import RpcMethod, all_methods, get_method
 from spydk.rpc.schema import Param
 
-ROOT = Path(__file__).resolve().parents[2]
-INTERFACE = ROOT.parent / "shared" / "reference" / "spdk-rpc-interface.json"
+from .spdk_cli_requests import minimal_requests, spdk_cli_requests
 
 # Methods we register that SPDK's schema does not have, and why.
 OUR_METHODS = {
@@ -28,13 +26,6 @@ OUR_METHODS = {
     # bdevperf's RPC (bdevperf -z); SPDK registers it inside the bdevperf example app, outside
     # the target schema. Only present when spydk.apps.bdevperf is imported.
     "perform_tests": "bdevperf -z trigger, SPDK keeps it out of the target schema",
-}
-
-# Parameters we accept that SPDK's schema lacks, per method, and why.
-OUR_PARAMS: dict[str, dict[str, str]] = {
-    # SPDK deprecated the single-bdev "name" for "names" and dropped it from the schema, but its
-    # decoder still takes it and older rpc.py/spdk-rpc releases send it for -b.
-    "bdev_get_iostat": {"name": "legacy single-bdev selector SPDK still decodes"},
 }
 
 # Every method the foundation, bdev, NVMe-oF and iSCSI issues (2, 3, 5, 6) ask for.
@@ -71,11 +62,10 @@ ISSUE_METHODS = {
 
 
 @pytest.fixture(scope="module")
-def spdk() -> dict[str, Any]:
-    if not INTERFACE.exists():
-        pytest.skip(f"SPDK's RPC interface file is not at {INTERFACE} (shared/ beside the clone)")
-    data: dict[str, Any] = json.loads(INTERFACE.read_text())
-    return data
+def spdk() -> dict[str, list[dict[str, Any]]]:
+    found = spdk_cli_requests()
+    assert len(found) > 250, f"SPDK's CLI parsers gave only {len(found)} methods: is the spdk package broken?"
+    return found
 
 
 def _ours() -> list[RpcMethod]:
@@ -84,100 +74,83 @@ def _ours() -> list[RpcMethod]:
     return [m for m in all_methods(include_aliases=True) if m.handler.__module__.startswith("spydk.")]
 
 
-def _compare_value(ours: Param, theirs: dict[str, Any], path: str, spdk: dict[str, Any],
-                   out: list[str]) -> None:
-    """Append to ``out`` every way our parameter differs in type from SPDK's."""
-    t = theirs["type"]
-    if ours.type != t:
-        out.append(f"{path}: type {ours.type}, SPDK has {t}")
+INTS = {"int32", "uint32", "uint64", "int64", "uint16", "uint8", "number"}
+STRINGS = {"string", "uuid", "enum"}
+
+
+def _type_fits(p: Param, value: Any, path: str, out: list[str]) -> None:
+    """Append to ``out`` how ``value`` (as SPDK's client sends it) does not fit our declaration."""
+    if isinstance(value, bool):
+        ok = p.type in ("boolean",)
+    elif isinstance(value, int):
+        ok = p.type in INTS or p.type == "bitmask"
+    elif isinstance(value, float):
+        ok = p.type == "number"
+    elif isinstance(value, str):
+        ok = p.type in STRINGS or p.type == "bitmask"
+    elif isinstance(value, list):
+        ok = p.type == "array"
+        if ok and p.items is not None:
+            for v in value:
+                _type_fits(p.items, v, f"{path}[]", out)
+    elif isinstance(value, dict):
+        ok = p.type == "object"
+        if ok:
+            _fields_fit(p.fields, value, path, out)
+    else:
+        ok = value is None
+    if not ok:
+        out.append(f"{path}: SPDK's client sends {type(value).__name__}, we declare {p.type}")
+
+
+def _fields_fit(fields: tuple[Param, ...] | None, value: dict[str, Any], path: str, out: list[str]) -> None:
+    if fields is None:
         return
-    cls = theirs.get("class")
-    if cls is None:
-        return
-    if t == "enum":
-        if set(ours.choices) != set(spdk["enums"][cls]):
-            out.append(f"{path}: choices {sorted(ours.choices)}, SPDK has {sorted(spdk['enums'][cls])}")
-    elif t == "bitmask":
-        # The schema lists a bitmask's values as the enum named like the class in the singular.
-        values = spdk["enums"].get(cls.removesuffix("s"), [])
-        if set(ours.choices) != set(values):
-            out.append(f"{path}: values {sorted(ours.choices)}, SPDK has {sorted(values)}")
-    elif t == "object":
-        _compare_fields(ours.fields, spdk["objects"][cls], path, spdk, out)
-    elif t == "array":
-        arr = spdk["arrays"][cls]
-        if ours.items is None:
-            out.append(f"{path}: element type not declared, SPDK has {arr['item_type']}")
+    by_name = {f.name: f for f in fields}
+    for k, v in value.items():
+        f = by_name.get(k)
+        if f is None:
+            out.append(f"{path}.{k}: SPDK's client sends it, we do not declare it")
         else:
-            item = {"type": arr["item_type"], **({"class": arr["class"]} if "class" in arr else {})}
-            _compare_value(ours.items, item, f"{path}[]", spdk, out)
+            _type_fits(f, v, f"{path}.{k}", out)
 
 
-def _compare_fields(ours: tuple[Param, ...] | None, theirs: list[dict[str, Any]], path: str,
-                    spdk: dict[str, Any], out: list[str]) -> None:
-    if ours is None:
-        out.append(f"{path}: object fields not declared")
-        return
-    by_name = {f["name"]: f for f in theirs}
-    mine = {f.name for f in ours}
-    for f in ours:
-        s = by_name.get(f.name)
-        if s is None:
-            out.append(f"{path}.{f.name}: not a field of SPDK's object")
-            continue
-        _compare_value(f, s, f"{path}.{f.name}", spdk, out)
-        if f.required != bool(s.get("required")):
-            out.append(f"{path}.{f.name}: required={f.required}, SPDK says {bool(s.get('required'))}")
-    out.extend(f"{path}.{n}: SPDK requires it, we do not declare it"
-               for n, s in by_name.items() if s.get("required") and n not in mine)
-
-
-def mismatches(m: RpcMethod, spdk: dict[str, Any]) -> list[str]:
-    """Every difference between our declaration of ``m`` and SPDK's, minus OUR_PARAMS."""
-    theirs = {p["name"]: p for p in spdk["methods"][m.name]["params"]}
-    extensions = OUR_PARAMS.get(m.deprecated_alias_of or m.name, {})
+def mismatches(m: RpcMethod, requests: list[dict[str, Any]], minimal: dict[str, Any]) -> list[str]:
+    """Every way SPDK's client requests for ``m`` would be refused by our declaration."""
     out: list[str] = []
-    for p in m.schema.params:
-        s = theirs.get(p.name)
-        if s is None:
-            if p.name not in extensions:
-                out.append(f"{p.name}: SPDK has no such parameter")
-            continue
-        _compare_value(p, s, p.name, spdk, out)
-    for name, s in theirs.items():
-        mine = m.schema.by_name.get(name)
-        if s.get("required") and (mine is None or not mine.required):
-            out.append(f"{name}: SPDK requires it, ours is {'missing' if mine is None else 'optional'}")
-    return out
+    for params in requests:
+        for k, v in params.items():
+            p = m.schema.by_name.get(k)
+            if p is None:
+                out.append(f"{k}: SPDK's client sends it, we do not declare it")
+            else:
+                _type_fits(p, v, k, out)
+    out.extend(f"{p.name}: we require it, SPDK's client may leave it out"
+               for p in m.schema.params if p.required and p.name not in minimal)
+    return sorted(set(out))
 
 
-def test_shared_methods_match_spdk(spdk: dict[str, Any]) -> None:
+def test_shared_methods_accept_what_spdk_sends(spdk: dict[str, list[dict[str, Any]]]) -> None:
+    minimal = minimal_requests()
     report = {}
     for m in _ours():
-        if m.name in spdk["methods"]:
-            found = mismatches(m, spdk)
+        if m.name in spdk:
+            found = mismatches(m, spdk[m.name], minimal[m.name])
             if found:
                 report[m.name] = found
-    assert not report, "RPC declarations differ from SPDK's schema:\n" + "\n".join(
+    assert not report, "RPC declarations refuse what SPDK's client sends:\n" + "\n".join(
         f"  {name}: {'; '.join(found)}" for name, found in sorted(report.items()))
 
 
-def test_methods_spdk_lacks_are_listed(spdk: dict[str, Any]) -> None:
-    extra = sorted(m.name for m in _ours() if m.name not in spdk["methods"] and m.name not in OUR_METHODS)
-    assert not extra, f"methods SPDK does not have; rename them or list them in OUR_METHODS: {extra}"
+def test_methods_spdk_lacks_are_listed(spdk: dict[str, list[dict[str, Any]]]) -> None:
+    extra = sorted(m.name for m in _ours() if m.name not in spdk and m.name not in OUR_METHODS)
+    assert not extra, f"methods SPDK's client does not have; rename them or list them in OUR_METHODS: {extra}"
 
 
-def test_extension_lists_are_not_stale(spdk: dict[str, Any]) -> None:
+def test_extension_lists_are_not_stale(spdk: dict[str, list[dict[str, Any]]]) -> None:
     load_plugins()
-    for method, params in OUR_PARAMS.items():
-        m = get_method(method)
-        assert m is not None, f"OUR_PARAMS names {method}, which we do not register"
-        for name in params:
-            assert name in m.schema.by_name, f"OUR_PARAMS: {method} has no parameter {name}"
-            assert name not in {p["name"] for p in spdk["methods"][method]["params"]}, \
-                f"OUR_PARAMS: SPDK has {method}.{name} now; drop it from the list"
     for name in OUR_METHODS:
-        assert name not in spdk["methods"], f"OUR_METHODS: SPDK has {name}; drop it from the list"
+        assert name not in spdk, f"OUR_METHODS: SPDK has {name}; drop it from the list"
 
 
 @pytest.mark.parametrize("issue", sorted(ISSUE_METHODS))
@@ -188,22 +161,21 @@ def test_issue_methods_are_registered(issue: int) -> None:
     assert not missing, f"issue {issue} asks for methods we do not register: {missing}"
 
 
-def test_comparison_catches_differences(spdk: dict[str, Any]) -> None:
-    """The checker itself: a declaration with a wrong type, enum, field and name is reported."""
+def test_comparison_catches_differences() -> None:
+    """The checker itself: a wrong type, an undeclared name and an extra requirement are reported."""
     from spydk.rpc.schema import Schema
     bad = RpcMethod("bdev_get_iostat", lambda ctx: None, Schema((
         Param("names", "array", items=Param("n", "uint32")),
-        Param("reset_mode", "enum", choices=("all",)),
-        Param("per_chanel", "boolean"),
+        Param("per_chanel", "boolean", required=True),
     )))
-    found = "\n".join(mismatches(bad, spdk))
-    assert "names[]: type uint32, SPDK has string" in found
-    assert "reset_mode: choices" in found
-    assert "per_chanel: SPDK has no such parameter" in found
+    found = "\n".join(mismatches(bad, [{"names": ["Malloc0"], "per_channel": True}], {}))
+    assert "names[]: SPDK's client sends str, we declare uint32" in found
+    assert "per_channel: SPDK's client sends it, we do not declare it" in found
+    assert "per_chanel: we require it, SPDK's client may leave it out" in found
     ns = RpcMethod("nvmf_subsystem_add_ns", lambda ctx: None, Schema((
-        Param("nqn", "string"),
+        Param("nqn", "string", required=True),
         Param("namespace", "object", required=True, fields=(Param("nsid", "uint32"),)),
     )))
-    found = "\n".join(mismatches(ns, spdk))
-    assert "nqn: SPDK requires it, ours is optional" in found
-    assert "namespace.bdev_name: SPDK requires it" in found
+    found = "\n".join(mismatches(ns, [{"nqn": "n", "namespace": {"nsid": 1, "bdev_name": "b"}}],
+                                 {"nqn": "n", "namespace": {"bdev_name": "b"}}))
+    assert "namespace.bdev_name: SPDK's client sends it, we do not declare it" in found

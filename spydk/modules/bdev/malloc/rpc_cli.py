@@ -4,11 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from spydk.rpc.cli import Call, print_json
-
-
-def _mib_to_blocks(total_mib: float, block_size: int) -> int:
-    return int(total_mib * 1024 * 1024) // block_size
+from spydk.rpc.cli import Call, mib_to_blocks, positive, print_json
 
 
 def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
@@ -19,14 +15,14 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
 
     p = cmd("bdev_malloc_create", "Create a RAM disk",
             lambda a: print_json(call("bdev_malloc_create", {
-                "num_blocks": _mib_to_blocks(a.total_size, a.block_size), "block_size": a.block_size,
+                "num_blocks": mib_to_blocks(a.total_size, a.block_size), "block_size": a.block_size,
                 "physical_block_size": a.physical_block_size, "name": a.name, "uuid": a.uuid,
                 "optimal_io_boundary": a.optimal_io_boundary, "md_size": a.md_size,
                 "md_interleave": a.md_interleave or None, "dif_type": a.dif_type})))
     p.add_argument("-b", "--name", help="bdev name (default Malloc<N>)")
     p.add_argument("-u", "--uuid", help="UUID")
-    p.add_argument("total_size", type=float, help="size in MiB")
-    p.add_argument("block_size", type=int, help="block size in bytes")
+    p.add_argument("total_size", type=positive(float, " MiB"), help="size in MiB")
+    p.add_argument("block_size", type=positive(int, " bytes"), help="block size in bytes")
     p.add_argument("-p", "--physical-block-size", type=int, help="physical block size")
     p.add_argument("-o", "--optimal-io-boundary", type=int, help="split I/O at this boundary (blocks)")
     p.add_argument("-m", "--md-size", type=int, help="metadata size (not supported)")
