@@ -303,11 +303,10 @@ def test_ptpl_survives_a_restart_of_the_namespace(tmp_path: Path) -> None:
 def test_the_fast_path_honours_reservations(rh: object) -> None:
     """Bdev namespaces take the transport's fast path; while anyone is registered, I/O goes
     through the checked path and a conflicting host is refused there too."""
-    from spydk.bdev import bdev as core
     from spydk.modules.bdev.malloc.malloc import module as malloc_module
     from tests.nvmf.helpers import TestHost
 
-    from .test_fast_path import BdevEnv
+    from .test_fast_path import BdevEnv, core  # the bdev registry, as the fast-path tests reset it
     core._reset_for_tests()
     malloc_module.count = 0
     e = BdevEnv(rh)
