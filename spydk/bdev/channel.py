@@ -581,9 +581,19 @@ class BdevChannel:
         for_each_channel(self.bdev, _thaw_channel, _channels_thawed, io)
 
 
+_cb_failed: dict[str, int] = {}
+
+
 def _cb_raised(io: BdevIO) -> None:
-    # A completion callback's bug must not lose the other completions of its batch.
-    log.exception("completion callback %r raised for %r", io.cb, io)
+    # A completion callback's bug must not lose the other completions of its batch; it is
+    # logged once per callback (then counted) so a broken caller cannot flood the log.
+    cb = io.cb
+    name = str(getattr(cb, "__qualname__", None) or cb)
+    n = _cb_failed.get(name, 0)
+    _cb_failed[name] = n + 1
+    if n == 0:
+        log.exception("completion callback %s raised for %r (later failures of this callback "
+                      "are counted, not logged)", name, io)
 
 
 def _freeze_channel(it: ChannelIter, ioch: IoChannel) -> None:

@@ -19,10 +19,17 @@ from spydk.thread.io_channel import (
     put_io_channel,
 )
 from spydk.thread.reactor import TICK_RATE, Reactor, get_reactor, init_reactor, reactor_or_none
-from spydk.thread.thread import Poller, PollerState, Thread, get_thread, set_thread
+from spydk.thread.thread import (
+    POLLER_MAX_FAILURES,
+    Poller,
+    PollerState,
+    Thread,
+    get_thread,
+    set_thread,
+)
 
 __all__ = [
-    "TICK_RATE", "ChannelIter", "IoChannel", "Poller", "PollerState", "Reactor", "Thread",
+    "POLLER_MAX_FAILURES", "TICK_RATE", "ChannelIter", "IoChannel", "Poller", "PollerState", "Reactor", "Thread",
     "for_each_channel", "get_io_channel", "get_reactor", "get_thread", "init_reactor",
     "io_device_register", "io_device_unregister", "io_devices", "is_io_device",
     "put_io_channel", "reactor_or_none", "set_thread",

@@ -15,7 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from spydk.log import get_logger
 from spydk.thread.thread import Thread, set_thread
+
+log = get_logger("thread")
 
 
 class Reactor:
@@ -79,7 +82,10 @@ class Reactor:
         pending = False
         next_due: int | None = None
         for t in tuple(self.threads):
-            work += t.poll(now)
+            try:
+                work += t.poll(now)
+            except Exception:  # poll() contains its callbacks; this is a last line of defence
+                log.exception("thread %s: poll raised; the reactor keeps running", t.name)
             if t.has_pending():
                 pending = True
             due = t.next_timer_ns()
@@ -140,6 +146,9 @@ class Reactor:
             prev = set_thread(thread)
             try:
                 fn()
+            except Exception:
+                log.exception("thread %s: reader callback %s for fd %d raised", thread.name,
+                              getattr(fn, "__qualname__", fn), fd)
             finally:
                 set_thread(prev)
             if thread.has_pending():

@@ -15,12 +15,20 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from spydk.log import get_logger
+
 if TYPE_CHECKING:
     from spydk.thread.io_channel import IoChannel
     from spydk.thread.reactor import Reactor
 
 # How many messages one poll() runs before it gives pollers and sockets a turn.
 MSG_BATCH = 256
+
+# A poller that raises this many times in a row is unregistered: its bug must not cost
+# every iteration a traceback, and the thread's other pollers and messages keep running.
+POLLER_MAX_FAILURES = 3
+
+log = get_logger("thread")
 
 _ids = itertools.count(1)
 _poller_ids = itertools.count(1)
@@ -56,7 +64,7 @@ class Poller:
     """
 
     __slots__ = ("name", "id", "fn", "arg", "period_ns", "state", "thread", "run_count",
-                 "busy_count", "next_run", "_heap_seq")
+                 "busy_count", "next_run", "_heap_seq", "failures", "fail_count")
 
     def __init__(self, thread: Thread, fn: Callable[[Any], Any], arg: Any, period_us: int, name: str):
         self.name = name
@@ -70,6 +78,8 @@ class Poller:
         self.busy_count = 0
         self.next_run = 0
         self._heap_seq = 0
+        self.failures = 0      # consecutive runs that raised
+        self.fail_count = 0    # runs that raised, in all
 
     @property
     def period_us(self) -> int:
@@ -113,6 +123,8 @@ class Thread:
         self.busy_ns = 0
         self.in_interrupt = not reactor.poll_mode
         self.critical_msg = None
+        self.msg_failures = 0
+        self._msg_failed_names: set[str] = set()
 
     # -- messages ---------------------------------------------------------------------
 
@@ -204,16 +216,23 @@ class Thread:
             pop = msgs.popleft
             for _ in range(n):
                 fn, args = pop()
-                fn(*args)
+                try:
+                    fn(*args)
+                except Exception as e:
+                    self._message_raised(fn, e)
 
             if self._active:
                 for p in self._active:
                     if p.state is not PollerState.RUNNING:
                         continue
                     p.run_count += 1
-                    if p.fn(p.arg):
-                        p.busy_count += 1
-                        work += 1
+                    try:
+                        if p.fn(p.arg):
+                            p.busy_count += 1
+                            work += 1
+                        p.failures = 0
+                    except Exception as e:
+                        self._poller_raised(p, e)
                 if self._pollers_dirty:
                     self._active = [p for p in self._active if p.state is PollerState.RUNNING]
                     self._pollers_dirty = False
@@ -225,9 +244,13 @@ class Thread:
                     continue  # paused or unregistered since it was queued
                 self._timed_set.discard(p)
                 p.run_count += 1
-                if p.fn(p.arg):
-                    p.busy_count += 1
-                    work += 1
+                try:
+                    if p.fn(p.arg):
+                        p.busy_count += 1
+                        work += 1
+                    p.failures = 0
+                except Exception as e:
+                    self._poller_raised(p, e)
                 if p.state is PollerState.RUNNING and p not in self._timed_set:
                     p.next_run = now + p.period_ns
                     self._push_timed(p)
@@ -238,6 +261,26 @@ class Thread:
         if self.exiting and not self.exited:
             self._try_finish_exit()
         return work
+
+    def _message_raised(self, fn: Callable[..., Any], e: Exception) -> None:
+        # Logged with a traceback the first time a message of this name fails, counted after.
+        self.msg_failures += 1
+        name = str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or fn)
+        if name not in self._msg_failed_names:
+            self._msg_failed_names.add(name)
+            log.error("thread %s: message %s raised %s: %s (later failures of this message are "
+                      "counted, not logged)", self.name, name, type(e).__name__, e, exc_info=e)
+
+    def _poller_raised(self, p: Poller, e: Exception) -> None:
+        p.failures += 1
+        p.fail_count += 1
+        if p.fail_count == 1:
+            log.error("thread %s: poller %s raised %s: %s", self.name, p.name, type(e).__name__, e,
+                      exc_info=e)
+        if p.failures >= POLLER_MAX_FAILURES and p.state is not PollerState.UNREGISTERED:
+            log.error("thread %s: poller %s raised %d times in a row; unregistered",
+                      self.name, p.name, p.failures)
+            self._unregister_poller(p)
 
     def has_pending(self) -> bool:
         """True when the next poll has work that cannot wait for an event (messages or period-0 pollers)."""
