@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from spydk.bdev.io import (
@@ -450,8 +451,9 @@ class BdevChannel:
         parent.split_status = SUCCESS
         parent.split_byte = 0
         parent.driver_ctx = zero  # zero-fill: children write the shared zero buffer
-        if not zero and parent.iovs is None:
-            self._attach_pool_buf(parent)
+        if not zero and parent.iovs is None and not self._attach_pool_buf(parent):
+            self._wait_pool_buf(parent, self._split_continue)
+            return
         self._split_continue(parent)
 
     def _split_continue(self, parent: BdevIO) -> None:
@@ -538,12 +540,25 @@ class BdevChannel:
         parent.status = parent.split_status
         self._finish(parent)
 
-    def _attach_pool_buf(self, io: BdevIO) -> None:
-        buf = iobuf_pool.get(io.nbytes)
+    def _attach_pool_buf(self, io: BdevIO, buf: memoryview | None = None) -> bool:
+        """Give io a pooled buffer; False when the pool is exhausted (see _wait_pool_buf)."""
+        if buf is None:
+            buf = iobuf_pool.get(io.nbytes)
+            if buf is None:
+                return False
         io.pool_buf = buf
         iov1 = io._iov1
         iov1[0] = buf if len(buf) == io.nbytes else buf[:io.nbytes]
         io.iovs = iov1
+        return True
+
+    def _wait_pool_buf(self, io: BdevIO, then: Callable[[BdevIO], Any]) -> None:
+        """Queue io for the next free buffer of its size, then continue with then(io) on this
+        channel's thread: the pool never grows past its counts."""
+        def got(buf: memoryview) -> None:
+            self._attach_pool_buf(io, buf)
+            self.thread.send_msg(then, io)
+        iobuf_pool.wait(io.nbytes, got)
 
     def _emulate_compare(self, io: BdevIO) -> None:
         io.stage = STAGE_COMPARE_READ
@@ -558,9 +573,16 @@ class BdevChannel:
         io.split_status = SUCCESS
         io.split_outstanding = 1
         child = self._child(io, READ, io.offset_blocks, io.num_blocks, None)
-        self._attach_pool_buf(child)
-        io.driver_ctx = child.iovs[0]  # type: ignore[index]
-        child.iovs = [io.driver_ctx]
+        if not self._attach_pool_buf(child):
+            self._wait_pool_buf(child, self._bounce_submit)
+            return
+        self._bounce_submit(child)
+
+    def _bounce_submit(self, child: BdevIO) -> None:
+        parent = child.parent
+        assert parent is not None
+        parent.driver_ctx = child.iovs[0]  # type: ignore[index]
+        child.iovs = [parent.driver_ctx]
         self._to_module(child)
 
     # -- reset --------------------------------------------------------------------------

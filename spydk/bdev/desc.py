@@ -15,6 +15,7 @@ from typing import Any
 
 from spydk.bdev.bdev import Bdev, BdevEvent, EventCb, _Status
 from spydk.bdev.channel import BdevChannel, _iovs_len, slice_iovs
+from spydk.bdev.iobuf import pool as iobuf_pool
 from spydk.bdev.io import (
     COMPARE,
     COMPARE_AND_WRITE,
@@ -106,11 +107,15 @@ class BdevDesc:
             if io is None:
                 return ENOMEM
         io.nbytes = nbytes
+        wait_buf = False
         if buf is None:
             if bdev.zcopy_read and not ch.split_check:
                 io.iovs = None
-            else:
-                ch._attach_pool_buf(io)
+            elif nbytes > iobuf_pool.opts.oversize_bytes:
+                ch.free.append(io)
+                return EINVAL
+            elif not ch._attach_pool_buf(io):
+                wait_buf = True
         else:
             if len(buf) != nbytes:
                 if len(buf) < nbytes:
@@ -124,6 +129,12 @@ class BdevDesc:
         io.num_blocks = num_blocks
         io.cb = cb
         io.cb_arg = cb_arg
+        if wait_buf:  # the pool is exhausted: submitted once a buffer is given back
+            io.status = PENDING
+            io.submit_ns = _now()
+            ch.outstanding += 1
+            ch._wait_pool_buf(io, ch._submit_slow)
+            return 0
         # ch.submit(io), inlined: this is the hot path
         io.status = PENDING
         io.submit_ns = _now()

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from spydk import bdev as bdev_mod
 from spydk.bdev import io as bio
-from spydk.bdev.iobuf import pool as iobuf_pool
 from spydk.nvme.spec import GenericStatus, MediaStatus, StatusCodeType
 from spydk.nvmf.io import complete_fused
 
@@ -137,15 +136,10 @@ class BdevBackend:
     # -- I/O ------------------------------------------------------------------------------------
 
     def read(self, req: Request, offset_blocks: int, num_blocks: int) -> None:
-        ch = self._ch or self._channel()
-        if self.zcopy:
-            rc = self.desc.read_blocks(ch, None, offset_blocks, num_blocks, _read_zcopy_done, req)
-        else:
-            n = num_blocks * self.block_size
-            buf = iobuf_pool.get(n)
-            req.pool_buf = buf
-            req.data = view = buf[:n]
-            rc = self.desc.read_blocks(ch, view, offset_blocks, num_blocks, _done, req)
+        # No buffer: the bdev's own memory (zero-copy) or a pooled buffer the layer supplies,
+        # waiting for one when the pool is exhausted; given back once the data is sent.
+        rc = self.desc.read_blocks(self._ch or self._channel(), None, offset_blocks, num_blocks,
+                                   _read_zcopy_done, req)
         if rc:
             req.io_done(rc_status(rc))
 

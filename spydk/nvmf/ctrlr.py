@@ -715,4 +715,11 @@ class Controller:
                 qp.fused_first = None
                 victim.fail(GenericStatus.ABORTED_BY_REQUEST, dnr=False)
                 req.dw0 = 0
+            elif victim is not None and victim is not req:
+                # Not started yet (waiting for a buffer or its data): the transport can abort
+                # it. Commands executing in a bdev (and the I/O fast path's, which are always
+                # executing) are not aborted: no bdev module implements ABORT.
+                abort = getattr(qp.owner, "abort_request", None)
+                if abort is not None and abort(victim):
+                    req.dw0 = 0
         req.complete()

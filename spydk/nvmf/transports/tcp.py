@@ -57,6 +57,10 @@ _OPC_READ, _OPC_WRITE = 0x02, 0x01
 _CapsuleCommand = tcp.CapsuleCommand
 _H2CData = tcp.H2CData
 FABRICS = spec.FABRICS_OPCODE
+_FCTYPE_CONNECT = 0x01
+CONNECT_DATA_LEN = 1024  # the Connect command's data is exactly this (NVMe over Fabrics 1.1)
+_ST_ABORTED = GenericStatus.ABORTED_BY_REQUEST << 1
+_CAPSULE_HDR = struct.Struct("<BBBBI")
 _now = time.monotonic_ns
 
 
@@ -122,7 +126,14 @@ class TcpConnection(asyncio.BufferedProtocol):
         self.pool_bufs: list[memoryview] = []  # given back once their data is on the wire
         self.r2t_reqs: dict[int, Request] = {}
         self.r2t_bad: set[int] = set()
+        self.r2t_aborted: set[int] = set()  # ttags whose command was aborted while its data came
         self.next_ttag = 0
+        # Commands received and not yet answered; a host may have at most its SQ's entries
+        # outstanding (the transport's queue depth until Connect says how many).
+        self.inflight = 0
+        self.max_inflight = max(tr.opts.max_queue_depth, tr.opts.max_aq_depth)
+        # Commands waiting for a pooled receive buffer: cid -> (request, pool waiter).
+        self.buf_wait: dict[int, tuple[Request, Any]] = {}
         self.closing = False
         self.in_batch = False
         self.flush_scheduled = False
@@ -174,9 +185,29 @@ class TcpConnection(asyncio.BufferedProtocol):
             self.tgt.qpair_closed(self.qp)
         finally:
             set_thread(prev)
+        put = self.tr.pool.put
+        for req in self.r2t_reqs.values():
+            if req.pool_buf is not None:
+                put(req.pool_buf)
+                req.pool_buf = None
         self.r2t_reqs.clear()
         self.out.clear()
+        for b in self.pool_bufs:
+            put(b)
         self.pool_bufs.clear()
+        for _req, waiter in self.buf_wait.values():
+            self.tr.pool.cancel(waiter)
+        self.buf_wait.clear()
+
+    def pause_writing(self) -> None:
+        # The host does not read what we send: stop reading its commands until it does, so
+        # what we queue for it stays bounded by its queue depth.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
 
     # -- receive path ----------------------------------------------------------------------------
 
@@ -202,6 +233,10 @@ class TcpConnection(asyncio.BufferedProtocol):
                 ev = pop()
                 t = type(ev)
                 if t is _CapsuleCommand:
+                    self.inflight += 1
+                    if self.inflight > self.max_inflight:
+                        self._too_many(ev)  # type: ignore[arg-type]
+                        break
                     if nss is not None:
                         opc, flags, cid, nsid, addr, length, ts, slba, cdw12 = _IO_UNPACK(ev.sqe)  # type: ignore[union-attr]
                         ns = nss.get(nsid) if flags == _FLAGS_SGL else None
@@ -241,6 +276,8 @@ class TcpConnection(asyncio.BufferedProtocol):
                         heads = 0
                     self._capsule(ev)  # type: ignore[arg-type]
                     if qp.ctrlr is not ctrlr:  # a Connect (or a disconnect) changed the queue
+                        if qp.ctrlr is not None:
+                            self.max_inflight = qp.sqsize + 1
                         if reads or writes:
                             self._count_io(ctrlr, reads, read_bytes, writes, write_bytes)
                             reads = read_bytes = writes = write_bytes = 0
@@ -292,6 +329,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         if pb is not None:  # not zero-copy after all (e.g. a split read): keep it until sent
             io.pool_buf = None
             self.pool_bufs.append(pb)
+        self.inflight -= 1
         if self.c2h_success and len(iovs) == 1:
             self.tq.append_c2h_data(self.out, arg & 0xFFFF, iovs[0])
         else:
@@ -312,6 +350,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         if self.closing:
             return
         qp = self.qp
+        self.inflight -= 1
         self.tq.append_response(self.out, arg & 0xFFFF, 0, 0, 0, qp.sq_head % (qp.sqsize + 1), qp.qid)
         self.tgt.completed_nvme_io += 1
         if not self.in_batch and not self.flush_scheduled:
@@ -348,7 +387,21 @@ class TcpConnection(asyncio.BufferedProtocol):
             self.disconnect("connection closed by the host")
 
     def _fail_cid(self, cid: int, status: int) -> None:
+        self.inflight -= 1
         self.out += self.tq.send_response(cid, status, sqid=max(self.qp.qid, 0))
+
+    def _host_error(self, fes: int, fei: int, reason: str, header: bytes) -> None:
+        """The host broke the protocol: C2HTermReq carrying the offending header, one log
+        line, close this connection (and only it)."""
+        log.error("NVMe/TCP connection from %s: %s (FES %d); terminating it",
+                  self.peer.get("traddr", "?"), reason, fes)
+        self.out += self.tq.send_term_req(fes, fei, header)
+        self.disconnect(reason)
+
+    def _too_many(self, ev: tcp.CapsuleCommand) -> None:
+        self._host_error(tcp.Fes.PDU_SEQUENCE_ERROR, 0,
+                         f"{self.inflight} commands outstanding on a queue of {self.max_inflight} entries",
+                         _capsule_header(ev))
 
     def _capsule(self, ev: tcp.CapsuleCommand) -> None:
         sqe = ev.sqe
@@ -380,32 +433,91 @@ class TcpConnection(asyncio.BufferedProtocol):
             elif ts != _SGL_TRANSPORT:
                 self._fail_cid(cid, _ST_SGL_TYPE)
                 return
-            if length > self.max_io and opc != FABRICS:
+            if length > self.max_io:
                 self._fail_cid(cid, _ST_SGL_LENGTH)
+                if opc == FABRICS and sqe[4] == _FCTYPE_CONNECT:
+                    self._refuse_connect(length)
                 return
             if xfer == 3:
                 self._fail_cid(cid, _ST_INVALID_FIELD)
                 return
+        if opc == FABRICS and sqe[4] == _FCTYPE_CONNECT and length != CONNECT_DATA_LEN:
+            # Refused before anything is allocated for it; the host is not admitted.
+            self._fail_cid(cid, _ST_SGL_LENGTH)
+            self._refuse_connect(length)
+            return
+        if cid in qp.outstanding or cid in self.buf_wait:
+            self._host_error(tcp.Fes.INVALID_HEADER_FIELD, 10,
+                             f"CID {cid} reused while that command is outstanding", _capsule_header(ev))
+            return
         req = Request(qp, sqe, cid, opc, flags, nsid, xfer, length, data)
         if xfer == 1 and data is None and length:
-            # Ask for the data, received straight into a pooled buffer.
-            buf = self.tr.pool.get(length)
-            req.pool_buf = buf
-            dest = buf[:length]
-            req.data = dest
-            ttag = self.next_ttag
-            self.next_ttag = (ttag + 1) & 0xFFFF
-            self.r2t_reqs[ttag] = req
+            # Ask for the data, received straight into a pooled buffer (once one is free).
             qp.outstanding[cid] = req
-            self.out += self.tq.send_r2t(cid, ttag, 0, length, dest=dest)
+            buf = self.tr.pool.get(length)
+            if buf is None:
+                def got(b: memoryview, req: Request = req) -> None:
+                    self._got_buffer(req, b)
+                self.buf_wait[cid] = (req, got)
+                self.tr.pool.wait(length, got)
+                return
+            self._send_r2t(req, buf)
             return
         nvmf_ctrlr.exec_request(self.tgt, req)
         if opc == FABRICS and qp.qid > 0 and self.tq.max_incapsule_data != self.opts.in_capsule_data_size:
             self.tq.max_incapsule_data = self.opts.in_capsule_data_size
 
+    def _refuse_connect(self, length: int) -> None:
+        log.error("NVMe/TCP connection from %s: Connect with %d bytes of data (must be %d); "
+                  "refused and closed", self.peer.get("traddr", "?"), length, CONNECT_DATA_LEN)
+        self.disconnect("Connect data of the wrong size")
+
+    def _send_r2t(self, req: Request, buf: memoryview) -> None:
+        length = req.length
+        req.pool_buf = buf
+        dest = buf[:length]
+        req.data = dest
+        ttag = self.next_ttag
+        r2ts = self.r2t_reqs
+        while ttag in r2ts:  # after a wrap: skip tags still waiting for their data
+            ttag = (ttag + 1) & 0xFFFF
+        self.next_ttag = (ttag + 1) & 0xFFFF
+        r2ts[ttag] = req
+        self.out += self.tq.send_r2t(req.cid, ttag, 0, length, dest=dest)
+
+    def _got_buffer(self, req: Request, buf: memoryview) -> None:
+        """The pool had no buffer when req arrived; this one was just given back."""
+        if self.closing or self.buf_wait.pop(req.cid, (None,))[0] is not req:
+            self.tr.pool.put(buf)
+            return
+        self._send_r2t(req, buf)
+        if not self.in_batch and not self.flush_scheduled:
+            self._schedule_flush()
+
+    def abort_request(self, req: Request) -> bool:
+        """Abort a command that has not started executing: one waiting for a buffer completes
+        at once; one waiting for its data completes, as aborted, when the data is in (the host
+        may already be sending it). Commands executing in the bdev cannot be aborted."""
+        w = self.buf_wait.get(req.cid)
+        if w is not None and w[0] is req:
+            del self.buf_wait[req.cid]
+            self.tr.pool.cancel(w[1])
+            req.io_done(_ST_ABORTED)
+            return True
+        for ttag, r in self.r2t_reqs.items():
+            if r is req:
+                self.r2t_aborted.add(ttag)
+                return True
+        return False
+
     def _h2c_done(self, ttag: int) -> None:
         req = self.r2t_reqs.pop(ttag, None)
         if req is None:
+            return
+        if self.r2t_aborted and ttag in self.r2t_aborted:
+            self.r2t_aborted.discard(ttag)
+            self.r2t_bad.discard(ttag)
+            req.io_done(_ST_ABORTED)
             return
         if ttag in self.r2t_bad:
             self.r2t_bad.discard(ttag)
@@ -417,7 +529,11 @@ class TcpConnection(asyncio.BufferedProtocol):
 
     def send_completion(self, req: Request) -> None:
         if self.closing:
+            if req.pool_buf is not None:  # nothing will be sent: the buffer is free now
+                self.tr.pool.put(req.pool_buf)
+                req.pool_buf = None
             return
+        self.inflight -= 1
         tq = self.tq
         qp = self.qp
         data = req.data
@@ -466,11 +582,10 @@ class TcpConnection(asyncio.BufferedProtocol):
         if bufs:
             self.pool_bufs = []
             # Buffers still queued in the transport are left to the garbage collector
-            # rather than reused under the socket's feet.
-            if not t.get_write_buffer_size():
-                put = self.tr.pool.put
-                for b in bufs:
-                    put(b)
+            # rather than reused under the socket's feet (they stop counting in the pool).
+            put = self.tr.pool.put if not t.get_write_buffer_size() else self.tr.pool.forget
+            for b in bufs:
+                put(b)
         if self.closing:
             t.close()
 
@@ -487,3 +602,9 @@ class TcpConnection(asyncio.BufferedProtocol):
             self._flush()
         else:
             self.transport.close()
+
+
+def _capsule_header(ev: tcp.CapsuleCommand) -> bytes:
+    """The header of a received CapsuleCmd PDU (undigested form), for a TermReq."""
+    dlen = len(ev.data) if ev.data is not None else 0
+    return _CAPSULE_HDR.pack(4, 0, 72, 72 if dlen else 0, 72 + dlen) + bytes(ev.sqe)
