@@ -89,9 +89,23 @@ class CommandPhase(ConnectionCore):
             edtl = _U32.unpack_from(header, 20)[0]
             if dlen > edtl or edtl > self.config.max_write_length or self._staged is not None:
                 return None
+            if header[0] & _IMM and self._immediate_full(edtl):
+                return None  # rejected when handled: nothing is allocated for it
             self._staged = buf = self.pool.get(edtl)
             return memoryview(buf)[:dlen]
         return None
+
+    def _immediate_full(self, edtl: int) -> bool:
+        """True if one more immediate command (with edtl bytes to write) is too many."""
+        n = 0
+        nbytes = edtl
+        for c in self._cmds.values():
+            if c.immediate:
+                n += 1
+                if c.write:
+                    nbytes += c.edtl
+        cfg = self.config
+        return n >= cfg.max_immediate_commands or nbytes > cfg.max_immediate_bytes
 
     def _release_staged(self) -> None:
         if self._staged is not None:
@@ -122,6 +136,10 @@ class CommandPhase(ConnectionCore):
             reason = RejectReason.COMMAND_NOT_SUPPORTED if itt not in self._cmds and itt != _R else \
                 RejectReason.INVALID_PDU_FIELD
             return self._reject(reason, pdu.header)
+        if immediate and self._immediate_full(edtl if flags & _W else 0):
+            if staged is not None:
+                self.pool.put(staged)
+            return self._reject(RejectReason.IMMEDIATE_COMMAND_REJECT, pdu.header)
         free = self._free
         if free:
             cmd = free.pop()

@@ -148,6 +148,10 @@ class TargetConfig:
     login_timeout: float = 30.0     # login must reach Full Feature Phase within this
     direct_placement_threshold: int = 16384
     max_write_length: int = 16 << 20  # larger writes are rejected (bounds per-task buffers)
+    # Immediate commands skip the CmdSN window, so they are bounded on their own (per
+    # connection): more are rejected with "too many immediate commands" (RFC 7143 11.17.1).
+    max_immediate_commands: int = 8
+    max_immediate_bytes: int = 16 << 20  # write buffers of outstanding immediate commands
     max_tasks_cached: int = 128
 
 

@@ -222,21 +222,27 @@ class BufferPool:
     Data-Out payloads are placed straight into these (see ``pdu.PduReader.place``), so a
     write costs at most one copy out of the receive ring, and none for large segments.
     A target layer with its own DMA-able memory can pass any object with get/put.
+    What is kept for reuse is bounded in count per class and in bytes in all.
     """
 
-    def __init__(self, max_cached_per_class: int = 64) -> None:
+    def __init__(self, max_cached_per_class: int = 64, max_cached_bytes: int = 32 << 20) -> None:
         self._free: dict[int, list[bytearray]] = {}
         self._max = max_cached_per_class
+        self._max_bytes = max_cached_bytes
+        self.cached_bytes = 0
 
     def get(self, size: int) -> bytearray:
         cls = max(size - 1, 511).bit_length()
         lst = self._free.get(cls)
         if lst:
-            return lst.pop()
+            buf = lst.pop()
+            self.cached_bytes -= len(buf)
+            return buf
         return bytearray(1 << cls)
 
     def put(self, buf: bytearray) -> None:
         cls = (len(buf) - 1).bit_length()
         lst = self._free.setdefault(cls, [])
-        if len(lst) < self._max:
+        if len(lst) < self._max and self.cached_bytes + len(buf) <= self._max_bytes:
             lst.append(buf)
+            self.cached_bytes += len(buf)

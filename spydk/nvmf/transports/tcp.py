@@ -169,7 +169,14 @@ class TcpConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.tq.buffer_updated(nbytes)
-        self._process()
+        try:
+            self._process()
+        except Exception:  # a bug of ours: this connection goes, the target stays
+            log.exception("NVMe/TCP connection from %s: internal error; closing it",
+                          self.peer.get("traddr", "?"))
+            self.disconnect("internal error")
+            if self.transport is not None:
+                self.transport.close()
 
     def eof_received(self) -> bool:
         self.tq.eof_received()
