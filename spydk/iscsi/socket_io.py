@@ -43,6 +43,11 @@ log = get_logger("iscsi")
 
 _conn_ids = itertools.count()
 MAX_WRITE_LENGTH = 32 << 20
+# Limits an initiator cannot negotiate (docs/reliability.md): connections per portal group
+# past the cap are closed at accept; login must reach Full Feature Phase within LOGIN_TIMEOUT
+# seconds (a client that connects and sends nothing, or half a PDU, is closed then).
+MAX_CONNECTIONS_PER_PORTAL_GROUP = 1024
+LOGIN_TIMEOUT = 30.0
 
 
 def target_config(t: IscsiTarget) -> TargetConfig:
@@ -55,7 +60,7 @@ def target_config(t: IscsiTarget) -> TargetConfig:
     # reach it; larger ones are refused by the connection before any buffer is allocated.
     return TargetConfig(limits=limits, queue_depth=o.max_queue_depth,
                         nop_interval=float(o.nop_in_interval), nop_timeout=float(o.nop_timeout),
-                        max_write_length=MAX_WRITE_LENGTH)
+                        max_write_length=MAX_WRITE_LENGTH, login_timeout=LOGIN_TIMEOUT)
 
 
 class IscsiProtocol(asyncio.BufferedProtocol):
@@ -83,6 +88,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self._on_complete = self._task_done  # one bound method for every task
         self._loop = glue.loop
         self._thread = glue.thread
+        self.counted = False  # counted in its portal group's connections
 
     # -- asyncio callbacks -------------------------------------------------------------
 
@@ -94,6 +100,20 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername") or ("", 0)
         local = transport.get_extra_info("sockname") or ("", 0)
         self.initiator_addr, self.target_addr = str(peer[0]), str(local[0])
+        g = self.glue
+        n = g.per_group.get(self.group.tag, 0)
+        if n >= MAX_CONNECTIONS_PER_PORTAL_GROUP:
+            g.refused += 1
+            if g.refused == 1 or g.refused % 1000 == 0:
+                log.warning("iSCSI portal group %d: %d connections open (limit %d); refusing %s "
+                            "(%d refused so far)", self.group.tag, n, MAX_CONNECTIONS_PER_PORTAL_GROUP,
+                            self.initiator_addr, g.refused)
+            self.state_name = "exited"
+            self.transport = None
+            transport.close()
+            return
+        g.per_group[self.group.tag] = n + 1
+        self.counted = True
         config = dataclasses.replace(self.glue.config)
         policy = PortalPolicy(self.glue.target, self.group, self.target_addr, str(local[1]), config,
                               self.glue.session_count)
@@ -134,7 +154,24 @@ class IscsiProtocol(asyncio.BufferedProtocol):
     def eof_received(self) -> bool:
         return False  # close our side too
 
+    def pause_writing(self) -> None:
+        # The initiator does not read what we send: stop reading its commands until it does.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.counted:
+            return  # refused at accept
+        self.counted = False
+        left = self.glue.per_group.get(self.group.tag, 1) - 1
+        if left > 0:
+            self.glue.per_group[self.group.tag] = left
+        else:
+            self.glue.per_group.pop(self.group.tag, None)
         self.state_name = "exited"
         if self._timer is not None:
             self._timer.cancel()
@@ -356,6 +393,8 @@ class TargetGlue:
         self.config = target_config(target)
         self.open_backend = open_backend
         self.protocols: dict[ConnectionCore, IscsiProtocol] = {}
+        self.per_group: dict[int, int] = {}  # open connections per portal group tag
+        self.refused = 0
 
     def session_count(self) -> int:
         return len(self.registry)

@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 log = get_logger("nvmf")
 
 MAXH2CDATA = 131072
+# Limits a peer cannot negotiate (docs/reliability.md). Connections past the cap are closed
+# at accept; a connection has ADMISSION_TIMEOUT seconds to send its ICReq and a Connect that
+# succeeds (a client that connects and sends nothing, or half a PDU, is closed then).
+MAX_CONNECTIONS_PER_LISTENER = 1024
+ADMISSION_TIMEOUT = 10.0
 _ST_TRANSIENT = (GenericStatus.TRANSIENT_TRANSPORT_ERROR << 1)
 _ST_SGL_LENGTH = (GenericStatus.DATA_SGL_LENGTH_INVALID << 1) | (1 << 15)
 _ST_SGL_TYPE = (GenericStatus.SGL_DESCRIPTOR_TYPE_INVALID << 1) | (1 << 15)
@@ -74,6 +79,10 @@ class TcpTransport(Transport):
         self.connections: set[TcpConnection] = set()
         self.pool = iobuf.pool
         self.thread: Thread | None = None
+        self.max_connections_per_listener = MAX_CONNECTIONS_PER_LISTENER
+        self.admission_timeout = ADMISSION_TIMEOUT
+        self.per_listener: dict[ListenAddress, int] = {}
+        self.refused = 0  # connections closed at accept (over the cap)
 
     async def listen(self, addr: ListenAddress) -> None:
         loop = asyncio.get_running_loop()
@@ -141,6 +150,8 @@ class TcpConnection(asyncio.BufferedProtocol):
         self.max_io = self.opts.max_io_size
         self.thread: Thread | None = None
         self.peer: dict[str, str] = {}
+        self.counted = False  # counted in the listener's connections
+        self.admission_timer: asyncio.TimerHandle | None = None
         self._read_cb = self._read_done  # bound once: the bdev callbacks of the fast path
         self._write_cb = self._write_done
 
@@ -160,9 +171,36 @@ class TcpConnection(asyncio.BufferedProtocol):
             self.peer = {"trtype": "TCP", "adrfam": fam, "traddr": str(peer[0]),
                          "trsvcid": str(peer[1])}
         self.qp.peer_address = self.peer
-        self.tr.connections.add(self)
+        tr = self.tr
+        n = tr.per_listener.get(self.listen_address, 0)
+        if n >= tr.max_connections_per_listener:
+            tr.refused += 1
+            if tr.refused == 1 or tr.refused % 1000 == 0:
+                log.warning("NVMe/TCP listener %s: %d connections open (limit %d); refusing %s "
+                            "(%d refused so far)", self.listen_address, n, tr.max_connections_per_listener,
+                            self.peer.get("traddr", "?"), tr.refused)
+            self.closing = True
+            transport.close()
+            return
+        tr.per_listener[self.listen_address] = n + 1
+        self.counted = True
+        tr.connections.add(self)
         self.tgt.qpair_opened(self.qp)
         self.thread = self.tgt.thread
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven without an event loop (tests)
+            return
+        self.admission_timer = loop.call_later(tr.admission_timeout, self._admission_expired)
+
+    def _admission_expired(self) -> None:
+        self.admission_timer = None
+        if self.qp.ctrlr is None and not self.closing:
+            log.error("NVMe/TCP connection from %s: no successful Connect within %.0f s; closing it",
+                      self.peer.get("traddr", "?"), self.tr.admission_timeout)
+            self.disconnect("admission timeout")
+            if self.transport is not None:
+                self.transport.close()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.tq.get_buffer(sizehint)
@@ -186,6 +224,18 @@ class TcpConnection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.transport = None
+        if self.admission_timer is not None:
+            self.admission_timer.cancel()
+            self.admission_timer = None
+        if not self.counted:
+            return  # refused at accept: nothing was set up
+        self.counted = False
+        tr = self.tr
+        left = tr.per_listener.get(self.listen_address, 1) - 1
+        if left > 0:
+            tr.per_listener[self.listen_address] = left
+        else:
+            tr.per_listener.pop(self.listen_address, None)
         self.tr.connections.discard(self)
         prev = set_thread(self.thread) if self.thread is not None else get_thread()
         try:
