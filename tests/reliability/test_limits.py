@@ -20,7 +20,6 @@ from spydk.nvmf import transport_tcp
 from spydk.nvmf.testing import SocketHost
 from spydk.nvmf.tgt import get_target
 from spydk.testing import AppHarness
-
 from tests.iscsi_tgt.initiator import Initiator, IscsiTestError
 
 NQN = "nqn.2016-06.io.spdk:cnode1"
