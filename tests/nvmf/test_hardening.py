@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from spydk.bdev.iobuf import pool
-from spydk.nvme import fabrics_spec as fab
 from spydk.nvme import spec, tcp
 from spydk.nvme.spec import AdminOpcode, GenericStatus, NvmOpcode
-from spydk.nvmf.testing import HOSTID, HOSTNQN, FakeTransport, push_bytes, sgl_incapsule, sgl_transport
+from spydk.nvme.spec import fabrics as fab
+from spydk.nvme.spec.tcp import Fes
 from spydk.nvmf.transport import TransportOptions
-from spydk.nvmf.transport_tcp import TcpConnection
+from spydk.nvmf.transports.tcp import TcpConnection
+from tests.nvmf.helpers import HOSTID, HOSTNQN, FakeTransport, push_bytes, sgl_incapsule, sgl_transport
 
 from .conftest import ADDR, NQN, Env, Link
 
@@ -233,7 +234,7 @@ def test_more_commands_than_the_sq_size_is_a_protocol_error(env: Env, caplog: An
     assert types.count(9) == 32  # one R2T per admitted command, no more
     assert types[-1] == 3, "the connection must end with a C2HTermReq"
     fes = struct.unpack_from("<H", got[-1][1], 8)[0]
-    assert fes == tcp.Fes.PDU_SEQUENCE_ERROR
+    assert fes == Fes.PDU_SEQUENCE_ERROR
     assert r.closed
     assert pool.large_created - created <= 32
     errs = [x for x in caplog.records if x.levelno >= logging.ERROR and "outstanding" in x.getMessage()]
@@ -303,7 +304,7 @@ def test_cid_reused_while_its_r2t_is_outstanding(env: Env, caplog: Any) -> None:
     got = r.send(capsule(write_sqe(5, 64, 8192)))
     assert [t for t, _ in got] == [3]
     fes, fei = struct.unpack_from("<HI", got[0][1], 8)
-    assert fes == tcp.Fes.INVALID_HEADER_FIELD and fei == 10  # the CID field of the CapsuleCmd
+    assert fes == Fes.INVALID_HEADER_FIELD and fei == 10  # the CID field of the CapsuleCmd
     assert r.closed
     errs = [x for x in caplog.records if x.levelno >= logging.ERROR]
     assert len(errs) == 1 and "CID 5" in errs[0].getMessage() and "\n" not in errs[0].getMessage()
@@ -332,7 +333,7 @@ def test_h2c_data_for_an_unknown_ttag_is_a_term_req(env: Env, caplog: Any) -> No
     r = Raw.of(env, lk)
     got = r.send(h2c_data(1, 999, 0, b"x" * 512))
     assert [t for t, _ in got] == [3]
-    assert struct.unpack_from("<H", got[0][1], 8)[0] == tcp.Fes.INVALID_HEADER_FIELD
+    assert struct.unpack_from("<H", got[0][1], 8)[0] == Fes.INVALID_HEADER_FIELD
     assert r.closed
 
 

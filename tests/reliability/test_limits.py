@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from spydk.iscsi import portal as iscsi_portal
-from spydk.nvme import fabrics_spec as fab
+from spydk.iscsi import socket_io as iscsi_portal
 from spydk.nvme import tcp
-from spydk.nvmf import transport_tcp
-from spydk.nvmf.testing import SocketHost
+from spydk.nvme.spec import fabrics as fab
 from spydk.nvmf.tgt import get_target
+from spydk.nvmf.transports import tcp as transport_tcp
 from spydk.testing import AppHarness
 from tests.iscsi_tgt.initiator import Initiator, IscsiTestError
+from tests.nvmf.helpers import SocketHost
 
 NQN = "nqn.2016-06.io.spdk:cnode1"
 IQN = "iqn.2016-06.io.spdk:disk1"
@@ -231,7 +231,7 @@ def test_nvme_tcp_queue_depth_and_pool_over_sockets(tgt: Target) -> None:
         h = tgt.nvme_host()
         assert h.connect_io(NQN, cntlid, sqsize=15).status == 0
         from spydk.nvme import spec
-        from spydk.nvmf.testing import sgl_transport
+        from tests.nvmf.helpers import sgl_transport
         out = b""
         for cid in range(17):
             sqe = spec.build_sqe(spec.NvmOpcode.WRITE, cid, 1, psdt=1, dptr=sgl_transport(131072),

@@ -24,6 +24,7 @@ from spydk.bdev import iobuf
 from spydk.log import NOTICE, get_logger
 from spydk.nvme import spec, tcp
 from spydk.nvme.spec import GenericStatus, SglSubtype, SglType
+from spydk.nvme.spec.tcp import Fes
 from spydk.nvmf import ctrlr as nvmf_ctrlr
 from spydk.nvmf.bdev_ns import BdevBackend, io_status, rc_status
 from spydk.nvmf.request import Qpair, Request
@@ -456,7 +457,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         self.disconnect(reason)
 
     def _too_many(self, ev: tcp.CapsuleCommand) -> None:
-        self._host_error(tcp.Fes.PDU_SEQUENCE_ERROR, 0,
+        self._host_error(Fes.PDU_SEQUENCE_ERROR, 0,
                          f"{self.inflight} commands outstanding on a queue of {self.max_inflight} entries",
                          _capsule_header(ev))
 
@@ -504,7 +505,7 @@ class TcpConnection(asyncio.BufferedProtocol):
             self._refuse_connect(length)
             return
         if cid in qp.outstanding or cid in self.buf_wait:
-            self._host_error(tcp.Fes.INVALID_HEADER_FIELD, 10,
+            self._host_error(Fes.INVALID_HEADER_FIELD, 10,
                              f"CID {cid} reused while that command is outstanding", _capsule_header(ev))
             return
         req = Request(qp, sqe, cid, opc, flags, nsid, xfer, length, data)
