@@ -364,3 +364,16 @@ def test_abort_of_an_unknown_or_completed_command_is_not_aborted(env: Env) -> No
     assert lk.wait(cid).status == 0
     a = adm.wait(adm.host.admin(AdminOpcode.ABORT, cdw10=1 | (cid << 16)))
     assert a.status == 0 and a.dw0 & 1 == 1
+
+
+def test_oversize_buffers_come_from_a_byte_budget() -> None:
+    from spydk.bdev.iobuf import BufferPool, IobufOptions
+    p = BufferPool(IobufOptions(oversize_bytes=MiB))
+    a = p.get(600 * 1024)
+    assert a is not None and p.get(600 * 1024) is None
+    got: list[memoryview] = []
+    p.wait(600 * 1024, got.append)
+    p.put(a)
+    assert len(got) == 1 and len(got[0]) == 600 * 1024 and p.stats()["oversize_bytes"] == 600 * 1024
+    with pytest.raises(ValueError, match="oversize budget"):
+        p.get(2 * MiB)
