@@ -377,3 +377,13 @@ def test_oversize_buffers_come_from_a_byte_budget() -> None:
     assert len(got) == 1 and len(got[0]) == 600 * 1024 and p.stats()["oversize_bytes"] == 600 * 1024
     with pytest.raises(ValueError, match="oversize budget"):
         p.get(2 * MiB)
+
+
+def test_icreq_followed_by_junk_in_one_segment(env: Env, caplog: Any) -> None:
+    """Found by fuzz/ (nvme_tcp_controller): the codec parses past the ICReq before it is
+    answered; a PDU there ends the connection, and the ICResp must not be attempted."""
+    r = Raw(env)
+    h = tcp.TcpQueuePair(tcp.Role.HOST)
+    got = r.send(b"".join(bytes(b) for b in h.send_icreq()) + b"\x04" + bytes(71))
+    assert [t for t, _ in got] == [3] and r.closed
+    assert not [x for x in caplog.records if x.exc_info]

@@ -421,7 +421,8 @@ class TcpConnection(asyncio.BufferedProtocol):
 
     def _other_event(self, ev: tcp.Event) -> None:
         if isinstance(ev, tcp.ICReqReceived):
-            self.out += self.tq.send_icresp(cpda=0, maxh2cdata=MAXH2CDATA)
+            if not self.tq.closed:  # bytes after the ICReq may already have ended the connection
+                self.out += self.tq.send_icresp(cpda=0, maxh2cdata=MAXH2CDATA)
         elif isinstance(ev, tcp.DataDigestError):
             if ev.pdu_type == 4:
                 self._fail_cid(ev.cccid, _ST_TRANSIENT)
