@@ -387,3 +387,14 @@ def test_icreq_followed_by_junk_in_one_segment(env: Env, caplog: Any) -> None:
     got = r.send(b"".join(bytes(b) for b in h.send_icreq()) + b"\x04" + bytes(71))
     assert [t for t, _ in got] == [3] and r.closed
     assert not [x for x in caplog.records if x.exc_info]
+
+
+def test_commands_before_a_fatal_pdu_in_one_segment(env: Env, caplog: Any) -> None:
+    """Found by fuzz/netfuzz.py: the codec has already met the bad PDU when the commands before
+    it in the same segment are handled; they are not started and nothing raises."""
+    adm, _ = env.admin()
+    r = Raw.of(env, adm)
+    got = r.send(capsule(fab.build_property_get(90, fab.Property.CSTS, 4)) + b"\xee" + bytes(23))
+    assert [t for t, _ in got] == [3] and r.closed
+    assert not [x for x in caplog.records if x.exc_info]
+    still_serves(env)

@@ -275,6 +275,12 @@ class TcpConnection(asyncio.BufferedProtocol):
         self.in_batch = True
         try:
             evs = tq.pending_events
+            if tq.closed and evs:
+                # The codec met a fatal error (or the end) further on in what arrived: the
+                # commands before it are not started, only the error is answered.
+                keep = [e for e in evs if type(e) is not _CapsuleCommand and type(e) is not _H2CData]
+                evs.clear()
+                evs.extend(keep)
             pop = evs.popleft
             qp = self.qp
             ctrlr = qp.ctrlr
@@ -447,7 +453,8 @@ class TcpConnection(asyncio.BufferedProtocol):
 
     def _fail_cid(self, cid: int, status: int) -> None:
         self.inflight -= 1
-        self.out += self.tq.send_response(cid, status, sqid=max(self.qp.qid, 0))
+        if not self.tq.closed:
+            self.out += self.tq.send_response(cid, status, sqid=max(self.qp.qid, 0))
 
     def _host_error(self, fes: int, fei: int, reason: str, header: bytes) -> None:
         """The host broke the protocol: C2HTermReq carrying the offending header, one log
@@ -587,7 +594,7 @@ class TcpConnection(asyncio.BufferedProtocol):
     # -- send path -------------------------------------------------------------------------------
 
     def send_completion(self, req: Request) -> None:
-        if self.closing:
+        if self.closing or self.tq.closed:
             if req.pool_buf is not None:  # nothing will be sent: the buffer is free now
                 self.tr.pool.put(req.pool_buf)
                 req.pool_buf = None
