@@ -129,7 +129,10 @@ class NvmeFuzzer:
                     st.refused += 1
                     return
                 io = r.random() < 0.6
-                if io:
+                if io:  # enable the controller, then an I/O queue
+                    en = fab.build_property_set(2, fab.Property.CC, 4, fab.make_cc(en=True))
+                    s.sendall(_CH.pack(4, 0, 72, 0, 72) + en)
+                    _recv_pdu(s)
                     s2 = socket.create_connection(self.addr, timeout=10.0)
                     try:
                         if self._connect(s2, 1, cntlid) is None:
