@@ -4,6 +4,7 @@ well-behaved client keeps working, and that memory stays bounded (tracemalloc, g
 margins).  The limits are lowered for the test (the defaults are in the table)."""
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import time
@@ -35,16 +36,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def config(nvme_port: int, iscsi_port: int) -> dict[str, Any]:
+def config(nvme_port: int, iscsi_port: int, aio_file: str) -> dict[str, Any]:
     addr = {"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": str(nvme_port)}
     return {"subsystems": [
         {"subsystem": "bdev", "config": [
             {"method": "bdev_malloc_create", "params": {"name": "Malloc0", "num_blocks": 8192,
-                                                        "block_size": 512}}]},
+                                                        "block_size": 512}},
+            # Not zero-copy: its reads go through pooled buffers (for the slow-reader test).
+            {"method": "bdev_aio_create", "params": {"name": "Aio0", "filename": aio_file, "block_size": 512}}]},
         {"subsystem": "nvmf", "config": [
             {"method": "nvmf_create_transport", "params": {"trtype": "TCP", "max_io_qpairs_per_ctrlr": 2}},
             {"method": "nvmf_create_subsystem", "params": {"nqn": NQN, "allow_any_host": True}},
             {"method": "nvmf_subsystem_add_ns", "params": {"nqn": NQN, "namespace": {"bdev_name": "Malloc0"}}},
+            {"method": "nvmf_subsystem_add_ns", "params": {"nqn": NQN, "namespace": {"bdev_name": "Aio0"}}},
             {"method": "nvmf_subsystem_add_listener", "params": {"nqn": NQN, "listen_address": addr}},
         ]},
         {"subsystem": "iscsi", "config": [
@@ -103,7 +107,10 @@ class Target:
 
 
 @pytest.fixture(scope="module")
-def tgt() -> Iterator[Target]:
+def tgt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    aio_file = tmp_path_factory.mktemp("aio") / "disk.img"
+    with open(aio_file, "wb") as f:
+        f.truncate(8 * MiB)
     saved = (transport_tcp.MAX_CONNECTIONS_PER_LISTENER, transport_tcp.ADMISSION_TIMEOUT,
              iscsi_portal.MAX_CONNECTIONS_PER_PORTAL_GROUP, iscsi_portal.LOGIN_TIMEOUT)
     transport_tcp.MAX_CONNECTIONS_PER_LISTENER = LIMIT
@@ -111,7 +118,7 @@ def tgt() -> Iterator[Target]:
     iscsi_portal.MAX_CONNECTIONS_PER_PORTAL_GROUP = LIMIT
     iscsi_portal.LOGIN_TIMEOUT = TIMEOUT
     nvme_port, iscsi_port = free_port(), free_port()
-    h = AppHarness(config(nvme_port, iscsi_port), subsystems=("bdev", "nvmf", "iscsi")).start()
+    h = AppHarness(config(nvme_port, iscsi_port, str(aio_file)), subsystems=("bdev", "nvmf", "iscsi")).start()
     try:
         yield Target(h, nvme_port, iscsi_port)
     finally:
@@ -147,6 +154,11 @@ def within(limit_bytes: int, fn: Callable[[], None]) -> None:
     finally:
         tracemalloc.stop()
     assert peak - base < limit_bytes, f"{(peak - base) / MiB:.1f} MiB allocated"
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def icreq() -> bytes:
@@ -375,6 +387,48 @@ def test_nvme_tcp_host_that_does_not_read(tgt: Target) -> None:
                 break
         time.sleep(0.5)  # let the target work through what it took
     within(48 * MiB, run)
+    h.close()
+    a.close()
+    tgt.nvme_verify()
+
+
+def test_nvme_tcp_host_that_does_not_read(tgt: Target) -> None:
+    """A host that sends reads and never reads the data: once the target's send buffer is
+    full it stops reading that host's commands, instead of queueing every completion."""
+    from spydk.nvme import spec
+    from tests.nvmf.helpers import sgl_transport
+    a = tgt.nvme_host()
+    cntlid = a.connect_admin(NQN).dw0 & 0xFFFF
+    h = tgt.nvme_host()
+    h.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    assert h.connect_io(NQN, cntlid, sqsize=127).status == 0
+    n = 128 * 1024
+    pdus = b"".join(struct.pack("<BBBBI", 4, 0, 72, 0, 72) + spec.build_sqe(
+        spec.NvmOpcode.READ, i & 0xFFFF, 2, psdt=1, dptr=sgl_transport(n), cdw12=n // 512 - 1)
+        for i in range(1600))  # 200 MiB of read data asked for from the aio namespace
+    before = rss_bytes()
+    h.sock.setblocking(False)
+    sent = 0
+    # Batches below the queue size, spaced so the target has answered the previous one: a
+    # host that times its commands instead of reading completions stays within its SQ size.
+    batch = 32 * 72
+    for _ in range(len(pdus) // batch):
+        end = sent + batch
+        for _ in range(20):
+            try:
+                sent += h.sock.send(pdus[sent:end])
+            except BlockingIOError:
+                pass
+            if sent == end:
+                break
+            time.sleep(0.02)
+        if sent < end:
+            break  # the target stopped taking commands
+        time.sleep(0.05)
+    time.sleep(1.0)  # let the target work through what it took
+    grown = rss_bytes() - before
+    print(f"sent {sent} of {len(pdus)}, RSS grew {grown / MiB:.0f} MiB")
+    assert grown < 96 * MiB, f"RSS grew {grown / MiB:.0f} MiB"
     h.close()
     a.close()
     tgt.nvme_verify()
