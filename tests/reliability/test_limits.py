@@ -361,38 +361,6 @@ def test_rpc_connections_and_request_size(tgt: Target) -> None:
 
 
 def test_nvme_tcp_host_that_does_not_read(tgt: Target) -> None:
-    """A host that sends reads and never reads the data: the target stops reading its
-    commands once its send buffer is full, instead of queueing every completion."""
-    from spydk.nvme import spec
-    from tests.nvmf.helpers import sgl_transport
-    a = tgt.nvme_host()
-    cntlid = a.connect_admin(NQN).dw0 & 0xFFFF
-    h = tgt.nvme_host()
-    h.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    assert h.connect_io(NQN, cntlid, sqsize=127).status == 0
-    n = 64 * 1024
-    pdus = b"".join(struct.pack("<BBBBI", 4, 0, 72, 0, 72) + spec.build_sqe(
-        spec.NvmOpcode.READ, i & 0xFFFF, 1, psdt=1, dptr=sgl_transport(n), cdw12=n // 512 - 1)
-        for i in range(4000))  # 250 MiB of read data asked for, 128 at a time at most in flight
-
-    def run() -> None:
-        h.sock.setblocking(False)
-        sent = 0
-        for _ in range(200):  # until the target stops taking commands (bounded tries)
-            try:
-                sent += h.sock.send(pdus[sent:sent + (1 << 20)])
-            except BlockingIOError:
-                time.sleep(0.02)
-            if sent == len(pdus):
-                break
-        time.sleep(0.5)  # let the target work through what it took
-    within(48 * MiB, run)
-    h.close()
-    a.close()
-    tgt.nvme_verify()
-
-
-def test_nvme_tcp_host_that_does_not_read(tgt: Target) -> None:
     """A host that sends reads and never reads the data: once the target's send buffer is
     full it stops reading that host's commands, instead of queueing every completion."""
     from spydk.nvme import spec
