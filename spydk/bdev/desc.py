@@ -15,7 +15,6 @@ from typing import Any
 
 from spydk.bdev.bdev import Bdev, BdevEvent, EventCb, _Status
 from spydk.bdev.channel import BdevChannel, _iovs_len, slice_iovs
-from spydk.bdev.iobuf import pool as iobuf_pool
 from spydk.bdev.io import (
     COMPARE,
     COMPARE_AND_WRITE,
@@ -28,6 +27,7 @@ from spydk.bdev.io import (
     IoCallback,
     IoType,
 )
+from spydk.bdev.iobuf import pool as iobuf_pool
 from spydk.thread import (
     Thread,
     get_io_channel,
