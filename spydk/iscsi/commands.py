@@ -39,7 +39,7 @@ from spydk.iscsi.session import (
     sn_le,
 )
 from spydk.iscsi.spec import Opcode, RejectReason
-from spydk.scsi.task import ScsiTask
+from spydk.scsi.task import ScsiStatus, ScsiTask
 
 
 class CommandPhase(ConnectionCore):
@@ -91,6 +91,8 @@ class CommandPhase(ConnectionCore):
                 return None
             if header[0] & _IMM and self._immediate_full(edtl):
                 return None  # rejected when handled: nothing is allocated for it
+            if self._write_budget_full(edtl):
+                return None  # refused when handled (TASK SET FULL)
             self._staged = buf = self.pool.get(edtl)
             return memoryview(buf)[:dlen]
         return None
@@ -106,6 +108,18 @@ class CommandPhase(ConnectionCore):
                     nbytes += c.edtl
         cfg = self.config
         return n >= cfg.max_immediate_commands or nbytes > cfg.max_immediate_bytes
+
+    def _write_budget_full(self, edtl: int) -> bool:
+        out = getattr(self.pool, "outstanding", 0)
+        return out > 0 and out + edtl > self.config.max_write_buffer_bytes
+
+    def _busy_done(self, cmd: _Cmd) -> None:
+        """Answer a command refused for want of write buffer room: TASK SET FULL, in order."""
+        task = cmd.task
+        task.status = ScsiStatus.TASK_SET_FULL
+        task.sense = b""
+        task.write_length = -1
+        self._out = self.complete_task(task)
 
     def _release_staged(self) -> None:
         if self._staged is not None:
@@ -159,6 +173,7 @@ class CommandPhase(ConnectionCore):
         cmd.edtl = edtl
         cmd.delivered = False
         cmd.ordered = False
+        cmd.busy = False
         if flags & _W and edtl:
             task.dxfer_dir = _TO_DEVICE
             cmd.write = True
@@ -177,10 +192,21 @@ class CommandPhase(ConnectionCore):
                 self._recycle(cmd)
                 self._consume(cmd_sn, immediate)
                 return self._reject(RejectReason.PROTOCOL_ERROR, pdu.header)
-            if staged is None:
+            if staged is None and self._write_budget_full(edtl):
+                # No room for its buffer: answered TASK SET FULL when its turn comes.
+                cmd.busy = True
+                cmd.write = False
+                task.dxfer_dir = _NO_DATA
+                cmd.received = 0
+                cmd.r2tsn = 0
+                cmd.todo = []
+            elif staged is None:
                 staged = self.pool.get(edtl)
                 if dlen:
                     memoryview(staged)[:dlen] = pdu.data
+        if cmd.busy:
+            pass
+        elif flags & _W and edtl:
             cmd.buf = staged
             cmd.received = dlen
             cmd.unsol_next = dlen
@@ -204,7 +230,9 @@ class CommandPhase(ConnectionCore):
             if not immediate:
                 s.exp_cmd_sn = (cmd_sn + 1) & SN_MASK
             cmd.ordered = True
-            if not cmd.write or cmd.received >= edtl:
+            if cmd.busy:
+                self._busy_done(cmd)
+            elif not cmd.write or cmd.received >= edtl:
                 cmd.delivered = True
                 self._events.append(cmd.ready)
             if s.deferred:
@@ -220,7 +248,9 @@ class CommandPhase(ConnectionCore):
 
     def _cmd_ordered(self, cmd: _Cmd) -> None:
         cmd.ordered = True
-        if not cmd.write or cmd.received >= cmd.edtl:
+        if cmd.busy:
+            self._busy_done(cmd)
+        elif not cmd.write or cmd.received >= cmd.edtl:
             cmd.delivered = True
             self._events.append(cmd.ready)
 
@@ -424,6 +454,7 @@ class CommandPhase(ConnectionCore):
         return datasn
 
     def _recycle(self, cmd: _Cmd) -> None:
+        cmd.busy = False
         if cmd.buf is not None:
             self.pool.put(cmd.buf)
             cmd.buf = None

@@ -152,6 +152,11 @@ class TargetConfig:
     # connection): more are rejected with "too many immediate commands" (RFC 7143 11.17.1).
     max_immediate_commands: int = 8
     max_immediate_bytes: int = 16 << 20  # write buffers of outstanding immediate commands
+    # Write buffers of one connection's outstanding commands: a write that would go past it
+    # (unless nothing else is outstanding) completes with TASK SET FULL and the initiator
+    # retries it, so an initiator withholding Data-Out cannot make the target hold
+    # queue depth x 32 MiB.
+    max_write_buffer_bytes: int = 64 << 20
     max_tasks_cached: int = 128
 
 
@@ -177,7 +182,7 @@ class _Cmd:
 
     __slots__ = ("task", "itt", "lun_raw", "immediate", "edtl", "buf", "received", "unsol_next",
                  "unsol_end", "unsol_datasn", "todo", "r2ts", "r2tsn", "ordered", "delivered",
-                 "write", "conn_epoch", "ready")
+                 "write", "conn_epoch", "ready", "busy")
 
     def __init__(self, task: ScsiTask) -> None:
         self.task = task
@@ -198,6 +203,7 @@ class _Cmd:
         self.write = False
         self.conn_epoch = 0
         self.ready = ScsiCommandReady(task)  # one event object per task slot, reused
+        self.busy = False  # refused with TASK SET FULL (no write buffer left for it)
 
 
 

@@ -230,6 +230,7 @@ class BufferPool:
         self._max = max_cached_per_class
         self._max_bytes = max_cached_bytes
         self.cached_bytes = 0
+        self.outstanding = 0  # bytes handed out and not given back
 
     def get(self, size: int) -> bytearray:
         cls = max(size - 1, 511).bit_length()
@@ -237,10 +238,13 @@ class BufferPool:
         if lst:
             buf = lst.pop()
             self.cached_bytes -= len(buf)
-            return buf
-        return bytearray(1 << cls)
+        else:
+            buf = bytearray(1 << cls)
+        self.outstanding += len(buf)
+        return buf
 
     def put(self, buf: bytearray) -> None:
+        self.outstanding -= len(buf)
         cls = (len(buf) - 1).bit_length()
         lst = self._free.setdefault(cls, [])
         if len(lst) < self._max and self.cached_bytes + len(buf) <= self._max_bytes:

@@ -75,3 +75,34 @@ def test_write_buffer_cache_is_bounded_in_bytes() -> None:
     for b in bufs:
         p.put(b)
     assert p.cached_bytes <= 4 * MiB
+
+
+def test_write_buffers_per_connection_are_bounded_task_set_full() -> None:
+    """Writes whose Data-Out is withheld hold their buffers; past max_write_buffer_bytes a
+    new write is answered TASK SET FULL (no buffer allocated) and the connection carries on."""
+    cfg = TargetConfig(queue_depth=64, max_write_buffer_bytes=MiB)
+    ini, conn, _ = logged_in(config=cfg)
+    statuses = []
+    tracemalloc.start()
+    try:
+        for i in range(40):
+            _, rx = ini.scsi_cmd(_write_cdb(i, 256 * 1024), write=bytes(256 * 1024))
+            statuses += [r.f["status"] for r in rx if r.op == Opcode.SCSI_RSP]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert statuses == [0x28] * 36  # four fit in 1 MiB; the rest: TASK SET FULL
+    assert peak < 4 * MiB
+    assert ini.failed is None and conn.state is ConnState.FULL_FEATURE
+    # A complete write (data sent at once) still goes through once there is room again.
+    _, rx = ini.read(4096)
+    assert rx[-1].op in (Opcode.SCSI_RSP, Opcode.DATA_IN)
+
+
+def test_write_buffer_budget_frees_as_writes_complete() -> None:
+    cfg = TargetConfig(queue_depth=64, max_write_buffer_bytes=MiB)
+    ini, conn, _ = logged_in(config=cfg)
+    for i in range(20):
+        itt, rx = ini.write(bytes([i]) * (256 * 1024), burst=65536)
+        assert [r.f["status"] for r in rx if r.op == Opcode.SCSI_RSP] == [0], i
+    assert conn.pool.outstanding == 0  # type: ignore[attr-defined]
