@@ -207,6 +207,7 @@ class CommandPhase(ConnectionCore):
         if cmd.busy:
             pass
         elif flags & _W and edtl:
+            assert staged is not None
             cmd.buf = staged
             cmd.received = dlen
             cmd.unsol_next = dlen
