@@ -143,15 +143,18 @@ def iscsi_pdus(data: bytes) -> None:
     """Raw bytes into a target connection: in login, or after a complete login."""
     if not data:
         return
+    from spydk.iscsi.conn import TargetConfig
     from tests.iscsi.test_conn import logged_in, make
     head, data = data[0], data[1:]
+    # Writes up to 1 MiB: the same code paths, without zeroing 16 MiB buffers per input.
+    cfg = TargetConfig(max_write_length=1 << 20)
     if head & 1:
-        ini, conn, _ = logged_in()
+        ini, conn, _ = logged_in(config=cfg)
         # What the target answers is not checked (and may be larger than the test
         # initiator's reader takes): drop it.
         ini.collect = lambda bufs: []  # type: ignore[method-assign]
     else:
-        ini, conn, _ = make()
+        ini, conn, _ = make(config=cfg)
     for chunk in _chunks(data, (head >> 1) * 53 + 1):
         ini.raw(chunk)
         if ini.failed is not None:
