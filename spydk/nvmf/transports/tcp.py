@@ -431,6 +431,7 @@ class TcpConnection(asyncio.BufferedProtocol):
                 self.out += self.tq.send_icresp(cpda=0, maxh2cdata=MAXH2CDATA)
         elif isinstance(ev, tcp.DataDigestError):
             if ev.pdu_type == 4:
+                self.inflight += 1  # a command that arrived damaged: answered all the same
                 self._fail_cid(ev.cccid, _ST_TRANSIENT)
             elif ev.last:
                 self.r2t_bad.discard(ev.ttag)
