@@ -170,7 +170,11 @@ class Qpair:
         if not free or self.queued:
             self.queued.append((opc, nsid, buf, n, slba, nlb, flags, cb, arg))
             return
-        tr = free.pop()
+        self._start(opc, nsid, buf, n, slba, nlb, flags, cb, arg)
+
+    def _start(self, opc: int, nsid: int, buf: memoryview | None, n: int, slba: int, nlb: int,
+               flags: int, cb: Callback, arg: Any) -> None:
+        tr = self.free.pop()
         tr.busy = True
         tr.cb = cb
         tr.arg = arg
@@ -255,7 +259,7 @@ class Qpair:
         if q[0] == "raw":
             self._submit(*q[1:])
         else:
-            self._io(*q)
+            self._start(*q)
 
     def fail_outstanding(self, status: int = ST_ABORTED_SQ_DELETION) -> None:
         """Complete every outstanding and queued command with status (the qpair is gone)."""
