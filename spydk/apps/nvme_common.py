@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from spydk.nvme.host import Controller, ControllerOpts, NvmeError, TransportId, TridError, parse_trid
 
@@ -28,7 +29,7 @@ def add_transport_args(p: argparse.ArgumentParser, *, required: bool = True) -> 
 def trids(args: argparse.Namespace, prog: str) -> list[TransportId]:
     if not args.transport:
         raise SystemExit(f"{prog}: give a transport ID with -r (PCIe is not supported by this build)")
-    out = []
+    out: list[Controller] = []
     for text in args.transport:
         try:
             t = parse_trid(text)
@@ -40,7 +41,7 @@ def trids(args: argparse.Namespace, prog: str) -> list[TransportId]:
     return out
 
 
-def ctrlr_opts(args: argparse.Namespace, t: TransportId, **kw: int) -> ControllerOpts:
+def ctrlr_opts(args: argparse.Namespace, t: TransportId, **kw: Any) -> ControllerOpts:
     opts = ControllerOpts(header_digest=args.enable_tcp_hdgst, data_digest=args.enable_tcp_ddgst,
                           keep_alive_timeout_ms=args.keepalive, **kw)
     hostnqn = t.hostnqn or args.hostnqn
@@ -51,7 +52,7 @@ def ctrlr_opts(args: argparse.Namespace, t: TransportId, **kw: int) -> Controlle
 
 async def connect_all(ts: Sequence[TransportId], opts: Sequence[ControllerOpts], prog: str
                       ) -> list[Controller]:
-    out = []
+    out: list[Controller] = []
     for t, o in zip(ts, opts, strict=True):
         c = Controller(t, o)
         try:
