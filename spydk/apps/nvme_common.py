@@ -29,7 +29,7 @@ def add_transport_args(p: argparse.ArgumentParser, *, required: bool = True) -> 
 def trids(args: argparse.Namespace, prog: str) -> list[TransportId]:
     if not args.transport:
         raise SystemExit(f"{prog}: give a transport ID with -r (PCIe is not supported by this build)")
-    out: list[Controller] = []
+    out: list[TransportId] = []
     for text in args.transport:
         try:
             t = parse_trid(text)
