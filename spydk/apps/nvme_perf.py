@@ -211,7 +211,8 @@ def validate(args: argparse.Namespace) -> None:
         raise SystemExit("spydk perf: -P must be at least 1")
 
 
-async def run_perf(args: argparse.Namespace, out: Any = sys.stdout) -> int:
+async def run_perf(args: argparse.Namespace, out: Any = None) -> int:
+    out = out or sys.stdout
     validate(args)
     r = Run(args)
     ts = trids(args, "spydk perf")
