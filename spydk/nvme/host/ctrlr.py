@@ -286,6 +286,9 @@ class Controller:
         aq.max_xfer = max(self.max_xfer, spec.IDENTIFY_SIZE)
         self.io_icd = self.cdata.incapsule_data_size
         if self.is_discovery:
+            if self.opts.arm_aer and self.cdata.oaes >> 31 & 1:
+                await self.set_features(FeatureId.ASYNC_EVENT_CONFIG, 1 << 31)
+                self._submit_aer()
             self._start_keep_alive()
             return
         want = self.opts.num_io_queues

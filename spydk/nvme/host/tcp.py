@@ -19,6 +19,7 @@ from typing import Any
 
 from spydk.nvme.host import codec as cd
 from spydk.nvme.host.qpair import ST_ABORTED_SQ_DELETION, ST_TRANSIENT, Qpair, Tracker
+from spydk.thread import Thread, set_thread
 
 _CQE_HEAD = struct.Struct("<IIHHHH")  # dw0, dw1, sqhd, sqid, cid, status
 _CapsuleResponse = cd.CapsuleResponse
@@ -48,6 +49,8 @@ class TcpQpair(Qpair, asyncio.BufferedProtocol):
         self.flush_scheduled = False
         self._ic: asyncio.Future[None] | None = None
         self.last_dw1 = 0  # DW1 of the latest CapsuleResp (8-byte Property Get)
+        # A spydk Thread to run completion callbacks on (bdev_nvme sets it); None = none.
+        self.thread: Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- connection -----------------------------------------------------------------------------
@@ -82,7 +85,7 @@ class TcpQpair(Qpair, asyncio.BufferedProtocol):
         """A fresh codec and empty trackers, so the same qpair object can connect again."""
         if self.transport is not None:
             self._close()
-        self.fail_outstanding(ST_ABORTED_SQ_DELETION)
+        self._abort_all()
         self.reset_state()
         self.codec = cd.new_host_codec(max(self.icd, 1024))
         self.out = []
@@ -124,7 +127,17 @@ class TcpQpair(Qpair, asyncio.BufferedProtocol):
         if self.failed is None:
             self.failed = "disconnected"
         self._close()
-        self.fail_outstanding(ST_ABORTED_SQ_DELETION)
+        self._abort_all()
+
+    def _abort_all(self) -> None:
+        """Complete every command as aborted, on the qpair's Thread when it has one."""
+        th = self.thread
+        prev = set_thread(th) if th is not None else None
+        try:
+            self.fail_outstanding(ST_ABORTED_SQ_DELETION)
+        finally:
+            if th is not None:
+                set_thread(prev)
 
     def _close(self) -> None:
         t = self.transport
@@ -144,7 +157,7 @@ class TcpQpair(Qpair, asyncio.BufferedProtocol):
         self._close()
         if self._ic is not None and not self._ic.done():
             self._ic.set_result(None)
-        self.fail_outstanding(ST_ABORTED_SQ_DELETION)
+        self._abort_all()
         if self.on_failure is not None:
             self.on_failure(self, reason)
 
@@ -183,6 +196,8 @@ class TcpQpair(Qpair, asyncio.BufferedProtocol):
         trackers = self.trackers
         unpack = _CQE_HEAD.unpack_from
         self.in_batch = True
+        th = self.thread
+        prev = set_thread(th) if th is not None else None
         try:
             while evs and self.failed is None:
                 ev = pop()
@@ -225,6 +240,8 @@ class TcpQpair(Qpair, asyncio.BufferedProtocol):
                     self._other(ev)
         finally:
             self.in_batch = False
+            if th is not None:
+                set_thread(prev)
         if self.out:
             self._flush()
 
