@@ -1,6 +1,6 @@
 """NVMe/TCP transport of the host driver: one ``TcpQpair`` = one connection.
 
-The qpair is an ``asyncio.BufferedProtocol`` receiving straight into the codec's ring; one
+Each connection's ``asyncio.BufferedProtocol`` (``_Link``) receives straight into the codec's ring; one
 receive batch is parsed into events, each completes its tracker's callback, and whatever those
 callbacks submitted goes out in one ``writelines`` at the end of the batch. Commands
 submitted outside a batch are flushed by one ``call_soon``.
@@ -32,7 +32,50 @@ _SGL_TYPE_OFF = 24 + 15
 Connector = Callable[[asyncio.BaseProtocol], Awaitable[None]]
 
 
-class TcpQpair(Qpair, asyncio.BufferedProtocol):
+class _Link(asyncio.BufferedProtocol):
+    """The asyncio protocol of one connection. The qpair object outlives its connections (a
+    reset reconnects it), so callbacks of a connection it has closed must not reach it."""
+
+    __slots__ = ("qp",)
+
+    def __init__(self, qp: TcpQpair) -> None:
+        self.qp: TcpQpair | None = qp
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self.qp.transport if self.qp is not None else None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.qp is None:
+            transport.close()
+            return
+        self.qp.connection_made(transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        qp = self.qp
+        if qp is None:
+            return memoryview(bytearray(65536))
+        return qp.codec.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        qp = self.qp
+        if qp is not None:
+            qp.codec.buffer_updated(nbytes)
+            qp._process()
+
+    def eof_received(self) -> bool:
+        if self.qp is not None:
+            self.qp.eof_received()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        qp = self.qp
+        self.qp = None
+        if qp is not None:
+            qp.connection_lost(exc)
+
+
+class TcpQpair(Qpair):
     def __init__(self, qid: int, depth: int, *, max_xfer: int = 128 * 1024,
                  incapsule_data: int = 4096, header_digest: bool = False,
                  data_digest: bool = False, track_time: bool = False,
@@ -48,6 +91,7 @@ class TcpQpair(Qpair, asyncio.BufferedProtocol):
         self.in_batch = False
         self.flush_scheduled = False
         self._ic: asyncio.Future[None] | None = None
+        self._link: _Link | None = None
         self.last_dw1 = 0  # DW1 of the latest CapsuleResp (8-byte Property Get)
         # A spydk Thread to run completion callbacks on (bdev_nvme sets it); None = none.
         self.thread: Thread | None = None
@@ -60,12 +104,13 @@ class TcpQpair(Qpair, asyncio.BufferedProtocol):
         """Open the connection and exchange ICReq/ICResp."""
         loop = self._loop = asyncio.get_running_loop()
         self._ic = loop.create_future()
+        link = self._link = _Link(self)
         try:
             if connector is not None:
-                await asyncio.wait_for(connector(self), timeout)
+                await asyncio.wait_for(connector(link), timeout)
             else:
                 fam = socket.AF_INET6 if adrfam == "IPv6" else socket.AF_INET
-                await asyncio.wait_for(loop.create_connection(lambda: self, traddr, int(trsvcid),
+                await asyncio.wait_for(loop.create_connection(lambda: link, traddr, int(trsvcid),
                                                               family=fam), timeout)
         except (TimeoutError, OSError) as e:
             msg = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or "timed out")
@@ -105,13 +150,6 @@ class TcpQpair(Qpair, asyncio.BufferedProtocol):
             except OSError:
                 pass
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.codec.get_buffer(sizehint)
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.codec.buffer_updated(nbytes)
-        self._process()
-
     def eof_received(self) -> bool:
         self.codec.eof_received()
         self._process()
@@ -142,6 +180,9 @@ class TcpQpair(Qpair, asyncio.BufferedProtocol):
     def _close(self) -> None:
         t = self.transport
         self.transport = None
+        if self._link is not None:
+            self._link.qp = None  # later callbacks of this connection are dropped
+            self._link = None
         self.connected = False
         if t is not None:
             if self.out:
