@@ -48,6 +48,10 @@ def _trid(trtype: str, traddr: str, adrfam: str | None, trsvcid: str | None,
     return t
 
 
+_MULTIPATH_OPTS = Param("multipath_opts", "object", fields=(
+    Param("policy", "enum", choices=("active_passive", "active_active")),
+    Param("selector", "enum", choices=("round_robin", "queue_depth")), Param("min_io", "uint32")))
+
 _SET_OPTIONS = [
     Param("action_on_timeout", "enum", choices=("none", "reset", "abort")),
     Param("timeout_us", "uint64"), Param("timeout_admin_us", "uint64"),
@@ -63,9 +67,11 @@ _SET_OPTIONS = [
     Param("nvme_error_stat", "boolean"), Param("rdma_srq_size", "uint32"),
     Param("io_path_stat", "boolean"), Param("allow_accel_sequence", "boolean"),
     Param("rdma_max_cq_size", "uint32"), Param("rdma_cm_event_timeout_ms", "uint16"),
-    Param("dhchap_digests", "bitmask"), Param("dhchap_dhgroups", "bitmask"),
+    Param("dhchap_digests", "bitmask", choices=("sha256", "sha384", "sha512")),
+    Param("dhchap_dhgroups", "bitmask", choices=("ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144",
+                                                 "ffdhe8192", "null")),
     Param("rdma_umr_per_io", "boolean"), Param("tcp_connect_timeout_ms", "uint32"),
-    Param("enable_flush", "boolean"), Param("multipath_opts", "object", open=True),
+    Param("enable_flush", "boolean"), _MULTIPATH_OPTS,
 ]
 
 
@@ -107,7 +113,7 @@ _ATTACH = [
     Param("reconnect_delay_sec", "uint32"), Param("fast_io_fail_timeout_sec", "uint32"),
     Param("psk", "string"), Param("max_bdevs", "uint32"), Param("dhchap_key", "string"),
     Param("dhchap_ctrlr_key", "string"), Param("allow_unrecognized_csi", "boolean"),
-    Param("multipath_opts", "object", open=True), Param("disable_sq_flow_control", "boolean"),
+    _MULTIPATH_OPTS, Param("disable_sq_flow_control", "boolean"),
 ]
 
 
@@ -122,6 +128,7 @@ async def bdev_nvme_attach_controller(ctx: RpcContext, name: str, trtype: str, t
                                       fast_io_fail_timeout_sec: int | None = None,
                                       psk: str | None = None, dhchap_key: str | None = None,
                                       dhchap_ctrlr_key: str | None = None,
+                                      multipath_opts: dict[str, Any] | None = None,
                                       **ignored: Any) -> list[str]:
     """Attach an NVMe controller (NVMe/TCP) and create a bdev per active namespace."""
     if psk or dhchap_key or dhchap_ctrlr_key:
@@ -141,12 +148,18 @@ async def bdev_nvme_attach_controller(ctx: RpcContext, name: str, trtype: str, t
         raise invalid_params(str(e)) from None
     _no_effect("bdev_nvme_attach_controller", ignored)
     try:
-        return await bn.attach_controller(name, t, hostnqn=hostnqn, hdgst=hdgst, ddgst=ddgst,
-                                          multipath=multipath or "", num_io_queues=num_io_queues,
-                                          fabrics_connect_timeout_us=fabrics_connect_timeout_us,
-                                          reconnect=r)
+        names = await bn.attach_controller(name, t, hostnqn=hostnqn, hdgst=hdgst, ddgst=ddgst,
+                                           multipath=multipath or "", num_io_queues=num_io_queues,
+                                           fabrics_connect_timeout_us=fabrics_connect_timeout_us,
+                                           reconnect=r)
     except BdevError as e:
         raise _err(e) from None
+    if multipath_opts:
+        bc = bn.module.ctrlrs[name]
+        bc.policy = multipath_opts.get("policy", bc.policy)
+        bc.selector = multipath_opts.get("selector", bc.selector)
+        bc.rr_min_io = multipath_opts.get("min_io", bc.rr_min_io) or 1
+    return names
 
 
 @rpc_method("bdev_nvme_detach_controller", [
