@@ -36,7 +36,7 @@ class Tracker:
     """One command slot; its index is its CID. Allocated once with the qpair."""
 
     __slots__ = ("cid", "cb", "arg", "data", "dest", "length", "received", "status", "t_submit",
-                 "busy", "opc")
+                 "busy", "opc", "steer")
 
     def __init__(self, cid: int) -> None:
         self.cid = cid
@@ -50,6 +50,7 @@ class Tracker:
         self.t_submit = 0
         self.busy = False
         self.opc = 0
+        self.steer = False  # the transport receives read data straight into dest
 
 
 class _Split:
@@ -109,6 +110,11 @@ class Qpair:
     def read(self, nsid: int, buf: memoryview, slba: int, nlb: int, cb: Callback, arg: Any = None,
              cdw12_flags: int = 0) -> None:
         """Read nlb blocks at slba into buf (exactly nlb blocks long)."""
+        n = len(buf)
+        if (n <= self.max_xfer and nlb <= 65536 and self.free and not self.queued
+                and self.failed is None and self.connected):
+            self._start(2, nsid, buf, n, slba, nlb, cdw12_flags, cb, arg)
+            return
         self._rw(NvmOpcode.READ, nsid, buf, slba, nlb, cb, arg, cdw12_flags)
 
     def write(self, nsid: int, buf: memoryview, slba: int, nlb: int, cb: Callback, arg: Any = None,

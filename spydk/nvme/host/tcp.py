@@ -28,6 +28,7 @@ _R2TReceived = cd.R2TReceived
 _SGL_INCAPSULE = 0x01  # DATA_BLOCK, OFFSET
 _SGL_TRANSPORT = 0x5A  # TRANSPORT_DATA_BLOCK, TRANSPORT
 _SGL_TYPE_OFF = 24 + 15
+_STEER_MIN = 16384  # reads above this size are received straight into the caller's buffer
 
 Connector = Callable[[asyncio.BaseProtocol], Awaitable[None]]
 
@@ -93,6 +94,7 @@ class TcpQpair(Qpair):
         self._ic: asyncio.Future[None] | None = None
         self._link: _Link | None = None
         self.last_dw1 = 0  # DW1 of the latest CapsuleResp (8-byte Property Get)
+        self.small_out = True  # self.out holds no large payload (joining it is cheap)
         # A spydk Thread to run completion callbacks on (bdev_nvme sets it); None = none.
         self.thread: Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -207,13 +209,26 @@ class TcpQpair(Qpair):
     def _send(self, tr: Tracker, sqe: bytearray) -> None:
         n = tr.length
         codec = self.codec
-        if tr.data is not None and n <= self.icd:
+        if codec.closed:
+            # The codec closed in this receive batch (its error event is still queued): the
+            # command stays outstanding and that event's failure aborts it.
+            return
+        dest = tr.dest
+        if dest is not None:
+            # Small reads are copied out of the receive ring (cheaper than steering the
+            # payload); large ones land in dest directly.
+            sqe[_SGL_TYPE_OFF] = _SGL_TRANSPORT
+            steer = tr.steer = n > _STEER_MIN
+            self.out.append(codec.send_read_cmd(sqe, tr.cid, n, dest if steer else None))
+        elif tr.data is not None and n <= self.icd:
             sqe[_SGL_TYPE_OFF] = _SGL_INCAPSULE
             self.out += codec.send_capsule_cmd(sqe, tr.data)
+            if n > 512:
+                self.small_out = False
         else:
             if n:
                 sqe[_SGL_TYPE_OFF] = _SGL_TRANSPORT
-            self.out += codec.send_capsule_cmd(sqe, dest=tr.dest)
+            self.out += codec.send_capsule_cmd(sqe)
         if not self.in_batch and not self.flush_scheduled:
             self.flush_scheduled = True
             loop = self._loop or asyncio.get_event_loop()
@@ -226,8 +241,15 @@ class TcpQpair(Qpair):
             if t is None:
                 self.out = []
                 return
-            t.writelines(self.out)
+            out = self.out
             self.out = []
+            if len(out) > 1 and self.small_out:
+                # Only command headers (reads, small writes): one join is far cheaper than a
+                # scatter list of many 72-byte buffers.
+                t.write(b"".join(out))
+            else:
+                t.writelines(out)
+            self.small_out = True
 
     # -- receive --------------------------------------------------------------------------------
 
@@ -262,7 +284,15 @@ class TcpQpair(Qpair):
                     if tr is None or not tr.busy:
                         self.fail(f"target sent data for CID {cid}, which is not outstanding")
                         return
-                    tr.received += len(ev.data)  # type: ignore[union-attr,arg-type]
+                    data = ev.data  # type: ignore[union-attr]
+                    if not tr.steer:
+                        dest = tr.dest
+                        off = ev.offset  # type: ignore[union-attr]
+                        if dest is None or off + len(data) > len(dest):
+                            self.fail(f"target sent more data than CID {cid} asked for")
+                            return
+                        dest[off:off + len(data)] = data
+                    tr.received += len(data)
                     if ev.success:  # type: ignore[union-attr]
                         if tr.received != tr.length:
                             self._short(tr)
@@ -275,6 +305,7 @@ class TcpQpair(Qpair):
                         self.fail(f"target sent an R2T for CID {tr.cid}, which has no data to send")
                         return
                     off = ev.offset  # type: ignore[union-attr]
+                    self.small_out = False
                     self.out += self.codec.send_h2c_data(tr.cid, ev.ttag, off,  # type: ignore[union-attr]
                                                          data[off:off + ev.length])  # type: ignore[union-attr]
                 else:
