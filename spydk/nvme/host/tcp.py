@@ -284,15 +284,15 @@ class TcpQpair(Qpair):
                     if tr is None or not tr.busy:
                         self.fail(f"target sent data for CID {cid}, which is not outstanding")
                         return
-                    data = ev.data  # type: ignore[union-attr]
+                    payload: memoryview = ev.data  # type: ignore[union-attr,assignment]
                     if not tr.steer:
                         dest = tr.dest
                         off = ev.offset  # type: ignore[union-attr]
-                        if dest is None or off + len(data) > len(dest):
+                        if dest is None or off + len(payload) > len(dest):
                             self.fail(f"target sent more data than CID {cid} asked for")
                             return
-                        dest[off:off + len(data)] = data
-                    tr.received += len(data)
+                        dest[off:off + len(payload)] = payload
+                    tr.received += len(payload)
                     if ev.success:  # type: ignore[union-attr]
                         if tr.received != tr.length:
                             self._short(tr)
