@@ -11,10 +11,10 @@ from typing import Any
 
 from spydk.nvme.host import Controller, ControllerOpts, TransportId
 from spydk.nvmf.subsystem import ListenAddress, Listener, Subsystem
-from spydk.nvmf.testing import MemoryBackend, push_bytes
 from spydk.nvmf.tgt import Target
 from spydk.nvmf.transport import TransportOptions
-from spydk.nvmf.transport_tcp import TcpConnection, TcpTransport
+from spydk.nvmf.transports.tcp import TcpConnection, TcpTransport
+from tests.nvmf.helpers import MemoryBackend, push_bytes
 
 NQN = "nqn.2016-06.io.spdk:cnode1"
 ADDR = ListenAddress("TCP", "127.0.0.1", "4420")

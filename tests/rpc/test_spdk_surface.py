@@ -26,6 +26,9 @@ OUR_METHODS = {
     # bdevperf's RPC (bdevperf -z); SPDK registers it inside the bdevperf example app, outside
     # the target schema. Only present when spydk.apps.bdevperf is imported.
     "perform_tests": "bdevperf -z trigger, SPDK keeps it out of the target schema",
+    # In SPDK v24.01 (scripts/rpc.py and module/bdev/nvme) and its schema; the PyPI client's
+    # parsers predate it.
+    "bdev_nvme_set_multipath_policy": "SPDK v24.01 method the PyPI spdk client lacks",
 }
 
 # Every method the foundation, bdev, NVMe-oF and iSCSI issues (2, 3, 5, 6) ask for.

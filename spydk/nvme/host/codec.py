@@ -5,7 +5,7 @@ names below, so a change of the codec's module layout or receive/send API is abs
 """
 from __future__ import annotations
 
-from spydk.nvme.tcp import (
+from spydk.nvme.tcp.queue_pair import (
     _CH_PACK,
     _READY,
     Buffer,

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spydk.log import get_logger
-from spydk.nvme import fabrics_spec as fab
 from spydk.nvme import spec
 from spydk.nvme.host.identify import (
     IdentifyController,
@@ -33,6 +32,7 @@ from spydk.nvme.host.qpair import ST_ABORTED_SQ_DELETION, Qpair
 from spydk.nvme.host.tcp import Connector, TcpQpair
 from spydk.nvme.host.trid import DISCOVERY_NQN, TransportId
 from spydk.nvme.spec import AdminOpcode, FeatureId, IdentifyCns, LogPageId
+from spydk.nvme.spec import fabrics as fab
 
 log = get_logger("nvme")
 

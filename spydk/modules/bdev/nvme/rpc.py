@@ -67,9 +67,10 @@ _SET_OPTIONS = [
     Param("nvme_error_stat", "boolean"), Param("rdma_srq_size", "uint32"),
     Param("io_path_stat", "boolean"), Param("allow_accel_sequence", "boolean"),
     Param("rdma_max_cq_size", "uint32"), Param("rdma_cm_event_timeout_ms", "uint16"),
-    Param("dhchap_digests", "bitmask", choices=("sha256", "sha384", "sha512")),
-    Param("dhchap_dhgroups", "bitmask", choices=("ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144",
-                                                 "ffdhe8192", "null")),
+    # SPDK's client sends these as lists of names.
+    Param("dhchap_digests", "array", items=Param("digest", "enum", choices=("sha256", "sha384", "sha512"))),
+    Param("dhchap_dhgroups", "array", items=Param("dhgroup", "enum", choices=(
+        "null", "ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144", "ffdhe8192"))),
     Param("rdma_umr_per_io", "boolean"), Param("tcp_connect_timeout_ms", "uint32"),
     Param("enable_flush", "boolean"), _MULTIPATH_OPTS,
 ]
