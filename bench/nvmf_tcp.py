@@ -353,6 +353,7 @@ def start_spdk_target(tgt: Path, port: int, core: int) -> tuple[subprocess.Popen
     cfg.write_text(json.dumps(target_config(port)))
     log = open(Path(d) / "tgt.log", "wb")
     proc = subprocess.Popen([str(tgt), "--no-huge", "-s", str(PERF_MEM_MB), "-m", hex(1 << core),
+                             "--no-pci", "--disable-cpumask-locks",
                              "-r", str(Path(d) / "rpc.sock"), "--json", str(cfg)],
                             stdout=log, stderr=subprocess.STDOUT)
     for _ in range(300):

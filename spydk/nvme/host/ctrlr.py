@@ -463,7 +463,7 @@ class Controller:
     # -- failure, reset, detach ------------------------------------------------------------------
 
     def _qpair_failed(self, q: TcpQpair, reason: str) -> None:
-        if self.state in ("ready", "initializing"):
+        if self.state in ("ready", "initializing"):  # not while detaching or resetting
             self.fail(f"queue {q.qid}: {reason}")
 
     def fail(self, reason: str) -> None:
@@ -498,6 +498,7 @@ class Controller:
         """Shut down: CC.SHN normal when reachable, then close every connection."""
         self._stop_timers()
         if self.state == "ready" and self.admin_q is not None:
+            self.state = "detaching"  # the target may close the connections now: not a failure
             try:
                 await asyncio.wait_for(self.property_set(fab.Property.CC, fab.make_cc(en=True, shn=1)), 2)
             except (TimeoutError, NvmeError, ConnectionError):
