@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from spydk.apps.nvme_common import add_transport_args, ctrlr_opts, new_loop, trids
+from spydk.nvme import spec
 from spydk.nvme.host import Controller, NvmeError
 from spydk.nvme.host.identify import IdentifyController, IdentifyNamespace
 
@@ -38,7 +39,8 @@ def _hexdump(data: bytes, out: Any) -> None:
             print(f"{off:08x}  {' '.join(f'{b:02x}' for b in row)}", file=out)
 
 
-def print_controller(c: Controller, out: Any = None, hexdump: bool = False) -> None:
+def print_controller(c: Controller, out: Any = None, hexdump: bool = False,
+                     feats: dict[Any, int] | None = None) -> None:
     out = out or sys.stdout
     cd = c.cdata
     assert cd is not None
@@ -64,7 +66,7 @@ def print_controller(c: Controller, out: Any = None, hexdump: bool = False) -> N
     p(f"  Associated with SR-IOV VF:           {yn(cd.cmic & 4)}")
     p("Max Data Transfer Size:                " + (str(1 << (12 + mpsmin + cd.mdts)) if cd.mdts else "Unlimited"))
     p(f"Max Number of Namespaces:              {cd.nn}")
-    p(f"Max Number of I/O Queues:              {c.opts.num_io_queues}")
+    p(f"Max Number of I/O Queues:              {c.num_io_queues_granted}")
     ter = f".{vs & 0xFF}" if vs & 0xFF else ""
     p(f"NVMe Specification Version (VS):       {vs >> 16}.{(vs >> 8) & 0xFF}{ter}")
     if cd.ver:
@@ -105,6 +107,13 @@ def print_controller(c: Controller, out: Any = None, hexdump: bool = False) -> N
     p(f"  Namespace Granularity:               {sup(cd.ctratt >> 7 & 1)}")
     p(f"  SQ Associations:                     {sup(cd.ctratt >> 8 & 1)}")
     p(f"  UUID List:                           {sup(cd.ctratt >> 9 & 1)}")
+    p(f"  Multi-Domain Subsystem:              {sup(cd.ctratt >> 10 & 1)}")
+    p(f"  Fixed Capacity Management:           {sup(cd.ctratt >> 11 & 1)}")
+    p(f"  Variable Capacity Management:        {sup(cd.ctratt >> 12 & 1)}")
+    p(f"  Delete Endurance Group:              {sup(cd.ctratt >> 13 & 1)}")
+    p(f"  Delete NVM Set:                      {sup(cd.ctratt >> 14 & 1)}")
+    p(f"  Extended LBA Formats Supported:      {sup(cd.ctratt >> 15 & 1)}")
+    p(f"  Flexible Data Placement Supported:   {sup(cd.ctratt >> 19 & 1)}")
     p()
     p("Controller Memory Buffer Support")
     p("================================")
@@ -120,10 +129,29 @@ def print_controller(c: Controller, out: Any = None, hexdump: bool = False) -> N
         p("Identify Controller data (hex)")
         _hexdump(cd.raw, out)
         p()
+    feats = feats or {}
+    arb = feats.get(spec.FeatureId.ARBITRATION)
+    if arb is not None:
+        ab = arb & 0x7
+        p("Arbitration")
+        p("===========")
+        p(f"Arbitration Burst:           {'no limit' if ab == 7 else 1 << ab}")
+        if (cap >> 17) & 1:
+            p(f"Low Priority Weight:         {((arb >> 8) & 0xFF) + 1}")
+            p(f"Medium Priority Weight:      {((arb >> 16) & 0xFF) + 1}")
+            p(f"High Priority Weight:        {((arb >> 24) & 0xFF) + 1}")
+        p()
+    nq = feats.get(spec.FeatureId.NUMBER_OF_QUEUES)
+    if nq is not None:
+        p("Number of Queues")
+        p("================")
+        p(f"Number of I/O Submission Queues:      {(nq & 0xFFFF) + 1}")
+        p(f"Number of I/O Completion Queues:      {(nq >> 16) + 1}")
+        p()
     p("Active Namespaces")
     p("=================")
     for nsid, ns in sorted(c.namespaces.items()):
-        print_namespace(nsid, ns.data, cd, p)
+        print_namespace(nsid, ns.data, cd, p, feats.get(("tler", nsid)))
 
 
 def _admin_attrs(cd: IdentifyController, p: Any) -> None:
@@ -146,6 +174,10 @@ def _admin_attrs(cd: IdentifyController, p: Any) -> None:
     slots = (cd.frmw >> 1) & 0x7
     p(f"Number of Firmware Slots:              {slots if o >> 2 & 1 else 'N/A'}")
     p(f"Firmware Slot 1 Read-Only:             {yn(cd.frmw & 1) if o >> 2 & 1 else 'N/A'}")
+    p(f"Firmware Activation Without Reset:     {yn(cd.frmw >> 4 & 1) if o >> 2 & 1 else 'N/A'}")
+    p(f"Multiple Update Detection Support:     {yn(cd.frmw >> 5 & 1) if o >> 2 & 1 else 'N/A'}")
+    fwug = {0: "No Information Provided", 0xFF: "No Restriction"}.get(cd.fwug, f"{cd.fwug * 4} KiB")
+    p(f"Firmware Update Granularity:           {fwug}")
     p(f"Per-Namespace SMART Log:               {yn(cd.lpa & 1)}")
     if cd.cmic & 0x8:
         p("Asymmetric Namespace Access Log Page:  Supported")
@@ -169,6 +201,13 @@ def _admin_attrs(cd: IdentifyController, p: Any) -> None:
     p(f"Command Effects Log Page:              {sup(cd.lpa >> 1 & 1)}")
     p(f"Get Log Page Extended Data:            {sup(cd.lpa >> 2 & 1)}")
     p(f"Telemetry Log Pages:                   {sup(cd.lpa >> 3 & 1)}")
+    p(f"Persistent Event Log Pages:            {sup(cd.lpa >> 4 & 1)}")
+    lplp = cd.lpa >> 5 & 1
+    p(f"Supported Log Pages Log Page:          {'Supported' if lplp else 'May Support'}")
+    p(f"Commands Supported & Effects Log Page: {'Supported' if lplp else 'Not Supported'}")
+    p(f"Feature Identifiers & Effects Log Page:{'Supported' if lplp else 'May Support'}")
+    p(f"NVMe-MI Commands & Effects Log Page:   {'Supported' if lplp else 'May Support'}")
+    p(f"Data Area 4 for Telemetry Log:         {sup(cd.lpa >> 6 & 1)}")
     p(f"Error Log Page Entries Supported:      {cd.elpe + 1}")
     if cd.kas:
         p("Keep Alive:                            Supported")
@@ -215,10 +254,15 @@ def _nvm_attrs(cd: IdentifyController, p: Any) -> None:
     p()
 
 
-def print_namespace(nsid: int, d: IdentifyNamespace, cd: IdentifyController, p: Any) -> None:
+def print_namespace(nsid: int, d: IdentifyNamespace, cd: IdentifyController, p: Any,
+                    tler: int | None = None) -> None:
     bs = d.block_size
     gib = lambda n: n * bs // (1 << 30)  # noqa: E731
     p(f"Namespace ID:{nsid}")
+    if tler is not None:
+        t = tler & 0xFFFF
+        p("Error Recovery Timeout:                " + ("Unlimited" if t == 0 else f"{t * 100} milliseconds"))
+    p("Command Set Identifier:                NVM (00h)")
     p(f"Deallocate:                            {sup(cd.oncs >> 2 & 1)}")
     p(f"Deallocated/Unwritten Error:           {sup(d.nsfeat >> 2 & 1)}")
     rv = d.dlfeat & 0x7
@@ -238,8 +282,26 @@ def print_namespace(nsid: int, d: IdentifyNamespace, cd: IdentifyController, p: 
         p(f"EUI64:                                 {d.eui64.hex().upper()}")
     p(f"Thin Provisioning:                     {sup(d.nsfeat & 1)}")
     p(f"Per-NS Atomic Units:                   {yn(d.nsfeat >> 1 & 1)}")
+    if d.nsfeat >> 1 & 1:
+        if d.nawun:
+            p(f"  Atomic Write Unit (Normal):          {d.nawun + 1}")
+        if d.nawupf:
+            p(f"  Atomic Write Unit (PFail):           {d.nawupf + 1}")
+        if d.npwg:
+            p(f"  Preferred Write Granularity:         {d.npwg + 1}")
+        if d.nacwu:
+            p(f"  Atomic Compare & Write Unit:         {d.nacwu + 1}")
+        p(f"  Atomic Boundary Size (Normal):       {d.nabsn}")
+        p(f"  Atomic Boundary Size (PFail):        {d.nabspf}")
+        p(f"  Atomic Boundary Offset:              {d.nabo}")
+    if cd.oncs >> 8 & 1:
+        p(f"Maximum Single Source Range Length:    {d.mssrl}")
+        p(f"Maximum Copy Length:                   {d.mcl}")
+        p(f"Maximum Source Range Count:            {d.msrc + 1}")
+    p(f"NGUID/EUI64 Never Reused:              {yn(d.nsfeat >> 3 & 1)}")
     if cd.cmic & 0x8:
         p(f"ANA group ID:                          {d.anagrpid}")
+    p(f"Namespace Write Protected:             {yn(d.nsattr & 1)}")
     p(f"Number of LBA Formats:                 {d.nlbaf + 1}")
     p(f"Current LBA Format:                    LBA Format #{d.flbas & 0xF:02d}")
     for i, (ms, size) in enumerate(d.lba_formats):
@@ -247,19 +309,36 @@ def print_namespace(nsid: int, d: IdentifyNamespace, cd: IdentifyController, p: 
     p()
 
 
+async def read_features(c: Controller) -> dict[Any, int]:
+    """Get Features for the sections that need them; a feature the controller refuses is left out."""
+    out: dict[Any, int] = {}
+    for fid in (spec.FeatureId.ARBITRATION, spec.FeatureId.NUMBER_OF_QUEUES):
+        st, dw0, _ = await c.admin(spec.AdminOpcode.GET_FEATURES, cdw10=fid, check=False)
+        if not st:
+            out[fid] = dw0
+    for nsid in c.namespaces:
+        st, dw0, _ = await c.admin(spec.AdminOpcode.GET_FEATURES, nsid=nsid,
+                                   cdw10=spec.FeatureId.ERROR_RECOVERY, check=False)
+        if not st:
+            out[("tler", nsid)] = dw0
+    return out
+
+
 async def run_identify(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
     rc = 0
     for t in trids(args, "spydk identify"):
-        c = Controller(t, ctrlr_opts(args, t, arm_aer=False))
+        # Ask for as many I/O queues as SPDK's driver does by default; connect none.
+        c = Controller(t, ctrlr_opts(args, t, arm_aer=False, num_io_queues=1024, connect_io_queues=0))
         try:
             await c.connect()
+            feats = await read_features(c)
         except (NvmeError, ConnectionError) as e:
             print(f"spydk identify: cannot attach {t}: {e}", file=sys.stderr)
             rc = 1
             continue
         try:
-            print_controller(c, out, args.x)
+            print_controller(c, out, args.x, feats)
         finally:
             await c.detach()
     return rc

@@ -72,7 +72,8 @@ def status_str(status: int) -> str:
 class ControllerOpts:
     hostnqn: str = field(default_factory=default_hostnqn)
     hostid: bytes = field(default_factory=lambda: uuid.uuid5(uuid.NAMESPACE_DNS, "spydk-host").bytes)
-    num_io_queues: int = 1
+    num_io_queues: int = 1  # asked for with Set Features Number of Queues
+    connect_io_queues: int | None = None  # I/O qpairs connected at init (None: num_io_queues)
     io_queue_size: int = 128
     admin_queue_size: int = 32
     keep_alive_timeout_ms: int = 10000
@@ -298,7 +299,8 @@ class Controller:
         if self.opts.arm_aer:
             await self._arm_aer()
         self._start_keep_alive()
-        n = min(want, self.num_io_queues_granted)
+        n = min(want if self.opts.connect_io_queues is None else self.opts.connect_io_queues,
+                self.num_io_queues_granted)
         mqes = (self.cap & 0xFFFF) + 1
         depth = min(self.opts.io_queue_size, mqes)
         if not self.io_qpairs:

@@ -15,6 +15,8 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _NSID_LIST = struct.Struct("<1024I")
 _DISC_HDR = struct.Struct("<QQH")
+_NS_MSSRL, _NS_MCL, _NS_MSRC = 74, 76, 80  # Identify Namespace copy limits (NVM command set)
+_CTRL_FWUG = 319
 
 
 def _ascii(raw: bytes | memoryview) -> str:
@@ -70,6 +72,7 @@ class IdentifyController:
     iorcsz: int
     icdoff: int
     msdbd: int
+    fwug: int = 0
     raw: bytes = field(repr=False, default=b"")
 
     @property
@@ -96,7 +99,7 @@ def parse_identify_controller(buf: bytes | memoryview) -> IdentifyController:
         nn=u32(C.NN), oncs=u16(C.ONCS), fuses=u16(C.FUSES), fna=u8(C.FNA), vwc=u8(C.VWC),
         awun=u16(C.AWUN), awupf=u16(C.AWUPF), acwu=u16(C.ACWU), sgls=u32(C.SGLS),
         subnqn=_cstr(b[C.SUBNQN:C.SUBNQN + 256]), ioccsz=u32(C.IOCCSZ), iorcsz=u32(C.IORCSZ),
-        icdoff=u16(C.ICDOFF), msdbd=u8(C.MSDBD), raw=b)
+        icdoff=u16(C.ICDOFF), msdbd=u8(C.MSDBD), fwug=u8(_CTRL_FWUG), raw=b)
 
 
 @dataclass(slots=True)
@@ -113,6 +116,17 @@ class IdentifyNamespace:
     nguid: bytes
     eui64: bytes
     lba_formats: list[tuple[int, int]]  # (metadata size, block size)
+    nawun: int = 0
+    nawupf: int = 0
+    nacwu: int = 0
+    nabsn: int = 0
+    nabo: int = 0
+    nabspf: int = 0
+    npwg: int = 0
+    mssrl: int = 0
+    mcl: int = 0
+    msrc: int = 0
+    nsattr: int = 0
 
     @property
     def block_size(self) -> int:
@@ -141,7 +155,12 @@ def parse_identify_namespace(buf: bytes | memoryview) -> IdentifyNamespace:
         nsze=_U64.unpack_from(b, N.NSZE)[0], ncap=_U64.unpack_from(b, N.NCAP)[0],
         nuse=_U64.unpack_from(b, N.NUSE)[0], nsfeat=b[N.NSFEAT], nlbaf=nlbaf, flbas=flbas,
         nmic=b[N.NMIC], dlfeat=b[N.DLFEAT], anagrpid=_U32.unpack_from(b, N.ANAGRPID)[0],
-        nguid=b[N.NGUID:N.NGUID + 16], eui64=b[N.EUI64:N.EUI64 + 8], lba_formats=formats)
+        nguid=b[N.NGUID:N.NGUID + 16], eui64=b[N.EUI64:N.EUI64 + 8], lba_formats=formats,
+        nawun=_U16.unpack_from(b, N.NAWUN)[0], nawupf=_U16.unpack_from(b, N.NAWUPF)[0],
+        nacwu=_U16.unpack_from(b, N.NACWU)[0], nabsn=_U16.unpack_from(b, N.NABSN)[0],
+        nabo=_U16.unpack_from(b, N.NABO)[0], nabspf=_U16.unpack_from(b, N.NABSPF)[0],
+        npwg=_U16.unpack_from(b, N.NPWG)[0], mssrl=_U16.unpack_from(b, _NS_MSSRL)[0],
+        mcl=_U32.unpack_from(b, _NS_MCL)[0], msrc=b[_NS_MSRC], nsattr=b[N.NSATTR])
 
 
 def parse_ns_list(buf: bytes | memoryview) -> list[int]:
