@@ -118,3 +118,50 @@ def test_io_on_failed_controller_completes_aborted() -> None:
         assert await _io(q.read, 1, memoryview(bytearray(512)), 0, 1) == ST_ABORTED_SQ_DELETION
 
     run(main())
+
+
+def test_keep_alive_without_answer_fails_the_controller() -> None:
+    env = Env()
+
+    async def main() -> None:
+        c = env.controller(keep_alive_timeout_ms=200)
+        await c.connect()
+        env.mutator = lambda pdu: None  # the target goes silent
+        for _ in range(100):
+            if c.state == "failed":
+                break
+            await asyncio.sleep(0.05)
+        assert c.state == "failed" and "keep-alive" in (c.failure or "")
+
+    run(main())
+
+
+def test_command_timeout_fails_the_controller() -> None:
+    env = Env()
+
+    async def main() -> None:
+        c = env.controller(command_timeout_ms=200, keep_alive_timeout_ms=0)
+        await c.connect()
+        env.mutator = lambda pdu: None if pdu[0] in (5, 7) else bytes(pdu)  # no completions
+        st = await _io(c.io_qpairs[0].read, 1, memoryview(bytearray(512)), 0, 1)
+        assert st == ST_ABORTED_SQ_DELETION
+        assert "got no completion within 200 ms" in (c.failure or "")
+
+    run(main())
+
+
+def test_namespace_added_at_run_time_is_seen_through_aer() -> None:
+    from tests.nvmf.helpers import MemoryBackend
+
+    env = Env()
+
+    async def main() -> None:
+        c = env.controller()
+        await c.connect()
+        changed = asyncio.Event()
+        c.ns_change_callbacks.append(lambda _c: changed.set())
+        env.subsys.add_namespace("Mem1", MemoryBackend(num_blocks=1024), nsid=2)
+        await asyncio.wait_for(changed.wait(), 10)
+        assert sorted(c.namespaces) == [1, 2] and c.namespaces[2].num_blocks == 1024
+
+    run(main())
