@@ -21,6 +21,7 @@ from typing import Any
 
 from spydk.log import get_logger
 from spydk.nvme import spec
+from spydk.nvme.host.codec import LocalProtocolError
 from spydk.nvme.host.identify import (
     IdentifyController,
     IdentifyNamespace,
@@ -131,7 +132,7 @@ class Controller:
         self.aer_callbacks: list[Callable[[int], None]] = []
         self.failure_callbacks: list[Callable[[Controller, str], None]] = []
         self.ns_change_callbacks: list[Callable[[Controller], None]] = []
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # the keep-alive and timeout timers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ka_inflight = False
         self.is_discovery = trid.subnqn == DISCOVERY_NQN
@@ -255,7 +256,10 @@ class Controller:
         self.state = "initializing"
         self.failure = None
         try:
-            await self._init()
+            try:
+                await self._init()
+            except (ValueError, LocalProtocolError) as e:
+                raise NvmeError(f"controller {self.name}: {e}") from None
         except BaseException as e:
             self.state = "failed"
             if self.failure is None:
@@ -419,17 +423,16 @@ class Controller:
         loop = asyncio.get_running_loop()
         kato = self.opts.keep_alive_timeout_ms
         if kato:
-            self._timers.append(loop.call_later(kato / 2000, self._keep_alive))
+            self._timers["ka"] = loop.call_later(kato / 2000, self._keep_alive)
         if self.opts.command_timeout_ms:
-            self._timers.append(loop.call_later(self.opts.command_timeout_ms / 4000, self._check_timeouts))
+            self._timers["to"] = loop.call_later(self.opts.command_timeout_ms / 4000, self._check_timeouts)
 
     def _stop_timers(self) -> None:
-        for t in self._timers:
+        for t in self._timers.values():
             t.cancel()
         self._timers.clear()
 
     def _keep_alive(self) -> None:
-        self._timers = [t for t in self._timers if not t.cancelled() and t.when() > 0]
         q = self.admin_q
         if q is None or q.failed is not None or self.state != "ready":
             return
@@ -439,8 +442,8 @@ class Controller:
         self._ka_inflight = True
         q._submit(AdminOpcode.KEEP_ALIVE, 0, None, None, 0, (0,) * 6, self._ka_done, None)
         assert self._loop is not None
-        self._timers.append(self._loop.call_later(self.opts.keep_alive_timeout_ms / 2000,
-                                                  self._keep_alive))
+        self._timers["ka"] = self._loop.call_later(self.opts.keep_alive_timeout_ms / 2000,
+                                                   self._keep_alive)
 
     def _ka_done(self, _arg: Any, status: int, dw0: int) -> None:
         self._ka_inflight = False
@@ -459,8 +462,8 @@ class Controller:
                           f"{self.opts.command_timeout_ms} ms")
                 return
         assert self._loop is not None
-        self._timers.append(self._loop.call_later(self.opts.command_timeout_ms / 4000,
-                                                  self._check_timeouts))
+        self._timers["to"] = self._loop.call_later(self.opts.command_timeout_ms / 4000,
+                                                   self._check_timeouts)
 
     # -- failure, reset, detach ------------------------------------------------------------------
 

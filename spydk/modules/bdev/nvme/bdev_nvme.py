@@ -250,6 +250,8 @@ class NvmeCtrlr:
                 await self.ctrlr.reset()
             except (NvmeError, ConnectionError, OSError) as e:
                 log.info("bdev_nvme %s: reconnect to %s failed: %s", self.bctrlr.name, t, e)
+            except Exception as e:  # a bug must not leave the controller resetting forever
+                log.error("bdev_nvme %s: reconnect to %s failed unexpectedly: %r", self.bctrlr.name, t, e)
             else:
                 if t is not self.trids[0]:
                     self.trids.remove(t)
