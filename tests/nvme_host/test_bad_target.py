@@ -119,3 +119,21 @@ def test_target_closes_connection() -> None:
         assert await _read(q) == ST_ABORTED_SQ_DELETION
 
     run(main())
+
+
+def test_malformed_identify_data_is_a_clear_error() -> None:
+    env = Env()
+
+    def bad_nlbaf(pdu: bytearray) -> bytes:
+        if pdu[0] == 7 and len(pdu) >= 24 + 4096:
+            pdu[pdu[3] + 25] = 0xFF  # byte 25 of Identify data: NLBAF of a namespace
+        return bytes(pdu)
+    env.mutator = bad_nlbaf
+
+    async def main() -> None:
+        c = env.controller()
+        with pytest.raises(NvmeError, match="NLBAF 255 is over 63"):
+            await c.connect()
+        assert c.state == "failed"
+
+    run(main())
