@@ -34,9 +34,9 @@ def initiator() -> Iterator[AppHarness]:
 def targets(tmp_path: Path) -> Iterator[Callable[..., TargetProcess]]:
     started: list[TargetProcess] = []
 
-    def start(port: int, *extra: int, name: str = "tgt") -> TargetProcess:
-        t = start_target(tmp_path / f"{name}{len(started)}", target_config(port, extra_ports=extra),
-                         app="nvmf_tgt")
+    def start(port: int, *extra: int, name: str = "tgt", ana: bool = False) -> TargetProcess:
+        t = start_target(tmp_path / f"{name}{len(started)}",
+                         target_config(port, extra_ports=extra, ana_reporting=ana), app="nvmf_tgt")
         started.append(t)
         return t
     yield start
@@ -219,3 +219,34 @@ def test_discovery_attaches_subsystems(initiator: AppHarness,
     assert info[0]["name"] == "nvme" and info[0]["trid"]["subnqn"] == DISC
     assert h.client.call("bdev_nvme_stop_discovery", {"name": "nvme"}) is True
     assert h.client.call("bdev_get_bdevs") == []
+
+
+def test_ana_states_are_honoured(initiator: AppHarness, targets: Callable[..., TargetProcess]) -> None:
+    h = initiator
+    p1, p2 = free_port(), free_port()
+    t = targets(p1, p2, ana=True)
+    attach(h, p1, multipath="multipath")
+    attach(h, p2, multipath="multipath")
+
+    def set_ana(port: int, state: str) -> None:
+        addr = {"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": str(port)}
+        t.client.call("nvmf_subsystem_listener_set_ana_state",
+                      {"nqn": NQN, "listen_address": addr, "ana_state": state})
+
+    def paths() -> dict[str, tuple[str, bool, bool]]:
+        ps = h.client.call("bdev_nvme_get_io_paths")["poll_groups"][0]["io_paths"]
+        return {p["transport"]["trsvcid"]: (p["ana_state"], p["accessible"], p["current"]) for p in ps}
+
+    assert paths()[str(p1)] == ("optimized", True, True)
+    set_ana(p1, "inaccessible")
+    wait_until(lambda: paths()[str(p1)][0] == "inaccessible", what="the ANA change notice")
+    assert paths() == {str(p1): ("inaccessible", False, False), str(p2): ("optimized", True, True)}
+    data = os.urandom(4096)
+    assert h.run(_rw("Nvme0n1", 0, data)) == data
+    set_ana(p2, "inaccessible")
+    wait_until(lambda: paths()[str(p2)][0] == "inaccessible", what="the second ANA change")
+    with pytest.raises(BdevError, match="I/O failed"):
+        h.run(_rw("Nvme0n1", 0, data))
+    set_ana(p1, "non_optimized")
+    wait_until(lambda: paths()[str(p1)][1], what="the first path to come back")
+    assert h.run(_rw("Nvme0n1", 0, data)) == data

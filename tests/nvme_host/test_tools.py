@@ -24,8 +24,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def target_config(port: int, *, nqn: str = NQN, blocks: int = 32768, extra_ports: tuple[int, ...] = ()
-                  ) -> dict[str, Any]:
+def target_config(port: int, *, nqn: str = NQN, blocks: int = 32768, extra_ports: tuple[int, ...] = (),
+                  ana_reporting: bool = False) -> dict[str, Any]:
     listeners = []
     for p in (port, *extra_ports):
         addr = {"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": str(p)}
@@ -41,7 +41,7 @@ def target_config(port: int, *, nqn: str = NQN, blocks: int = 32768, extra_ports
             {"method": "nvmf_create_transport", "params": {"trtype": "TCP"}},
             {"method": "nvmf_create_subsystem", "params": {
                 "nqn": nqn, "allow_any_host": True, "serial_number": "SPDYK42",
-                "model_number": "spydk model"}},
+                "model_number": "spydk model", "ana_reporting": ana_reporting}},
             {"method": "nvmf_subsystem_add_ns", "params": {"nqn": nqn, "namespace": {"bdev_name": "Malloc0"}}},
             *listeners]}]}
 
