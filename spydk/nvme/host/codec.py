@@ -5,9 +5,7 @@ names below, so a change of the codec's module layout or receive/send API is abs
 """
 from __future__ import annotations
 
-from spydk.nvme.tcp.queue_pair import (
-    _CH_PACK,
-    _READY,
+from spydk.nvme.tcp import (
     Buffer,
     C2HData,
     CapsuleResponse,
@@ -21,8 +19,8 @@ from spydk.nvme.tcp.queue_pair import (
     Role,
     TcpQueuePair,
     TermReqReceived,
-    _HostCmd,
 )
+from spydk.nvme.tcp.pdu import _CH_PACK, READY, HostCmd
 
 __all__ = [
     "Buffer", "C2HData", "CapsuleResponse", "ConnectionClosed", "DataDigestError", "Event",
@@ -41,9 +39,9 @@ class HostCodec(TcpQueuePair):
         """``send_capsule_cmd(sqe, dest=dest)`` for a read (C2H data, no in-capsule data):
         one header pack, when neither a header digest nor a previous use of the CID is in
         the way; otherwise the general encoder."""
-        if self._hd or self._state != _READY or cid in self._cmds:
+        if self._hd or self._state != READY or cid in self._cmds:
             return bytes(b"".join(bytes(b) for b in self.send_capsule_cmd(sqe, dest=dest)))
-        self._cmds[cid] = _HostCmd(_C2H, length, 0, False, dest)
+        self._cmds[cid] = HostCmd(_C2H, length, 0, False, dest)
         return _CH_PACK(4, 0, 72, 0, 72) + sqe
 
 
