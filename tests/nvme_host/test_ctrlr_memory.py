@@ -165,3 +165,18 @@ def test_namespace_added_at_run_time_is_seen_through_aer() -> None:
         assert sorted(c.namespaces) == [1, 2] and c.namespaces[2].num_blocks == 1024
 
     run(main())
+
+
+def test_timeout_action_abort_then_reset() -> None:
+    env = Env()
+
+    async def main() -> None:
+        c = env.controller(command_timeout_ms=200, keep_alive_timeout_ms=0, timeout_action="abort")
+        await c.connect()
+        env.mutator = lambda pdu: None if pdu[0] == 7 else bytes(pdu)  # read data never comes
+        st = await _io(c.io_qpairs[0].read, 1, memoryview(bytearray(512)), 0, 1)
+        assert st == ST_ABORTED_SQ_DELETION
+        # spydk's target aborts only AERs: it answers "not aborted", so the controller is reset.
+        assert "got no completion within 200 ms (an Abort did not end it)" in (c.failure or "")
+
+    run(main())

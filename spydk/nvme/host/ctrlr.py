@@ -81,6 +81,7 @@ class ControllerOpts:
     header_digest: bool = False
     data_digest: bool = False
     command_timeout_ms: int = 0  # I/O commands; 0 = no limit
+    timeout_action: str = "reset"  # on an I/O timeout: "reset" (fail the controller) or "abort"
     admin_timeout_ms: int = 30000
     connect_timeout: float = 10.0
     arm_aer: bool = True
@@ -135,6 +136,7 @@ class Controller:
         self._timers: dict[str, asyncio.TimerHandle] = {}  # the keep-alive and timeout timers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ka_inflight = False
+        self._aborts: dict[tuple[int, int, int], int] = {}  # (qid, cid, submit time) -> deadline
         self.is_discovery = trid.subnqn == DISCOVERY_NQN
 
     @property
@@ -453,17 +455,45 @@ class Controller:
     def _check_timeouts(self) -> None:
         if self.state != "ready":
             return
-        limit = self.opts.command_timeout_ms * 1_000_000
+        ms = self.opts.command_timeout_ms
+        limit = ms * 1_000_000
         now = time.monotonic_ns()
         for q in self.io_qpairs:
             tr = q.expired(now, limit)
-            if tr is not None:
-                self.fail(f"command CID {tr.cid} on I/O queue {q.qid} got no completion within "
-                          f"{self.opts.command_timeout_ms} ms")
-                return
+            if tr is None:
+                continue
+            key = (q.qid, tr.cid, tr.t_submit)
+            if self.opts.timeout_action == "abort" and key not in self._aborts:
+                # Ask the controller to abort it; if it is still there one timeout later, reset.
+                self._aborts[key] = now + limit
+                asyncio.ensure_future(self.abort(q.qid, tr.cid))
+                continue
+            if key in self._aborts and now < self._aborts[key]:
+                continue
+            what = " (an Abort did not end it)" if key in self._aborts else ""
+            self.fail(f"command CID {tr.cid} on I/O queue {q.qid} got no completion within {ms} ms{what}")
+            return
+        if len(self._aborts) > 64:  # forget aborts of commands that have completed since
+            self._aborts = {k: v for k, v in self._aborts.items()
+                            if self._still_outstanding(k)}
         assert self._loop is not None
-        self._timers["to"] = self._loop.call_later(self.opts.command_timeout_ms / 4000,
-                                                   self._check_timeouts)
+        self._timers["to"] = self._loop.call_later(ms / 4000, self._check_timeouts)
+
+    def _still_outstanding(self, key: tuple[int, int, int]) -> bool:
+        qid, cid, t = key
+        for q in self.io_qpairs:
+            if q.qid == qid:
+                tr = q.trackers[cid]
+                return tr.busy and tr.t_submit == t
+        return False
+
+    async def abort(self, qid: int, cid: int) -> bool:
+        """Admin Abort of command cid on queue qid; True if the controller says it aborted it."""
+        try:
+            st, dw0, _ = await self.admin(AdminOpcode.ABORT, cdw10=qid | (cid << 16), check=False)
+        except NvmeError:
+            return False
+        return st == 0 and not dw0 & 1
 
     # -- failure, reset, detach ------------------------------------------------------------------
 

@@ -633,6 +633,7 @@ async def attach_controller(name: str, trid: TransportId, *, hostnqn: str | None
                            keep_alive_timeout_ms=o.keep_alive_timeout_ms,
                            num_io_queues=num_io_queues or 1,
                            command_timeout_ms=o.timeout_us // 1000 if o.action_on_timeout != "none" else 0,
+                           timeout_action="abort" if o.action_on_timeout == "abort" else "reset",
                            admin_timeout_ms=o.timeout_admin_us // 1000 or 30000)
     if hostnqn:
         copts.hostnqn = hostnqn
