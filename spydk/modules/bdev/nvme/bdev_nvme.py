@@ -503,7 +503,7 @@ class NvmeBdev(Bdev):
         if status:
             self._error(io, status, dw0)
         else:
-            io.complete(SUCCESS)
+            _complete(io, SUCCESS)
 
     def _bounce_done(self, arg: tuple[BdevIO, memoryview], status: int, dw0: int) -> None:
         io, bounce = arg
@@ -514,13 +514,13 @@ class NvmeBdev(Bdev):
             io.iovs = [bounce]
         else:
             io.scatter(bounce)
-        io.complete(SUCCESS)
+        _complete(io, SUCCESS)
 
     def _done(self, io: BdevIO, status: int, dw0: int) -> None:
         if status:
             self._error(io, status, dw0)
         else:
-            io.complete(SUCCESS)
+            _complete(io, SUCCESS)
 
     def _error(self, io: BdevIO, status: int, dw0: int) -> None:
         sct, sc = (status >> 9) & 7, (status >> 1) & 0xFF
@@ -540,7 +540,12 @@ class NvmeBdev(Bdev):
                 # Give the failure handler a turn to mark the controller, then route again.
                 asyncio.get_running_loop().call_soon(self._retry, io)
                 return
-        io.complete_nvme(dw0, sct, sc)
+        th = io.ch.thread
+        prev = set_thread(th)
+        try:
+            io.complete_nvme(dw0, sct, sc)
+        finally:
+            set_thread(prev)
 
     def _retry(self, io: BdevIO) -> None:
         c = io.driver_ctx
@@ -601,6 +606,23 @@ class NvmeBdev(Bdev):
 
     def write_config_json(self) -> dict[str, Any] | None:
         return None  # the module's config_json re-attaches the controller
+
+
+def _complete(io: BdevIO, status: int) -> None:
+    """Complete on the submitting channel's Thread (the qpair's receive path runs on the
+    Thread that attached the controller; other Threads may submit too)."""
+    th = io.ch.thread
+    if th is _get_thread():
+        io.complete(status)
+        return
+    prev = set_thread(th)
+    try:
+        io.complete(status)
+    finally:
+        set_thread(prev)
+
+
+_get_thread = get_thread
 
 
 def _unregister(b: NvmeBdev) -> None:
