@@ -312,7 +312,8 @@ class _Progress:
         n = self.r.total_ios
         iops = (n - self.last) / max(now - self.t, 1e-9)
         self.last, self.t = n, now
-        print(f"{iops:9.0f} IOPS", file=sys.stderr)
+        mib = iops * self.r.io_size / (1024 * 1024)
+        print(f"{iops:9.0f} IOPS, {mib:8.2f} MiB/s", file=sys.stderr)
 
 
 def print_performance(stats: list[tuple[str, NsStats]], args: argparse.Namespace, elapsed: float,

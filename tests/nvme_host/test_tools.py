@@ -98,6 +98,19 @@ def test_perf_sequential_write_splits_large_io(target: tuple[TargetProcess, int]
     assert "Total" in capsys.readouterr().out
 
 
+def test_perf_two_queues_two_controllers_progress(target: tuple[TargetProcess, int],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    _, port = target
+    rc = nvme_perf.main(["-q", "8", "-o", "4096", "-w", "randread", "-t", "1.5", "-P", "2", "--progress",
+                         "-r", trid(port), "-r", trid(port)])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert out.out.count("Attached to NVMe over Fabrics controller") == 2
+    rows = [line for line in out.out.splitlines() if " from core  0: " in line]
+    assert len(rows) == 2 and all(float(r.rsplit(":", 1)[1].split()[0]) > 0 for r in rows)
+    assert " IOPS, " in out.err and " MiB/s" in out.err
+
+
 def test_perf_bad_flags_are_refused(target: tuple[TargetProcess, int]) -> None:
     _, port = target
     with pytest.raises(SystemExit, match="-M"):
