@@ -4,6 +4,7 @@
     .venv/bin/python bench/nvmf_tcp.py --profile      # cost per stage of a 4 KiB read, in process
     .venv/bin/python bench/nvmf_tcp.py --instructions # instructions per 4 KiB I/O (cachegrind)
     SPDK_DIR=/path/to/spdk .venv/bin/python bench/nvmf_tcp.py --runs 3
+    .venv/bin/python bench/nvmf_tcp.py --spydk-perf [--tests randread_4k_qd128]   # initiators side by side
 
 Without an SPDK build the generator speaks NVMe/TCP through the host role of spydk's sans-IO
 codec (spydk.nvme.tcp); it is Python too, so it is often the limit: the table therefore also
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import socket
 import struct
 import subprocess
@@ -351,6 +353,7 @@ def start_spdk_target(tgt: Path, port: int, core: int) -> tuple[subprocess.Popen
     cfg.write_text(json.dumps(target_config(port)))
     log = open(Path(d) / "tgt.log", "wb")
     proc = subprocess.Popen([str(tgt), "--no-huge", "-s", str(PERF_MEM_MB), "-m", hex(1 << core),
+                             "--no-pci", "--disable-cpumask-locks",
                              "-r", str(Path(d) / "rpc.sock"), "--json", str(cfg)],
                             stdout=log, stderr=subprocess.STDOUT)
     for _ in range(300):
@@ -383,6 +386,91 @@ def perf_tests(perf: Path, port: int, pid: int, names: list[str], a: argparse.Na
         op, size, qd, rand = TESTS[name]
         out[name] = median_run(a.runs, run_perf, perf, port, pid, op, size, qd, rand, a.seconds, a.gen_core)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# spydk perf (spydk's NVMe host driver) as the load generator, beside spdk_nvme_perf
+# --------------------------------------------------------------------------------------------
+
+
+def run_spydk_perf(port: int, pid: int, op: str, size: int, qd: int, rand: bool, seconds: float,
+                   core: int | None) -> dict:  # type: ignore[type-arg]
+    """One `spydk perf` run; its own CPU time (rusage of the child) gives the CPU per I/O."""
+    trid = f"trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:{port} subnqn:{NQN}"
+    cmd = [sys.executable, "-m", "spydk.apps.main", "perf", "-r", trid, "-q", str(qd), "-o", str(size),
+           "-w", ("rand" if rand else "") + op, "-t", str(seconds)]
+    c0 = cpu_ticks(pid)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                         preexec_fn=(lambda: os.sched_setaffinity(0, {core})) if core is not None else None)
+    out, err = p.communicate(timeout=seconds + 60)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    c1 = cpu_ticks(pid)
+    r = parse_perf(out)
+    if p.returncode or r is None:
+        raise RuntimeError(f"spydk perf exit {p.returncode}: {err.strip()[-300:]}")
+    iops, _, lat = r
+    per_io = next((float(ln.rsplit(";", 1)[1].split()[0]) for ln in out.splitlines()
+                   if ln.startswith("CPU: ")), None)
+    return {"iops": iops, "lat_us": lat, "rusage": ru.ru_utime + ru.ru_stime, "cpu_io": per_io,
+            "tgt_cpu": (c1 - c0) / CLK}
+
+
+def run_perf_rusage(perf: Path, port: int, op: str, size: int, qd: int, rand: bool, seconds: float,
+                    core: int) -> dict:  # type: ignore[type-arg]
+    trid = f"trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:{port} subnqn:{NQN}"
+    cmd = [str(perf), "--no-huge", "-s", str(PERF_MEM_MB), "-r", trid, "-q", str(qd), "-o", str(size),
+           "-w", ("rand" if rand else "") + op, "-t", str(max(1, round(seconds))), "-c", hex(1 << core)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = parse_perf(p.stdout)
+    if p.returncode or r is None:
+        raise RuntimeError(f"spdk_nvme_perf exit {p.returncode}: {p.stderr.strip()[-300:]}")
+    # spdk_nvme_perf busy-polls its core: one core-second per second of run.
+    return {"iops": r[0], "lat_us": r[2], "rusage": ru.ru_utime + ru.ru_stime,
+            "cpu_io": 1e6 / r[0] if r[0] else None}
+
+
+def initiator_comparison(a: argparse.Namespace, names: list[str]) -> None:
+    """Both initiators against one target (SPDK's nvmf_tgt when SPDK_DIR has it, else spydk's):
+    IOPS, latency and the generator's CPU per I/O (child rusage delta over the run)."""
+    perf = spdk_program(a.spdk_dir, "spdk_nvme_perf")
+    spdk_tgt = spdk_program(a.spdk_dir, "nvmf_tgt")
+    port = free_port()
+    if spdk_tgt is not None:
+        proc, _ = start_spdk_target(spdk_tgt, port, a.target_core)
+        target = "SPDK nvmf_tgt"
+    else:
+        proc, _ = start_target(port, a.target_core, a.poll)
+        target = "spydk nvmf_tgt" + (" --poll" if a.poll else "")
+    rows = []
+    try:
+        for name in names:
+            op, size, qd, rand = TESTS[name]
+            gens: list[tuple[str, Any, tuple[Any, ...]]] = [
+                ("spydk perf", run_spydk_perf, (port, proc.pid, op, size, qd, rand, a.seconds,
+                                                None if a.no_pin else a.gen_core))]
+            if perf is not None:
+                gens.append(("spdk_nvme_perf", run_perf_rusage,
+                             (perf, port, op, size, qd, rand, a.seconds, a.gen_core)))
+            for gen, fn, args in gens:
+                try:
+                    r = fn(*args)
+                except RuntimeError as e:
+                    rows.append((name, gen, None, str(e)))
+                    continue
+                rows.append((name, gen, r, f"{r['cpu_io']:.2f}" if r["cpu_io"] else "-"))
+    finally:
+        proc.send_signal(2)
+        proc.wait(timeout=30)
+    print(f"Target: {target} on CPU {a.target_core}; generators {'not pinned' if a.no_pin else f'on CPU {a.gen_core}'}; "
+          f"{a.seconds:g} s per run")
+    print("| test | generator | IOPS | avg latency (us) | generator CPU per I/O (us; spdk_nvme_perf: 1 core / IOPS) |")
+    print("|---|---|---|---|---|")
+    for name, gen, r, cpu in rows:
+        if r is None:
+            print(f"| {name} | {gen} | failed: {cpu} | | |")
+        else:
+            print(f"| {name} | {gen} | {r['iops']:,.0f} | {r['lat_us']:.1f} | {cpu} |")
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,6 +524,9 @@ def main() -> None:
     ap.add_argument("--no-spdk-target", action="store_true",
                     help="with an SPDK build, do not run SPDK's nvmf_tgt for comparison")
     ap.add_argument("--runs", type=int, default=1, help="runs per test; the median (by IOPS) is shown")
+    ap.add_argument("--spydk-perf", action="store_true",
+                    help="compare initiators instead: `spydk perf` (and spdk_nvme_perf with SPDK_DIR) "
+                         "against one target (SPDK's nvmf_tgt with SPDK_DIR, else spydk's)")
     a = ap.parse_args()
     if a.profile:
         profile_read()
@@ -447,6 +538,9 @@ def main() -> None:
         instructions()
         return
     names = list(TESTS) if a.tests == "all" else a.tests.split(",")
+    if a.spydk_perf:
+        initiator_comparison(a, names)
+        return
     perf = spdk_program(a.spdk_dir, "spdk_nvme_perf")
     spdk_tgt = None if a.no_spdk_target else spdk_program(a.spdk_dir, "nvmf_tgt")
     if a.spdk_dir and perf is None:

@@ -5,6 +5,7 @@
     spydk iscsi_tgt [options]   bdev + scsi + iscsi
     spydk rpc ...               the JSON-RPC command line (spydk.rpc.cli)
     spydk bdevperf ...          spydk.apps.bdevperf:main(argv), when present
+    spydk perf|identify|hello_world|discover ...   the NVMe host tools (spydk.apps.nvme_*)
 
 Target options are SPDK's (-m, -r, -c/--json, --wait-for-rpc, -L, ...) plus --poll and
 --default-config. Options SPDK needs for DPDK (--no-huge, -s, -i, -e) are accepted and
@@ -23,14 +24,20 @@ from spydk import log as spydk_log
 from spydk.apps.app import APP_SUBSYSTEMS, App, AppOptions, StartupError, default_config, describe_exports
 from spydk.rpc.server import DEFAULT_SOCKET
 
+NVME_TOOLS = {"perf": "spydk.apps.nvme_perf", "identify": "spydk.apps.nvme_identify",
+              "hello_world": "spydk.apps.nvme_hello", "discover": "spydk.apps.nvme_discover"}
 APP_NAMES = {"tgt": "spydk_tgt", "nvmf_tgt": "nvmf_tgt", "iscsi_tgt": "iscsi_tgt"}
-USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,rpc,bdevperf} [options]
+USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,rpc,bdevperf,perf,identify,hello_world,discover} [options]
 
   tgt        start a target with every subsystem (like SPDK's spdk_tgt)
   nvmf_tgt   start an NVMe-oF target (bdev + nvmf subsystems)
   iscsi_tgt  start an iSCSI target (bdev + scsi + iscsi subsystems)
   rpc        call a JSON-RPC method of a running application (like SPDK's rpc.py)
   bdevperf   run the block device benchmark
+  perf       NVMe I/O benchmark (like spdk_nvme_perf)
+  identify   print what NVMe controllers report (like spdk_nvme_identify)
+  hello_world  write "Hello world!" to a namespace and read it back (like SPDK's example)
+  discover   list a discovery controller's log (like SPDK's discovery example)
 
 `spydk tgt --default-config` starts with a 64 MiB Malloc0 bdev; `spydk COMMAND -h` for options.
 """
@@ -169,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         rc: int = mod.main(rest)
         return rc
+    if cmd in NVME_TOOLS:
+        tool = importlib.import_module(NVME_TOOLS[cmd])
+        code: int = tool.main(rest)
+        return code
     print(f"spydk: unknown command {cmd!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 

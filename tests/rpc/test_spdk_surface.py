@@ -26,6 +26,9 @@ OUR_METHODS = {
     # bdevperf's RPC (bdevperf -z); SPDK registers it inside the bdevperf example app, outside
     # the target schema. Only present when spydk.apps.bdevperf is imported.
     "perform_tests": "bdevperf -z trigger, SPDK keeps it out of the target schema",
+    # In SPDK v24.01 (scripts/rpc.py and module/bdev/nvme) and its schema; the PyPI client's
+    # parsers predate it.
+    "bdev_nvme_set_multipath_policy": "SPDK v24.01 method the PyPI spdk client lacks",
 }
 
 # Every method the foundation, bdev, NVMe-oF and iSCSI issues (2, 3, 5, 6) ask for.
@@ -58,6 +61,9 @@ ISSUE_METHODS = {
         iscsi_target_node_remove_pg_ig_maps iscsi_target_node_set_auth iscsi_create_auth_group
         iscsi_delete_auth_group iscsi_auth_group_add_secret iscsi_auth_group_remove_secret
         iscsi_get_auth_groups iscsi_set_discovery_auth iscsi_get_connections iscsi_get_stats""",
+    12: """bdev_nvme_attach_controller bdev_nvme_detach_controller bdev_nvme_get_controllers
+        bdev_nvme_set_options bdev_nvme_reset_controller bdev_nvme_get_io_paths
+        bdev_nvme_set_multipath_policy bdev_nvme_start_discovery bdev_nvme_stop_discovery""",
 }
 
 

@@ -1,0 +1,80 @@
+"""What the NVMe tools (perf, identify, hello_world, discover) share: transport IDs from
+-r, controller options from the TCP flags, connecting every controller, their display names."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from spydk.nvme.host import Controller, ControllerOpts, NvmeError, TransportId, TridError, parse_trid
+
+
+def add_transport_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("-r", "--transport", action="append", default=[], metavar="TRID",
+                   help="transport ID, e.g. 'trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:4420 "
+                        "subnqn:nqn.2016-06.io.spdk:cnode1' (repeatable)")
+    p.add_argument("-H", "--enable-tcp-hdgst", action="store_true", help="enable TCP header digest")
+    p.add_argument("-I", "--enable-tcp-ddgst", action="store_true", help="enable TCP data digest")
+    p.add_argument("-k", "--keepalive", type=int, default=10000, metavar="MS",
+                   help="keep-alive timeout in milliseconds (default 10000)")
+    p.add_argument("--hostnqn", help="host NQN (default: derived from a fixed UUID)")
+    # Accepted for compatibility with SPDK's tools; they change nothing here.
+    for flag in ("-s", "-i", "-g"):
+        p.add_argument(flag, help=argparse.SUPPRESS)
+    p.add_argument("--no-huge", action="store_true", help=argparse.SUPPRESS)
+
+
+def trids(args: argparse.Namespace, prog: str) -> list[TransportId]:
+    if not args.transport:
+        raise SystemExit(f"{prog}: give a transport ID with -r (PCIe is not supported by this build)")
+    out: list[TransportId] = []
+    for text in args.transport:
+        try:
+            t = parse_trid(text)
+        except TridError as e:
+            raise SystemExit(f"{prog}: -r {text!r}: {e}") from None
+        if t.trtype != "TCP":
+            raise SystemExit(f"{prog}: -r {text!r}: only trtype:TCP is supported by this build")
+        out.append(t)
+    return out
+
+
+def ctrlr_opts(args: argparse.Namespace, t: TransportId, **kw: Any) -> ControllerOpts:
+    opts = ControllerOpts(header_digest=args.enable_tcp_hdgst, data_digest=args.enable_tcp_ddgst,
+                          keep_alive_timeout_ms=args.keepalive, **kw)
+    hostnqn = t.hostnqn or args.hostnqn
+    if hostnqn:
+        opts.hostnqn = hostnqn
+    return opts
+
+
+async def connect_all(ts: Sequence[TransportId], opts: Sequence[ControllerOpts], prog: str
+                      ) -> list[Controller]:
+    out: list[Controller] = []
+    for t, o in zip(ts, opts, strict=True):
+        c = Controller(t, o)
+        try:
+            await c.connect()
+        except (NvmeError, ConnectionError) as e:
+            for done in out:
+                await done.detach()
+            print(f"{prog}: cannot attach {t}: {e}", file=sys.stderr)
+            raise SystemExit(1) from None
+        out.append(c)
+    return out
+
+
+def ctrlr_name(c: Controller) -> str:
+    """Perf's device name: 'TCP (addr:127.0.0.1 subnqn:nqn...)'."""
+    return f"TCP (addr:{c.trid.traddr} subnqn:{c.trid.subnqn})"
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
