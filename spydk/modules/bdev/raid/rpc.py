@@ -1,0 +1,59 @@
+"""SPDK's bdev_raid_* RPCs."""
+from __future__ import annotations
+
+from typing import Any
+
+from spydk.bdev.modutil import call, wait_rc
+from spydk.modules.bdev.raid import bdev_raid as core
+from spydk.rpc import Param, RpcContext, rpc_method
+from spydk.rpc.errors import invalid_params
+
+LEVEL_CHOICES = ("raid0", "0", "raid1", "1", "raid5f", "5f", "concat")
+
+
+@rpc_method("bdev_raid_create", [
+    Param("name", "string", required=True), Param("strip_size_kb", "uint32"),
+    Param("raid_level", "enum", required=True, choices=LEVEL_CHOICES),
+    Param("base_bdevs", "array", required=True, items=Param("base_bdev", "string")),
+    Param("uuid", "uuid"), Param("superblock", "boolean"),
+])
+def bdev_raid_create(ctx: RpcContext, *, name: str, raid_level: str, base_bdevs: list[str],
+                     strip_size_kb: int = 0, uuid: str | None = None, superblock: bool = False) -> bool:
+    call(core.create_raid, name, raid_level, base_bdevs, strip_size_kb, uuid, superblock)
+    return True
+
+
+@rpc_method("bdev_raid_get_bdevs", [
+    Param("category", "enum", required=True, choices=("online", "configuring", "offline", "all")),
+])
+def bdev_raid_get_bdevs(ctx: RpcContext, *, category: str) -> list[dict[str, Any]]:
+    return [r.info() for r in core.module.raids.values() if category == "all" or r.state == category]
+
+
+@rpc_method("bdev_raid_delete", [Param("name", "string", required=True), Param("clear_sb", "boolean")])
+async def bdev_raid_delete(ctx: RpcContext, *, name: str, clear_sb: bool = False) -> bool:
+    return await wait_rc(lambda cb: core.delete_raid(name, cb, clear_sb), f"deleting raid bdev {name!r}")
+
+
+@rpc_method("bdev_raid_add_base_bdev", [
+    Param("raid_bdev", "string", required=True), Param("base_bdev", "string", required=True),
+])
+async def bdev_raid_add_base_bdev(ctx: RpcContext, *, raid_bdev: str, base_bdev: str) -> bool:
+    return await wait_rc(lambda cb: core.add_base_bdev(raid_bdev, base_bdev, cb),
+                         f"adding {base_bdev!r} to raid bdev {raid_bdev!r}")
+
+
+@rpc_method("bdev_raid_remove_base_bdev", [Param("name", "string", required=True)])
+async def bdev_raid_remove_base_bdev(ctx: RpcContext, *, name: str) -> bool:
+    return await wait_rc(lambda cb: core.remove_base_bdev(name, cb), f"removing base bdev {name!r}")
+
+
+@rpc_method("bdev_raid_set_options", [
+    Param("process_window_size_kb", "uint32"), Param("process_max_bandwidth_mb_sec", "uint32"),
+])
+def bdev_raid_set_options(ctx: RpcContext, *, process_window_size_kb: int | None = None,
+                          process_max_bandwidth_mb_sec: int | None = None) -> bool:
+    if process_window_size_kb is not None and process_window_size_kb < 1:
+        raise invalid_params("process_window_size_kb must be at least 1")
+    call(core.set_options, process_window_size_kb, process_max_bandwidth_mb_sec)
+    return True
