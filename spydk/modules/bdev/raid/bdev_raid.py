@@ -518,8 +518,12 @@ class RaidBdev(Bdev):
         clear = getattr(self, "clear_sb_on_delete", False)
 
         def finish(_rc: int = 0) -> None:
-            if self._app_ioch is not None:
-                put_io_channel(self._app_ioch)
+            ioch = self._app_ioch
+            if ioch is not None and get_thread() is not ioch.thread:
+                ioch.thread.send_msg(finish)     # channels are released on their own thread
+                return
+            if ioch is not None:
+                put_io_channel(ioch)
                 self._app_ioch = None
                 self.app_ch = None
             if is_io_device(self.io_device):
@@ -535,6 +539,10 @@ class RaidBdev(Bdev):
             if getattr(self, "deleting", False):
                 module.raids.pop(self.name, None)
             done(0)
+        ioch = self._app_ioch
+        if ioch is not None and get_thread() is not ioch.thread:
+            ioch.thread.send_msg(self.destruct, done)
+            return
         if clear and self.superblock_enabled and self.app_ch is not None:
             from spydk.modules.bdev.raid.sb_io import clear_superblocks
             clear_superblocks(self, finish)

@@ -1,12 +1,40 @@
 """SPDK's bdev_raid_* RPCs."""
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
-from spydk.bdev.modutil import call, wait_rc
+from spydk.bdev import BdevError
+from spydk.bdev.modutil import call, rpc_error
 from spydk.modules.bdev.raid import bdev_raid as core
 from spydk.rpc import Param, RpcContext, rpc_method
-from spydk.rpc.errors import invalid_params
+from spydk.rpc.errors import errno_error, invalid_params
+from spydk.thread import get_reactor
+
+
+async def wait_rc(start: Callable[[Callable[[int], Any]], Any], what: str) -> bool:
+    """Run start(cb) on the app thread (the raid's control thread) and wait for cb(rc)."""
+    reactor = get_reactor()
+    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def done(rc: int) -> None:
+        if not fut.done():
+            reactor.loop.call_soon(lambda: fut.done() or fut.set_result(rc))
+
+    def go() -> None:
+        try:
+            start(done)
+        except BdevError as e:
+            if not fut.done():
+                fut.set_exception(rpc_error(e))
+    assert reactor.app_thread is not None
+    reactor.app_thread.send_msg(go)
+    rc = await fut
+    if rc:
+        raise errno_error(rc, f"{what} failed: rc {rc}")
+    return True
+
 
 LEVEL_CHOICES = ("raid0", "0", "raid1", "1", "raid5f", "5f", "concat")
 
