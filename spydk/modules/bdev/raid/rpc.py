@@ -18,9 +18,12 @@ async def wait_rc(start: Callable[[Callable[[int], Any]], Any], what: str) -> bo
     reactor = get_reactor()
     fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
-    def done(rc: int) -> None:
+    def settle(rc: int) -> None:
         if not fut.done():
-            reactor.loop.call_soon(lambda: fut.done() or fut.set_result(rc))
+            fut.set_result(rc)
+
+    def done(rc: int) -> None:
+        reactor.loop.call_soon(settle, rc)
 
     def go() -> None:
         try:
