@@ -10,10 +10,6 @@ from spydk.bdev import get_bdev
 from spydk.nbd import spec
 from spydk.nbd.server import NbdConnection, NbdServer
 from tests.bdev.conftest import Env
-from tests.bdev_modules.conftest import (
-    _core_env,  # noqa: F401
-    env,  # noqa: F401
-)
 from tests.raid.conftest import rpc
 
 from .client import Parser, go, hello, option, request
@@ -70,7 +66,7 @@ class Client:
         self.env.until(have)
 
 
-def test_two_connections_write_read_trim_flush(env: Env) -> None:  # noqa: F811
+def test_two_connections_write_read_trim_flush(env: Env) -> None:
     rpc(env, "bdev_malloc_create", {"name": "M0", "num_blocks": 2048, "block_size": 512})
     srv = NbdServer()
     srv.add_export("disk", "M0")
@@ -114,7 +110,7 @@ def test_two_connections_write_read_trim_flush(env: Env) -> None:  # noqa: F811
     assert not get_bdev("M0")._descs  # type: ignore[union-attr]
 
 
-def test_export_removed_disconnects_its_clients(env: Env) -> None:  # noqa: F811
+def test_export_removed_disconnects_its_clients(env: Env) -> None:
     rpc(env, "bdev_malloc_create", {"name": "M1", "num_blocks": 64, "block_size": 512})
     srv = NbdServer()
     srv.add_export("x", "M1")
