@@ -75,3 +75,34 @@ def nbd_server_get_exports(ctx: RpcContext, *, name: str | None = None) -> list[
 def nbd_server_get_listeners(ctx: RpcContext) -> list[dict[str, Any]]:
     """List NBD listeners (spydk extension)."""
     return [{"host": h, "port": p} for (h, p) in server.listeners]
+
+
+# -- SPDK's kernel NBD export -------------------------------------------------------------
+
+
+@rpc_method("nbd_start_disk", [Param("bdev_name", "string", required=True), Param("nbd_device", "string")])
+async def nbd_start_disk(ctx: RpcContext, *, bdev_name: str, nbd_device: str | None = None) -> str:
+    """Attach a bdev as a kernel /dev/nbdX device."""
+    from spydk.nbd import kernel
+    try:
+        return await kernel.start_disk(bdev_name, nbd_device)
+    except BdevError as e:
+        raise rpc_error(e) from None
+
+
+@rpc_method("nbd_stop_disk", [Param("nbd_device", "string", required=True)])
+async def nbd_stop_disk(ctx: RpcContext, *, nbd_device: str) -> bool:
+    """Detach a kernel /dev/nbdX device."""
+    from spydk.nbd import kernel
+    try:
+        await kernel.stop_disk(nbd_device)
+    except BdevError as e:
+        raise rpc_error(e) from None
+    return True
+
+
+@rpc_method("nbd_get_disks", [Param("nbd_device", "string")])
+def nbd_get_disks(ctx: RpcContext, *, nbd_device: str | None = None) -> list[dict[str, Any]]:
+    """List the kernel NBD devices of this application."""
+    from spydk.nbd import kernel
+    return call(kernel.get_disks, nbd_device)  # type: ignore[no-any-return]
