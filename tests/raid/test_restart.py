@@ -110,3 +110,19 @@ def test_target_restart_finds_the_raid(tmp_path: Path) -> None:
     assert before[0]["uuid"] == after[0]["uuid"] == b["uuid"]
     assert b["num_blocks"] == 16384 - 2048 and b["driver_specific"]["raid"]["raid_level"] == "raid1"
     assert [x["name"] for x in after[0]["base_bdevs_list"]] == ["Aio0", "Aio1"]
+
+
+def test_create_refuses_bases_holding_another_superblock(env: Env, tmp_path: Path) -> None:
+    import pytest
+
+    from spydk.rpc.errors import RpcError
+    files = _files(tmp_path, 2)
+    for i, f in enumerate(files):
+        rpc(env, "bdev_aio_create", {"filename": f, "name": f"A{i}", "block_size": 512})
+    rpc(env, "bdev_raid_create", {"name": "M", "raid_level": "raid1", "superblock": True, "base_bdevs": ["A0", "A1"]})
+    env.until(lambda: get_bdev("M") is not None)
+    rpc(env, "bdev_raid_delete", {"name": "M"})
+    with pytest.raises(RpcError) as ei:
+        rpc(env, "bdev_raid_create", {"name": "N", "raid_level": "raid1", "superblock": True, "base_bdevs": ["A0", "A1"]})
+    assert "A0" in ei.value.message and "'M'" in ei.value.message and ei.value.code == -17
+    assert not get_bdev("A0").claimed  # type: ignore[union-attr]

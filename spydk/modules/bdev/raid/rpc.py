@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Callable
 from typing import Any
 
-from spydk.bdev import BdevError
+from spydk.bdev import BdevError, get_bdev
 from spydk.bdev.modutil import call, rpc_error
 from spydk.modules.bdev.raid import bdev_raid as core
+from spydk.modules.bdev.raid.sb_io import read_superblock
 from spydk.rpc import Param, RpcContext, rpc_method
 from spydk.rpc.errors import errno_error, invalid_params
 from spydk.thread import get_reactor
@@ -48,10 +50,33 @@ LEVEL_CHOICES = ("raid0", "0", "raid1", "1", "raid5f", "5f", "concat")
     Param("base_bdevs", "array", required=True, items=Param("base_bdev", "string")),
     Param("uuid", "uuid"), Param("superblock", "boolean"),
 ])
-def bdev_raid_create(ctx: RpcContext, *, name: str, raid_level: str, base_bdevs: list[str],
-                     strip_size_kb: int = 0, uuid: str | None = None, superblock: bool = False) -> bool:
-    call(core.create_raid, name, raid_level, base_bdevs, strip_size_kb, uuid, superblock)
+async def bdev_raid_create(ctx: RpcContext, *, name: str, raid_level: str, base_bdevs: list[str],
+                           strip_size_kb: int = 0, uuid: str | None = None, superblock: bool = False) -> bool:
+    if superblock:
+        # as SPDK: never write a superblock over another raid's (that would take its members)
+        for b in base_bdevs:
+            if get_bdev(b) is None:
+                continue
+            found = await _read_sb(b)
+            if found is not None:
+                raise errno_error(errno.EEXIST, f"base bdev {b} already has the superblock of raid {found.name!r}: "
+                                                "delete that raid with clear_sb, or add it back with examine")
+    reactor = get_reactor()
+    assert reactor.app_thread is not None
+    await reactor.call_on(reactor.app_thread, call, core.create_raid, name, raid_level, base_bdevs,
+                          strip_size_kb, uuid, superblock)
     return True
+
+
+async def _read_sb(bdev_name: str) -> Any:
+    reactor = get_reactor()
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def got(sb: Any) -> None:
+        reactor.loop.call_soon(lambda: fut.done() or fut.set_result(sb))  # type: ignore[func-returns-value]
+    assert reactor.app_thread is not None
+    reactor.app_thread.send_msg(read_superblock, bdev_name, got)
+    return await fut
 
 
 @rpc_method("bdev_raid_get_bdevs", [
