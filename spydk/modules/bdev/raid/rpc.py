@@ -73,7 +73,7 @@ async def _read_sb(bdev_name: str) -> Any:
     fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     def got(sb: Any) -> None:
-        reactor.loop.call_soon(lambda: fut.done() or fut.set_result(sb))  # type: ignore[func-returns-value]
+        reactor.loop.call_soon(lambda: None if fut.done() else fut.set_result(sb))
     assert reactor.app_thread is not None
     reactor.app_thread.send_msg(read_superblock, bdev_name, got)
     return await fut
