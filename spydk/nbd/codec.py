@@ -364,8 +364,11 @@ class NbdServerConnection:
             err = spec.EPERM
         if typ == spec.CMD_WRITE:
             if err:
-                self.skip = length          # read past the payload without keeping it
-                self.skip_reply = (cookie, err)
+                if length:
+                    self.skip = length      # read past the payload without keeping it
+                    self.skip_reply = (cookie, err)
+                else:
+                    self.reply_error(cookie, err, "request refused")
                 return
             req = Request(typ, flags, cookie, offset, length, bytearray(length))
             self.payload = req

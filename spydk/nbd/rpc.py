@@ -13,6 +13,7 @@ from typing import Any
 
 from spydk.bdev import BdevError
 from spydk.bdev.modutil import call, rpc_error
+from spydk.nbd import subsystem as _subsystem  # noqa: F401  (registers the "nbd" subsystem)
 from spydk.nbd.server import server
 from spydk.rpc import Param, RpcContext, rpc_method
 

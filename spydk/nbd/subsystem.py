@@ -1,15 +1,14 @@
 """The "nbd" subsystem: the NBD server's listeners and exports (and kernel disks) in
-save_config, torn down at exit."""
+save_config, torn down at exit. Registered on import (spydk.nbd.rpc imports it)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from spydk.init.subsystem import Subsystem, get_subsystem, register_subsystem
-from spydk.nbd import rpc as _rpc  # noqa: F401  (registers the RPCs)
 from spydk.nbd.server import server
 
 if TYPE_CHECKING:
-    from spydk.apps.app import App
+    from spydk.rpc.registry import AppContext as App
 
 
 def _config(app: App) -> list[dict[str, Any]]:

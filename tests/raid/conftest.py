@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+import spydk.modules.bdev.error  # noqa: F401  (registers the modules the tests use)
+import spydk.modules.bdev.rbd  # noqa: F401
 from spydk.modules.bdev.raid import bdev_raid
 from spydk.rpc.registry import RpcContext, get_method
 from tests.bdev.conftest import Env

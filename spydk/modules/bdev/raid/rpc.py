@@ -52,6 +52,7 @@ LEVEL_CHOICES = ("raid0", "0", "raid1", "1", "raid5f", "5f", "concat")
 ])
 async def bdev_raid_create(ctx: RpcContext, *, name: str, raid_level: str, base_bdevs: list[str],
                            strip_size_kb: int = 0, uuid: str | None = None, superblock: bool = False) -> bool:
+    """Create a raid bdev (raid0, raid1, concat) over base bdevs."""
     if superblock:
         # as SPDK: never write a superblock over another raid's (that would take its members)
         for b in base_bdevs:
@@ -83,11 +84,13 @@ async def _read_sb(bdev_name: str) -> Any:
     Param("category", "enum", required=True, choices=("online", "configuring", "offline", "all")),
 ])
 def bdev_raid_get_bdevs(ctx: RpcContext, *, category: str) -> list[dict[str, Any]]:
+    """List raid bdevs of a category (online, configuring, offline, all)."""
     return [r.info() for r in core.module.raids.values() if category == "all" or r.state == category]
 
 
 @rpc_method("bdev_raid_delete", [Param("name", "string", required=True), Param("clear_sb", "boolean")])
 async def bdev_raid_delete(ctx: RpcContext, *, name: str, clear_sb: bool = False) -> bool:
+    """Delete a raid bdev (clear_sb: wipe its superblocks)."""
     return await wait_rc(lambda cb: core.delete_raid(name, cb, clear_sb), f"deleting raid bdev {name!r}")
 
 
@@ -95,12 +98,14 @@ async def bdev_raid_delete(ctx: RpcContext, *, name: str, clear_sb: bool = False
     Param("raid_bdev", "string", required=True), Param("base_bdev", "string", required=True),
 ])
 async def bdev_raid_add_base_bdev(ctx: RpcContext, *, raid_bdev: str, base_bdev: str) -> bool:
+    """Add a base bdev to a raid (an online raid1 rebuilds onto it)."""
     return await wait_rc(lambda cb: core.add_base_bdev(raid_bdev, base_bdev, cb),
                          f"adding {base_bdev!r} to raid bdev {raid_bdev!r}")
 
 
 @rpc_method("bdev_raid_remove_base_bdev", [Param("name", "string", required=True)])
 async def bdev_raid_remove_base_bdev(ctx: RpcContext, *, name: str) -> bool:
+    """Remove a base bdev from its raid."""
     return await wait_rc(lambda cb: core.remove_base_bdev(name, cb), f"removing base bdev {name!r}")
 
 
@@ -109,6 +114,7 @@ async def bdev_raid_remove_base_bdev(ctx: RpcContext, *, name: str) -> bool:
 ])
 def bdev_raid_set_options(ctx: RpcContext, *, process_window_size_kb: int | None = None,
                           process_max_bandwidth_mb_sec: int | None = None) -> bool:
+    """Set the rebuild window size and bandwidth limit."""
     if process_window_size_kb is not None and process_window_size_kb < 1:
         raise invalid_params("process_window_size_kb must be at least 1")
     call(core.set_options, process_window_size_kb, process_max_bandwidth_mb_sec)

@@ -50,6 +50,7 @@ async def _connect(user_id: str | None, config: dict[str, str], config_file: str
 async def bdev_rbd_register_cluster(ctx: RpcContext, *, name: str, user_id: str | None = None,
                                     config_param: dict[str, Any] | None = None, config_file: str | None = None,
                                     key_file: str | None = None, core_mask: str | None = None) -> str:
+    """Connect to a Ceph cluster, shared by rbd bdevs created with cluster_name."""
     if not name:
         raise invalid_params("name must not be empty")
     if name in core.module.clusters:
@@ -62,6 +63,7 @@ async def bdev_rbd_register_cluster(ctx: RpcContext, *, name: str, user_id: str 
 
 @rpc_method("bdev_rbd_unregister_cluster", [Param("name", "string", required=True)])
 def bdev_rbd_unregister_cluster(ctx: RpcContext, *, name: str) -> bool:
+    """Disconnect a registered Ceph cluster (no bdev may use it)."""
     c = core.module.clusters.get(name)
     if c is None:
         raise errno_error(errno.ENODEV, f"rbd cluster {name!r} is not registered")
@@ -75,6 +77,7 @@ def bdev_rbd_unregister_cluster(ctx: RpcContext, *, name: str) -> bool:
 
 @rpc_method("bdev_rbd_get_clusters_info", [Param("name", "string")])
 def bdev_rbd_get_clusters_info(ctx: RpcContext, *, name: str | None = None) -> Any:
+    """Registered Ceph clusters."""
     if name is not None:
         c = core.module.clusters.get(name)
         if c is None:
@@ -92,6 +95,7 @@ def bdev_rbd_get_clusters_info(ctx: RpcContext, *, name: str | None = None) -> A
 async def bdev_rbd_create(ctx: RpcContext, *, pool_name: str, rbd_name: str, block_size: int,
                           name: str | None = None, user_id: str | None = None, config: dict[str, Any] | None = None,
                           cluster_name: str | None = None, uuid: str | None = None, read_only: bool = False) -> str:
+    """Create a bdev on an RBD image."""
     try:
         check_power_of_two_block_size(block_size)
     except BdevError as e:
@@ -158,6 +162,7 @@ def _rbd(name: str) -> core.RbdBdev:
 
 @rpc_method("bdev_rbd_delete", [Param("name", "string", required=True)])
 async def bdev_rbd_delete(ctx: RpcContext, *, name: str) -> bool:
+    """Delete an rbd bdev."""
     b = _rbd(name)
     fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     r = get_reactor()
@@ -172,6 +177,7 @@ async def bdev_rbd_delete(ctx: RpcContext, *, name: str) -> bool:
 
 @rpc_method("bdev_rbd_resize", [Param("name", "string", required=True), Param("new_size", "uint64", required=True)])
 async def bdev_rbd_resize(ctx: RpcContext, *, name: str, new_size: int) -> bool:
+    """Grow an rbd bdev and its image to new_size MiB."""
     b = _rbd(name)
     r = get_reactor()
     assert r.app_thread is not None
