@@ -371,6 +371,22 @@ def test_raid_and_nbd_commands(tgt: TargetProcess, capsys: pytest.CaptureFixture
     assert c.json("bdev_raid_get_bdevs", "all") == []
 
 
+def test_rbd_commands_refusals(tgt: TargetProcess, capsys: pytest.CaptureFixture[str], used: set[str]) -> None:
+    """The rbd commands end to end without a cluster (tests/rbd runs them against a real one)."""
+    c = Cli(tgt.sock, capsys, used)
+    closed = free_port()
+    err = c.fails("bdev_rbd_register_cluster", "c0", "--user", "admin", "--config-param", f"mon_host=127.0.0.1:{closed}",
+                  "--config-param", "client_mount_timeout=2")
+    assert "Ceph cluster" in err
+    assert c.json("bdev_rbd_get_clusters_info") == []
+    assert "not registered" in c.fails("bdev_rbd_unregister_cluster", "c0")
+    assert "not registered" in c.fails("bdev_rbd_create", "-c", "c0", "rbd", "img", "512")
+    assert "does not exist" in c.fails("bdev_rbd_delete", "Ceph0")
+    assert "does not exist" in c.fails("bdev_rbd_resize", "Ceph0", "64")
+    used.update({"bdev_rbd_register_cluster", "bdev_rbd_unregister_cluster", "bdev_rbd_create",
+                 "bdev_rbd_delete", "bdev_rbd_resize"})
+
+
 # Areas with commands of their own add a test above that runs them through Cli (and so into
 # `used`); this check stays last in the module.
 def test_every_subcommand_ran_end_to_end(used: set[str]) -> None:
