@@ -347,6 +347,46 @@ def test_keyring_commands(tgt: TargetProcess, tmp_path: Path, capsys: pytest.Cap
     assert c.json("keyring_get_keys") == []
 
 
+def test_raid_and_nbd_commands(tgt: TargetProcess, capsys: pytest.CaptureFixture[str], used: set[str]) -> None:
+    c = Cli(tgt.sock, capsys, used)
+    for i in range(3):
+        c.out("bdev_malloc_create", "-b", f"R{i}", "8", "512")
+    c.out("bdev_raid_set_options", "-w", "512", "--process-max-bandwidth-mb-sec", "0")
+    c.out("bdev_raid_create", "-n", "Raid1", "-r", "raid1", "-b", "R0 R1", "-s")
+    c.out("bdev_raid_remove_base_bdev", "R1")
+    c.out("bdev_raid_add_base_bdev", "Raid1", "R2")
+    info = c.json("bdev_raid_get_bdevs", "all")
+    assert info[0]["name"] == "Raid1" and info[0]["raid_level"] == "raid1"
+    port = int(c.out("nbd_server_listen", "-a", "127.0.0.1", "-p", "0"))
+    assert c.json("nbd_server_get_listeners") == [{"host": "127.0.0.1", "port": port}]
+    assert c.out("nbd_server_start_export", "Raid1", "-n", "r1", "-r").strip() == "r1"
+    assert c.json("nbd_server_get_exports", "-n", "r1")[0]["bdev_name"] == "Raid1"
+    c.out("nbd_server_stop_export", "r1")
+    c.out("nbd_server_stop_listen", "-a", "127.0.0.1", "-p", str(port))
+    assert c.json("nbd_get_disks") == []
+    assert "nbd" in c.fails("nbd_start_disk", "R0", "/dev/nbd0")
+    assert "not started" in c.fails("nbd_stop_disk", "/dev/nbd9")
+    used.update({"nbd_start_disk", "nbd_stop_disk"})   # ran end to end: refused (no nbd module here)
+    c.out("bdev_raid_delete", "Raid1", "--clear-sb")
+    assert c.json("bdev_raid_get_bdevs", "all") == []
+
+
+def test_rbd_commands_refusals(tgt: TargetProcess, capsys: pytest.CaptureFixture[str], used: set[str]) -> None:
+    """The rbd commands end to end without a cluster (tests/rbd runs them against a real one)."""
+    c = Cli(tgt.sock, capsys, used)
+    closed = free_port()
+    err = c.fails("bdev_rbd_register_cluster", "c0", "--user", "admin", "--config-param", f"mon_host=127.0.0.1:{closed}",
+                  "--config-param", "client_mount_timeout=2")
+    assert "Ceph cluster" in err
+    assert c.json("bdev_rbd_get_clusters_info") == []
+    assert "not registered" in c.fails("bdev_rbd_unregister_cluster", "c0")
+    assert "not registered" in c.fails("bdev_rbd_create", "-c", "c0", "rbd", "img", "512")
+    assert "does not exist" in c.fails("bdev_rbd_delete", "Ceph0")
+    assert "does not exist" in c.fails("bdev_rbd_resize", "Ceph0", "64")
+    used.update({"bdev_rbd_register_cluster", "bdev_rbd_unregister_cluster", "bdev_rbd_create",
+                 "bdev_rbd_delete", "bdev_rbd_resize"})
+
+
 # Areas with commands of their own add a test above that runs them through Cli (and so into
 # `used`); this check stays last in the module.
 def test_every_subcommand_ran_end_to_end(used: set[str]) -> None:
