@@ -1,26 +1,55 @@
 """spydk's vhost-user-blk target against QEMU's vhost-user-blk-pci and the guest's
-virtio-blk driver."""
+virtio-blk driver: data pattern, fio verify, discard, ext4 mkfs/mount/fsck, and a marker
+the host finds in the backing file afterwards."""
 from __future__ import annotations
 
+import secrets
 import time
+from pathlib import Path
 
 import pytest
 
 from .expect import guest_passed
-from .targets import vhost_blk_config
 
-pytestmark = [
-    pytest.mark.interop,
-    pytest.mark.xfail(strict=False, reason="waits for a vhost-user-blk target (no issue yet)"),
-]
+pytestmark = pytest.mark.interop
+
+MB = 64
 
 
-def test_vhost_user_blk_virtio(run_guest, spydk_target) -> None:
-    tgt = spydk_target(vhost_blk_config("vhost.0"))
+def _aio_vhost_config(backing: Path, ctrlr: str) -> dict:
+    return {"subsystems": [
+        {"subsystem": "bdev", "config": [
+            {"method": "bdev_aio_create",
+             "params": {"filename": str(backing), "name": "Aio0", "block_size": 512,
+                        "fallocate": True}}]},
+        {"subsystem": "vhost_blk", "config": [
+            {"method": "vhost_create_blk_controller",
+             "params": {"ctrlr": ctrlr, "dev_name": "Aio0"}}]},
+    ]}
+
+
+def test_vhost_user_blk_virtio(run_guest, spydk_target, tmp_path: Path) -> None:
+    backing = tmp_path / "vhost-disk.img"
+    with open(backing, "wb") as f:
+        f.truncate(MB << 20)
+    tgt = spydk_target(_aio_vhost_config(backing, "vhost.0"))
     sock = tgt.workdir / "vhost.0"   # as in SPDK: the socket goes in the working directory
     deadline = time.monotonic() + 10
     while not sock.is_socket():
         assert time.monotonic() < deadline, f"no vhost-user socket at {sock}"
         time.sleep(0.1)
-    res = run_guest("vhost-user-blk.sh", {"VHOST_MB": "64"}, vhost_user_blk=[sock])
+    ctrl = tgt.rpc("vhost_get_controllers")["result"]
+    assert [c["ctrlr"] for c in ctrl] == ["vhost.0"]
+    assert ctrl[0]["backend_specific"]["block"]["bdev"] == "Aio0"
+    marker = "spydk vhost marker " + secrets.token_hex(8)
+    res = run_guest("vhost-user-blk.sh", {"VHOST_MB": str(MB), "VHOST_DISCARD": "1",
+                                          "VHOST_MARKER": marker},
+                    vhost_user_blk=[sock])
     guest_passed(res, "VHOST-USER-BLK CHECK PASSED")
+    assert "discard: 1 MiB at 40 MiB discarded" in res.console
+    with open(backing, "rb") as f:
+        f.seek(98304 * 512)
+        assert f.read(512).startswith(marker.encode() + b"\n")
+    # the guest powered off: the controller is idle again and can be deleted
+    assert tgt.rpc("vhost_delete_controller", {"ctrlr": "vhost.0"}).get("result") is True
+    assert not sock.exists()
