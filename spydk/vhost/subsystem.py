@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from spydk.rpc.registry import AppContext
 from spydk.init.subsystem import Subsystem, get_subsystem, register_subsystem
 from spydk.vhost.target import target_of
 
-if TYPE_CHECKING:
-    from spydk.apps.app import App
 
 
 def _fini_kind(kind: str) -> Any:
-    async def fini(app: App) -> None:
+    async def fini(app: AppContext) -> None:
         t = target_of(app)
         waits = []
         for name, c in list(t.controllers.items()):
@@ -39,7 +38,7 @@ def _resolver(fut: asyncio.Future[None]) -> Callable[[], None]:
 
 
 def _config(kind: str) -> Any:
-    def config(app: App) -> list[dict[str, Any]]:
+    def config(app: AppContext) -> list[dict[str, Any]]:
         return target_of(app).config(kind)
     return config
 
