@@ -6,13 +6,12 @@ import errno
 from collections.abc import Callable
 from typing import Any
 
+import spydk.vhost.subsystem  # noqa: F401  (registers the vhost_blk and vhost_scsi subsystems)
 from spydk.rpc.errors import errno_error, invalid_params
 from spydk.rpc.registry import RpcContext, rpc_method
 from spydk.rpc.schema import Param
 from spydk.vhost.controller import VhostError
 from spydk.vhost.target import VhostTarget, target_of
-
-import spydk.vhost.subsystem  # noqa: E402,F401  (registers the vhost_blk and vhost_scsi subsystems)
 
 
 def _call(fn: Callable[[], Any]) -> Any:

@@ -8,10 +8,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from spydk.rpc.registry import AppContext
 from spydk.init.subsystem import Subsystem, get_subsystem, register_subsystem
+from spydk.rpc.registry import AppContext
 from spydk.vhost.target import target_of
-
 
 
 def _fini_kind(kind: str) -> Any:
