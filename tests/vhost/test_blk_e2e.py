@@ -6,9 +6,8 @@ import asyncio
 import os
 import socket
 
-from spydk.modules.bdev.malloc import create_malloc_disk
-
 from spydk.bdev.awaitable import AsyncDesc
+from spydk.modules.bdev.malloc import create_malloc_disk
 from spydk.modules.bdev.virtio.virtio_blk import attach_blk
 from spydk.vhost.blk import VhostBlkController
 from spydk.vhost.codec import encode
