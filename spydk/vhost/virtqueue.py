@@ -239,6 +239,25 @@ class DriverQueue:
         _u16_into(v, self.avail_off + 2, self.avail_idx)
         return head
 
+    def add_indirect(self, table_addr: int, table: memoryview,
+                     bufs: list[tuple[int, int, bool]]) -> int | None:
+        """Post one chain through an indirect table the driver owns (``table`` at guest
+        address ``table_addr``, 16 bytes per buffer): one ring descriptor per request."""
+        if not self.free or not bufs or len(table) < 16 * len(bufs):
+            return None
+        for n, (addr, length, wr) in enumerate(bufs):
+            last = n == len(bufs) - 1
+            flags = (DESC_F_WRITE if wr else 0) | (0 if last else DESC_F_NEXT)
+            DESC.pack_into(table, 16 * n, addr, length, flags, 0 if last else n + 1)
+        head = self.free.pop()
+        v = self.view
+        DESC.pack_into(v, self.desc_off + 16 * head, table_addr, 16 * len(bufs), DESC_F_INDIRECT, 0)
+        self.chain_len[head] = 1
+        _u16_into(v, self.avail_off + 4 + 2 * (self.avail_idx % self.num), head)
+        self.avail_idx = (self.avail_idx + 1) & 0xFFFF
+        _u16_into(v, self.avail_off + 2, self.avail_idx)
+        return head
+
     def need_kick(self) -> bool:
         old, new = self.kicked_avail, self.avail_idx
         self.kicked_avail = new

@@ -38,6 +38,7 @@ from spydk.vhost.spec import (
     BLK_T_IN,
     BLK_T_OUT,
     BLK_T_WRITE_ZEROES,
+    F_RING_INDIRECT_DESC,
     SECTOR,
     bit,
 )
@@ -46,8 +47,10 @@ from spydk.vhost.virtqueue import DriverQueue
 log = logging.getLogger("spydk.bdev.virtio")
 
 SLOT_DATA = 128 * 1024
-SLOT_HDR = 64            # request header (16), discard segment (16), status (1), padding
-DRIVER_FEATURES = (bit(BLK_F_SEG_MAX) | bit(BLK_F_BLK_SIZE) | bit(BLK_F_FLUSH) | bit(BLK_F_RO)
+# request header (16), discard segment (16), status (1) at 32, indirect table (3 x 16) at 64
+SLOT_HDR = 128
+TABLE_OFF = 64
+DRIVER_FEATURES = (bit(F_RING_INDIRECT_DESC) | bit(BLK_F_SEG_MAX) | bit(BLK_F_BLK_SIZE) | bit(BLK_F_FLUSH) | bit(BLK_F_RO)
                    | bit(BLK_F_DISCARD) | bit(BLK_F_WRITE_ZEROES) | bit(BLK_F_MQ))
 _FD_SPACE = socket.CMSG_SPACE(MAX_FDS_PER_MSG * 4)
 
@@ -97,7 +100,7 @@ class VirtioUserDev:
         self.vq_count = vq_count
         self.vq_size = vq_size
         self.thread: Thread = get_thread() or _app_thread()
-        nslots = vq_size // 3
+        nslots = vq_size   # one ring descriptor per request (indirect tables)
         ring_bytes = _ring_bytes(vq_size)
         self.mem = SharedMemory(vq_count * (ring_bytes + 3 * 4096 + nslots * (SLOT_HDR + SLOT_DATA)))
         self.vqs: list[VqState] = []
@@ -206,7 +209,7 @@ class VirtioUserDev:
             s.close()
 
     def submit(self, v: VqState, slot: Slot, bufs: list[tuple[int, int, bool]]) -> bool:
-        head = v.q.add(bufs)
+        head = v.q.add_indirect(slot.hdr_addr + TABLE_OFF, slot.hdr[TABLE_OFF:], bufs)
         if head is None:
             return False
         v.inflight[head] = slot
