@@ -89,6 +89,10 @@ class VhostController:
     def handle_chain(self, rs: RingState, chain: Chain) -> None:
         raise NotImplementedError
 
+    def processes(self, index: int) -> bool:
+        """Whether ring ``index`` is served (vhost-scsi leaves its event queue alone)."""
+        return True
+
     def on_ring_started(self, rs: RingState) -> None:
         """Hook: a ring's data path is about to start (the io channel may be taken here)."""
 
@@ -96,6 +100,10 @@ class VhostController:
         """Hook: no ring is running anymore."""
 
     # -- socket ---------------------------------------------------------------------------
+
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None
 
     def listen(self) -> None:
         path = self.socket_path
@@ -227,6 +235,8 @@ class VhostController:
             self.on_ring_started(rs)
         self._unwatch_kick(vring.index)
         fd = vring.kick_fd
+        if not self.processes(vring.index):
+            return
         if fd is not None:
             fl = fcntl.fcntl(fd, fcntl.F_GETFL)
             fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)

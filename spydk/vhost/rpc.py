@@ -62,6 +62,66 @@ def vhost_create_blk_controller(ctx: RpcContext, *, ctrlr: str, dev_name: str, r
     return True
 
 
+@rpc_method("vhost_create_scsi_controller", [
+    Param("ctrlr", "string", required=True), Param("cpumask", "string"), Param("delay", "boolean")])
+def vhost_create_scsi_controller(ctx: RpcContext, *, ctrlr: str, cpumask: str | None = None,
+                                 delay: bool = False) -> bool:
+    """Create a vhost-user-scsi controller on socket <socket dir>/<ctrlr> (targets are added
+    with vhost_scsi_controller_add_target). With delay, the socket appears only at
+    vhost_start_scsi_controller."""
+    from spydk.vhost.scsi import VhostScsiController
+    t = _tgt(ctx)
+    mask = parse_cpumask(cpumask)
+
+    def make() -> None:
+        t.check_new(ctrlr)
+        c = VhostScsiController(ctrlr, t.socket_dir, cpumask=mask)
+        if delay:
+            t.controllers[ctrlr] = c
+        else:
+            t.add(c)
+    _call(make)
+    return True
+
+
+@rpc_method("vhost_start_scsi_controller", [Param("ctrlr", "string", required=True)])
+def vhost_start_scsi_controller(ctx: RpcContext, *, ctrlr: str) -> bool:
+    """Start listening on a scsi controller created with delay=true."""
+    t = _tgt(ctx)
+    c = _call(lambda: t.get(ctrlr))
+    if c.listening:
+        raise errno_error(errno.EALREADY, f"controller {ctrlr!r} is already started")
+    _call(c.listen)
+    return True
+
+
+def _scsi(ctx: RpcContext, ctrlr: str) -> Any:
+    from spydk.vhost.scsi import VhostScsiController
+    c = _call(lambda: _tgt(ctx).get(ctrlr))
+    if not isinstance(c, VhostScsiController):
+        raise invalid_params(f"controller {ctrlr!r} is not a vhost-scsi controller")
+    return c
+
+
+@rpc_method("vhost_scsi_controller_add_target", [
+    Param("ctrlr", "string", required=True), Param("scsi_target_num", "int32", required=True),
+    Param("bdev_name", "string", required=True)])
+def vhost_scsi_controller_add_target(ctx: RpcContext, *, ctrlr: str, scsi_target_num: int,
+                                     bdev_name: str) -> int:
+    """Add a SCSI target whose LUN 0 is a bdev; -1 picks the first free number. Returns it."""
+    c = _scsi(ctx, ctrlr)
+    return int(_call(lambda: c.add_target(scsi_target_num, bdev_name)))
+
+
+@rpc_method("vhost_scsi_controller_remove_target", [
+    Param("ctrlr", "string", required=True), Param("scsi_target_num", "uint32", required=True)])
+def vhost_scsi_controller_remove_target(ctx: RpcContext, *, ctrlr: str, scsi_target_num: int) -> bool:
+    """Remove a SCSI target from a vhost-scsi controller."""
+    c = _scsi(ctx, ctrlr)
+    _call(lambda: c.remove_target(scsi_target_num))
+    return True
+
+
 @rpc_method("vhost_delete_controller", [Param("ctrlr", "string", required=True)])
 async def vhost_delete_controller(ctx: RpcContext, *, ctrlr: str) -> bool:
     """Remove a vhost controller (its front end must not have running rings)."""
