@@ -80,3 +80,53 @@ def test_vhost_user_scsi_virtio(run_guest, spydk_target) -> None:
                     vhost_user_scsi=[sock])
     guest_passed(res, "VHOST-USER-SCSI CHECK PASSED")
     assert "discard: 1 MiB at 40 MiB discarded" in res.console
+
+
+def test_vhost_user_blk_target_restart(run_guest, spydk_target, tmp_path: Path) -> None:
+    """spydk killed (SIGKILL) and started again while the guest's fio verify runs: QEMU
+    reconnects (chardev reconnect=1), re-sends the memory table and rings, and requests
+    that were in flight are fetched again from the avail ring (QEMU resets the ring's
+    last-avail index to the used index when the back end vanished). Nothing is lost."""
+    import signal
+    import threading
+
+    from .targets import start_spydk
+    backing = tmp_path / "vhost-disk.img"
+    with open(backing, "wb") as f:
+        f.truncate(MB << 20)
+    config = _aio_vhost_config(backing, "vhost.0")
+    tgt = spydk_target(config)
+    sock = tgt.workdir / "vhost.0"
+    marker = ("restart me " + secrets.token_hex(8)).encode()
+    restarted: list = []
+    stop = threading.Event()
+
+    def restarter() -> None:
+        while not stop.is_set():
+            with open(backing, "rb") as f:
+                f.seek(60 << 20)
+                if f.read(len(marker)) == marker:
+                    break
+            time.sleep(0.05)
+        else:
+            return
+        time.sleep(1.0)          # fio is under way
+        tgt.proc.send_signal(signal.SIGKILL)
+        tgt.proc.wait()
+        restarted.append(start_spydk(config, tgt.workdir))
+    th = threading.Thread(target=restarter)
+    th.start()
+    try:
+        res = run_guest("vhost-reconnect.sh", {"VHOST_MARKER": marker.decode()},
+                        vhost_user_blk=[sock], vhost_reconnect=1)
+    finally:
+        stop.set()
+        th.join()
+        for t in restarted:
+            t.stop()
+    assert restarted, "the guest never wrote its marker: the target was not restarted"
+    guest_passed(res, "VHOST-RECONNECT CHECK PASSED")
+    # the restart happened while fio ran (not before or after it)
+    console = res.console
+    assert console.index("fio verify while the target restarts") < console.index("ring restore failed") \
+        < console.index("verify: (groupid=0")
