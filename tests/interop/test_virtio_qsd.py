@@ -9,7 +9,7 @@ import os
 import pytest
 
 import spydk.modules.bdev.virtio  # noqa: F401
-from spydk.bdev import bdev as core
+from spydk.bdev import registry as core
 from spydk.bdev.awaitable import AsyncDesc
 from spydk.modules.bdev.virtio.virtio_blk import attach_blk
 

@@ -11,7 +11,7 @@ import pytest
 
 import spydk.bdev  # noqa: F401  (registers modules)
 from spydk import notify
-from spydk.bdev import bdev as core
+from spydk.bdev import registry as core
 from spydk.bdev.iobuf import pool
 
 
