@@ -44,6 +44,7 @@ APP_SUBSYSTEMS: dict[str, tuple[str, ...] | None] = {
     "tgt": None,  # everything registered
     "nvmf_tgt": ("keyring", "bdev", "nvmf"),
     "iscsi_tgt": ("bdev", "scsi", "iscsi"),
+    "vhost": ("bdev", "scsi", "vhost_blk", "vhost_scsi"),
 }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -26,12 +27,13 @@ from spydk.rpc.server import DEFAULT_SOCKET
 
 NVME_TOOLS = {"perf": "spydk.apps.nvme_perf", "identify": "spydk.apps.nvme_identify",
               "hello_world": "spydk.apps.nvme_hello", "discover": "spydk.apps.nvme_discover"}
-APP_NAMES = {"tgt": "spydk_tgt", "nvmf_tgt": "nvmf_tgt", "iscsi_tgt": "iscsi_tgt"}
-USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,rpc,bdevperf,perf,identify,hello_world,discover} [options]
+APP_NAMES = {"tgt": "spydk_tgt", "nvmf_tgt": "nvmf_tgt", "iscsi_tgt": "iscsi_tgt", "vhost": "vhost"}
+USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,vhost,rpc,bdevperf,perf,identify,hello_world,discover} [options]
 
   tgt        start a target with every subsystem (like SPDK's spdk_tgt)
   nvmf_tgt   start an NVMe-oF target (bdev + nvmf subsystems)
   iscsi_tgt  start an iSCSI target (bdev + scsi + iscsi subsystems)
+  vhost      start a vhost-user target for VMs (bdev + scsi + vhost_blk + vhost_scsi)
   rpc        call a JSON-RPC method of a running application (like SPDK's rpc.py)
   bdevperf   run the block device benchmark
   perf       NVMe I/O benchmark (like spdk_nvme_perf)
@@ -81,6 +83,9 @@ def target_parser(cmd: str) -> argparse.ArgumentParser:
     p.add_argument("--poll", action="store_true", help="busy-poll the reactor (one core at 100%%, lowest latency)")
     p.add_argument("--default-config", action="store_true",
                    help="start with the embedded default config (a 64 MiB Malloc0 bdev, block size 512)")
+    if cmd in ("vhost", "tgt"):
+        p.add_argument("-S", "--vhost-socket-dir", dest="socket_dir", metavar="DIR",
+                       help="directory of the vhost-user sockets (default: the working directory)")
     # Accepted for command-line compatibility with SPDK's apps; they change nothing here.
     p.add_argument("-e", "--tpoint-group-mask", help=argparse.SUPPRESS)
     p.add_argument("--no-huge", action="store_true", help=argparse.SUPPRESS)
@@ -92,6 +97,12 @@ def target_parser(cmd: str) -> argparse.ArgumentParser:
 def run_target(cmd: str, argv: Sequence[str]) -> int:
     args = target_parser(cmd).parse_args(argv)
     spydk_log.setup()
+    if getattr(args, "socket_dir", None):
+        from spydk.vhost.target import set_default_socket_dir
+        if not os.path.isdir(args.socket_dir):
+            print(f"spydk {cmd}: -S {args.socket_dir}: not a directory", file=sys.stderr)
+            return 2
+        set_default_socket_dir(args.socket_dir)
     if args.json and args.default_config:
         print(f"spydk {cmd}: --json and --default-config cannot be combined", file=sys.stderr)
         return 2

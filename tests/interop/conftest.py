@@ -91,7 +91,8 @@ def run_guest(guest_image: guest_run.GuestImage, request: pytest.FixtureRequest,
 
     def run(script: str | Path | bytes, env: Mapping[str, str] | None = None, *,
             timeout: float = 300, vhost_user_blk: Sequence[str | Path] = (),
-            disks: Sequence[str | Path] = (), **kw: Any) -> guest_run.GuestResult:
+            vhost_user_scsi: Sequence[str | Path] = (), disks: Sequence[str | Path] = (),
+            **kw: Any) -> guest_run.GuestResult:
         nonlocal count
         count += 1
         if isinstance(script, str):
@@ -106,7 +107,8 @@ def run_guest(guest_image: guest_run.GuestImage, request: pytest.FixtureRequest,
                 if live:
                     print(line, flush=True)
             res = guest_run.run(guest_image, text, env=env, timeout=timeout,
-                                vhost_user_blk=vhost_user_blk, disks=disks, on_line=on_line,
+                                vhost_user_blk=vhost_user_blk, vhost_user_scsi=vhost_user_scsi,
+                                disks=disks, on_line=on_line,
                                 **kw)
             boot = "n/a" if res.boot_s is None else f"{res.boot_s:.1f} s"
             f.write(f"-- guest exit {res.rc}, boot {boot}, total {res.total_s:.1f} s, "

@@ -629,6 +629,7 @@ def _run_cpio(path: Path, script: bytes, env: Mapping[str, str], adds: Iterable[
 
 def run(image: GuestImage, script: bytes | str, *, env: Mapping[str, str] | None = None,
         timeout: float = 600, vhost_user_blk: Sequence[str | Path] = (),
+        vhost_user_scsi: Sequence[str | Path] = (), vhost_reconnect: int = 0,
         disks: Sequence[str | Path] = (), adds: Sequence[str | Path] = (),
         mem: int = 1024, smp: int = 1, append: str = "", kernel_log: bool = False,
         qemu_args: Sequence[str] = (), on_line: Callable[[str], None] | None = None) -> GuestResult:
@@ -639,9 +640,9 @@ def run(image: GuestImage, script: bytes | str, *, env: Mapping[str, str] | None
     """
     if isinstance(script, str):
         script = script.encode()
-    for s in vhost_user_blk:
+    for s in (*vhost_user_blk, *vhost_user_scsi):
         if not Path(s).is_socket():
-            raise GuestError(f"vhost-user-blk {s}: not a unix socket (is the target running?)")
+            raise GuestError(f"vhost-user socket {s}: not a unix socket (is the target running?)")
     tmpdir = Path(tempfile.mkdtemp(prefix="spydk-guest."))
     qemu: subprocess.Popen[bytes] | None = None
     try:
@@ -664,13 +665,18 @@ def run(image: GuestImage, script: bytes | str, *, env: Mapping[str, str] | None
                "-netdev", "user,id=n0,ipv6=off",
                "-device", "virtio-net-pci,netdev=n0",
                "-device", "virtio-rng-pci"]
-        if vhost_user_blk:
+        if vhost_user_blk or vhost_user_scsi:
             # vhost-user backends map guest RAM: it must be a shared memfd.
             cmd += ["-object", f"memory-backend-memfd,id=mem,size={mem}M,share=on",
                     "-numa", "node,memdev=mem"]
+            # reconnect=N: QEMU redials a target that went away every N seconds
+            rc_opt = f",reconnect={vhost_reconnect}" if vhost_reconnect else ""
             for i, s in enumerate(vhost_user_blk):
-                cmd += ["-chardev", f"socket,id=vub{i},path={s}",
+                cmd += ["-chardev", f"socket,id=vub{i},path={s}{rc_opt}",
                         "-device", f"vhost-user-blk-pci,chardev=vub{i}"]
+            for i, s in enumerate(vhost_user_scsi):
+                cmd += ["-chardev", f"socket,id=vus{i},path={s}{rc_opt}",
+                        "-device", f"vhost-user-scsi-pci,chardev=vus{i}"]
         for i, d in enumerate(disks):
             cmd += ["-drive", f"file={d},if=none,id=disk{i},format=raw,cache=none,aio=threads",
                     "-device", f"virtio-blk-pci,drive=disk{i}"]

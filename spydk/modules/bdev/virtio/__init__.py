@@ -1,0 +1,9 @@
+"""The virtio initiator bdev (SPDK's module/bdev/virtio, user-vhost transport): connect to
+a vhost-user socket as its front end and expose the device's disk as a bdev.
+
+Importing this package registers the module and its RPCs.
+"""
+from spydk.modules.bdev.virtio import rpc as _rpc  # noqa: F401
+from spydk.modules.bdev.virtio.virtio_blk import VirtioBlkBdev, VirtioUserDev, module
+
+__all__ = ["VirtioBlkBdev", "VirtioUserDev", "module"]
