@@ -349,7 +349,11 @@ OP_READ, OP_WRITE, OP_UNMAP, OP_ZEROES = 0, 1, 2, 3
 
 def _slice(iovs: list[memoryview], start: int, nbytes: int) -> list[memoryview]:
     out = []
+    if start == 0 and len(iovs) == 1 and len(iovs[0]) == nbytes:
+        return [iovs[0] if isinstance(iovs[0], memoryview) else memoryview(iovs[0])]
     for v in iovs:
+        if not isinstance(v, memoryview):
+            v = memoryview(v)   # slicing a bytearray would copy it
         ln = len(v)
         if start >= ln:
             start -= ln
@@ -905,6 +909,26 @@ class Blobstore:
         async with b.md_lock:
             b._set_parent(snapshot_id)
             await self._persist_locked(b)
+
+    async def grow(self, num_blocks: int) -> None:
+        """Take in clusters added at the end of a grown device (bdev_lvol_grow_lvstore)."""
+        total = num_blocks // self.cluster_blocks
+        if total <= self.total_clusters:
+            return
+        room = self.sb.used_blobid_mask_start - self.sb.used_cluster_mask_start
+        need = spec.mask_pages(total)
+        if need > room:
+            raise BlobError(errno.ENOSPC, f"the used-cluster mask has room for {room} pages, {need} are needed "
+                                          f"for {total} clusters: the store cannot grow that much")
+        await self.mark_dirty()
+        self.dev.num_blocks = num_blocks
+        self.used_clusters.resize(total)
+        self.total_clusters = total
+        self.sb.used_cluster_mask_len = need
+        self.sb.size = num_blocks * self.block_size
+        self.sb.clean = 0
+        await self.write_masks()
+        await self.write_super()
 
     # ------------------------------------------------------------- unload
     async def unload(self) -> None:

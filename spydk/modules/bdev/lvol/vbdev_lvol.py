@@ -1,0 +1,319 @@
+"""The lvol bdev module (SPDK's module/bdev/lvol): a bdev per logical volume.
+
+Lvol stores are found by examine: when a bdev appears, its first page is read and, if it
+holds a blobstore of type LVOLSTORE, the store is loaded, the base is claimed and every
+volume is registered as a bdev named by its UUID with the alias "<lvs>/<lvol>". Nothing
+of this is written to the JSON config (as in SPDK): the data is the configuration.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from spydk.bdev import (
+    Bdev,
+    BdevError,
+    BdevEvent,
+    BdevIO,
+    BdevModule,
+    IoStatus,
+    IoType,
+    open_ext,
+    register_bdev,
+    register_module,
+    unregister_bdev,
+)
+from spydk.bdev.registry import add_alias, get_bdev, remove_alias
+from spydk.blob import OP_READ, OP_UNMAP, OP_WRITE, OP_ZEROES, BdevBsDev, BlobChannel, BlobError, spec
+from spydk.lvol import BSTYPE, Lvol, LvolError, LvolStore, LvsOpts
+from spydk.thread import IoChannel, get_thread, io_device_register, io_device_unregister
+
+log = logging.getLogger("spydk.lvol")
+
+_OPS: dict[int, int] = {IoType.READ: OP_READ, IoType.WRITE: OP_WRITE, IoType.UNMAP: OP_UNMAP, IoType.WRITE_ZEROES: OP_ZEROES}
+
+
+class LvsBdev:
+    """An lvol store and the base bdev it lives on (SPDK's lvol_store_bdev)."""
+
+    def __init__(self, lvs: LvolStore, dev: BdevBsDev):
+        self.lvs = lvs
+        self.dev = dev
+        self.base = dev.bdev
+        self.bdevs: dict[int, LvolBdev] = {}
+        self.closing = False
+        io_device_register(self, self._create_ch, self._destroy_ch, f"lvs_{lvs.name}")
+
+    def _create_ch(self, _dev: Any, ioch: IoChannel) -> None:
+        ioch.ctx = BlobChannel(self.lvs.bs, ioch.thread)
+
+    def _destroy_ch(self, _dev: Any, ioch: IoChannel) -> None:
+        ioch.ctx.close()
+
+
+class LvolModule(BdevModule):
+    name = "lvol"
+
+    def __init__(self) -> None:
+        self.stores: list[LvsBdev] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def examine_disk(self, bdev: Bdev, done: Callable[[], None]) -> None:
+        if isinstance(bdev, LvolBdev) or any(s.base is bdev for s in self.stores):
+            done()
+            return
+        t = asyncio.get_running_loop().create_task(self._examine(bdev, done, get_thread()))
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    async def _examine(self, bdev: Bdev, done: Callable[[], None], thread: Any) -> None:
+        from spydk.thread import set_thread
+        prev = set_thread(thread)
+        try:
+            await self._try_load(bdev, thread)
+        except Exception:
+            log.exception("lvol examine of %s", bdev.name)
+        finally:
+            set_thread(prev)
+            done()
+
+    async def _try_load(self, bdev: Bdev, thread: Any) -> None:
+        if bdev.num_blocks * bdev.block_size < spec.PAGE_SIZE or spec.PAGE_SIZE % bdev.block_size:
+            return
+        try:
+            desc = open_ext(bdev.name, False, lambda *a: None)
+        except BdevError:
+            return
+        dev = BdevBsDev(desc, thread)
+        try:
+            raw = await dev.read(0, spec.PAGE_SIZE)
+        except Exception:
+            raw = bytearray()
+        finally:
+            dev.close()
+            desc.close()
+        if raw[:8] != spec.SIGNATURE or spec.SUPER.unpack_from(raw)[12].rstrip(b"\0") != BSTYPE:
+            return
+        try:
+            await load_lvs(bdev.name, thread)
+        except (BlobError, BdevError) as e:
+            log.error("lvol store on %s not loaded: %s", bdev.name, getattr(e, "message", e))
+
+    def fini(self) -> Any:
+        return None
+
+
+module = register_module(LvolModule())
+
+
+def _base_event(ev: BdevEvent, bdev: Bdev, lb: Any) -> None:
+    if ev is BdevEvent.REMOVE and lb and lb[0] is not None:
+        s: LvsBdev = lb[0]
+        if not s.closing:
+            t = asyncio.get_running_loop().create_task(unload_lvs(s))
+            module.tasks.add(t)
+            t.add_done_callback(module.tasks.discard)
+
+
+def _open_base(name: str, thread: Any) -> tuple[BdevBsDev, list[Any]]:
+    holder: list[Any] = [None]
+    desc = open_ext(name, True, _base_event, holder)
+    try:
+        desc.bdev.claim(module, desc)
+    except BdevError:
+        desc.close()
+        raise
+    return BdevBsDev(desc, thread), holder
+
+
+def _close_base(dev: BdevBsDev) -> None:
+    dev.close()
+    try:
+        dev.bdev.release_claim(module)
+    except BdevError:
+        pass
+    dev.desc.close()
+
+
+def _check_lvs_name(name: str) -> None:
+    for s in module.stores:
+        if s.lvs.name == name:
+            raise LvolError(errno.EEXIST, f"lvstore {name!r} already exists (on bdev {s.base.name!r}): "
+                                          "choose another lvs_name")
+
+
+async def load_lvs(base_name: str, thread: Any) -> LvsBdev:
+    dev, holder = _open_base(base_name, thread)
+    try:
+        lvs = await LvolStore.load(dev)
+        _check_lvs_name(lvs.name)
+    except BaseException:
+        _close_base(dev)
+        raise
+    s = LvsBdev(lvs, dev)
+    holder[0] = s
+    module.stores.append(s)
+    for lv in lvs.lvols.values():
+        try:
+            _register_lvol(s, lv)
+        except BdevError as e:
+            log.error("lvol %s: %s", lv.alias, e.message)
+    return s
+
+
+async def create_lvs(base_name: str, opts: LvsOpts, thread: Any) -> LvsBdev:
+    _check_lvs_name(opts.name)
+    dev, holder = _open_base(base_name, thread)
+    try:
+        lvs = await LvolStore.create(dev, opts)
+    except BaseException:
+        _close_base(dev)
+        raise
+    s = LvsBdev(lvs, dev)
+    holder[0] = s
+    module.stores.append(s)
+    return s
+
+
+async def _unregister_all(s: LvsBdev) -> None:
+    futs = []
+    for b in list(s.bdevs.values()):
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        try:
+            unregister_bdev(b, lambda rc, fut=fut: None if fut.done() else fut.set_result(rc))  # type: ignore[misc]
+            futs.append(fut)
+        except BdevError:
+            pass
+    for f in futs:
+        await f
+
+
+async def _drop_io_device(s: LvsBdev) -> None:
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    io_device_unregister(s, lambda _d: None if fut.done() else fut.set_result(None))
+    await fut
+
+
+async def unload_lvs(s: LvsBdev) -> None:
+    """Unregister the volumes, then unload the store cleanly and release the base."""
+    s.closing = True
+    await _unregister_all(s)
+    await _drop_io_device(s)
+    try:
+        await s.lvs.unload()
+    except Exception as e:
+        log.error("lvstore %s: unload failed: %s", s.lvs.name, e)
+    if s in module.stores:
+        module.stores.remove(s)
+    _close_base(s.dev)
+
+
+async def destroy_lvs(s: LvsBdev) -> None:
+    s.closing = True
+    await _unregister_all(s)
+    await _drop_io_device(s)
+    await s.lvs.destroy()
+    if s in module.stores:
+        module.stores.remove(s)
+    _close_base(s.dev)
+
+
+def find_lvs(uuid: str | None = None, lvs_name: str | None = None) -> LvsBdev:
+    if (uuid is None) == (lvs_name is None):
+        raise LvolError(errno.EINVAL, "give exactly one of uuid and lvs_name")
+    for s in module.stores:
+        if (uuid is not None and s.lvs.uuid == uuid) or (lvs_name is not None and s.lvs.name == lvs_name):
+            return s
+    raise LvolError(errno.ENODEV, f"lvstore {uuid or lvs_name!r} does not exist "
+                                  "(bdev_lvol_get_lvstores lists them)")
+
+
+def find_lvol(name: str) -> LvolBdev:
+    b = get_bdev(name)
+    if not isinstance(b, LvolBdev):
+        raise LvolError(errno.ENODEV, f"lvol {name!r} does not exist: give its bdev name (UUID) or "
+                                      "alias <lvs_name>/<lvol_name>")
+    return b
+
+
+def _register_lvol(s: LvsBdev, lv: Lvol) -> LvolBdev:
+    b = LvolBdev(s, lv)
+    register_bdev(b)
+    s.bdevs[lv.blob.id] = b
+    return b
+
+
+def register_new_lvol(s: LvsBdev, lv: Lvol) -> LvolBdev:
+    return _register_lvol(s, lv)
+
+
+class LvolBdev(Bdev):
+    zcopy_read = False
+
+    def __init__(self, s: LvsBdev, lv: Lvol):
+        bs = s.lvs.bs
+        super().__init__(lv.unique_id, module, bs.block_size, lv.blob.num_io_units(),
+                         uuid=lv.uuid or None, product_name="Logical Volume", aliases=[lv.alias])
+        self.store = s
+        self.lvol = lv
+        self.blob = bs.open_blob(lv.blob.id)
+        self.io_device = s
+        self._done = self._blob_done
+
+    def io_type_supported(self, io_type: int) -> bool:
+        if io_type in (IoType.WRITE, IoType.UNMAP, IoType.WRITE_ZEROES):
+            return not self.blob.read_only
+        return io_type in (IoType.READ, IoType.FLUSH, IoType.RESET)
+
+    def submit_request(self, ctx: BlobChannel, io: BdevIO) -> int | None:
+        op = _OPS.get(io.type)
+        if op is None:
+            return IoStatus.SUCCESS  # FLUSH and RESET: nothing cached, nothing queued here
+        rc = self.blob.submit(ctx, op, io.iovs, io.offset_blocks, io.num_blocks, self._done, io)  # type: ignore[arg-type]
+        if rc:
+            return IoStatus.NOMEM if rc == -errno.ENOMEM else IoStatus.FAILED
+        return None
+
+    @staticmethod
+    def _blob_done(ok: bool, io: BdevIO) -> None:
+        io.complete(IoStatus.SUCCESS if ok else IoStatus.FAILED)
+
+    def destruct(self, done: Callable[[int], Any]) -> None:
+        self.store.lvs.bs.close_blob(self.blob)
+        self.store.bdevs.pop(self.blob.id, None)
+        done(0)
+
+    def rename_alias(self, new_alias: str) -> None:
+        for a in list(self.aliases):
+            remove_alias(self, a)
+        add_alias(self, new_alias)
+
+    def dump_info_json(self) -> dict[str, Any]:
+        lv = self.lvol
+        lvs = self.store.lvs
+        blob = self.blob
+        d: dict[str, Any] = {"lvol_store_uuid": lvs.uuid, "base_bdev": self.store.base.name,
+                             "thin_provision": blob.thin, "snapshot": blob.is_snapshot, "clone": blob.is_clone}
+        if blob.is_clone:
+            p = lvs.lvols.get(blob.parent_id)
+            if p is not None:
+                d["base_snapshot"] = p.name
+        if blob.is_snapshot:
+            d["clones"] = [lvs.lvols[c.id].name for c in blob.clones() if c.id in lvs.lvols]
+        d["esnap_clone"] = False
+        del lv
+        return {"lvol": d}
+
+    def write_config_json(self) -> None:
+        return None  # lvstores are found by examine, not replayed
+
+
+def lvol_json(b: LvolBdev) -> dict[str, Any]:
+    lv = b.lvol
+    lvs = b.store.lvs
+    return {"alias": lv.alias, "uuid": lv.uuid, "name": lv.name, "is_thin_provisioned": b.blob.thin,
+            "is_snapshot": b.blob.is_snapshot, "is_clone": b.blob.is_clone, "is_esnap_clone": False,
+            "is_degraded": False, "lvs": {"name": lvs.name, "uuid": lvs.uuid}}
