@@ -454,6 +454,7 @@ class Blobstore:
         self.unloaded = False
         self.recovered = False
         self.load_errors: list[str] = []
+        self.read_only = False
 
     # ------------------------------------------------------------- geometry
     @property
@@ -1068,6 +1069,9 @@ async def bs_load(dev: BsDev, bstype: bytes | None = None, *, force_recover: boo
             raise BlobError(errno.EILSEQ, f"{dev.name}: blob {spec.page_to_blobid(page):#x}: {e}") from None
         bs.blobs[b.id] = b
         page += 1
+    if not getattr(dev, "writable", True):
+        bs.read_only = True
+        return bs   # a read-only look (blobcli): interrupted operations stay as they are
     await _finish_interrupted(bs)
     if bs.recovered:
         # like SPDK: the rebuilt masks go to disk now (the super block stays dirty)
