@@ -5,6 +5,7 @@
     spydk iscsi_tgt [options]   bdev + scsi + iscsi
     spydk rpc ...               the JSON-RPC command line (spydk.rpc.cli)
     spydk bdevperf ...          spydk.apps.bdevperf:main(argv), when present
+    spydk blobcli IMAGE ...     inspect and check a blobstore (spydk.apps.blobcli)
 
 Target options are SPDK's (-m, -r, -c/--json, --wait-for-rpc, -L, ...) plus --poll and
 --default-config. Options SPDK needs for DPDK (--no-huge, -s, -i, -e) are accepted and
@@ -24,13 +25,14 @@ from spydk.apps.app import APP_SUBSYSTEMS, App, AppOptions, StartupError, defaul
 from spydk.rpc.server import DEFAULT_SOCKET
 
 APP_NAMES = {"tgt": "spydk_tgt", "nvmf_tgt": "nvmf_tgt", "iscsi_tgt": "iscsi_tgt"}
-USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,rpc,bdevperf} [options]
+USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,rpc,bdevperf,blobcli} [options]
 
   tgt        start a target with every subsystem (like SPDK's spdk_tgt)
   nvmf_tgt   start an NVMe-oF target (bdev + nvmf subsystems)
   iscsi_tgt  start an iSCSI target (bdev + scsi + iscsi subsystems)
   rpc        call a JSON-RPC method of a running application (like SPDK's rpc.py)
   bdevperf   run the block device benchmark
+  blobcli    inspect and check a blobstore / lvol store image (read-only unless --repair)
 
 `spydk tgt --default-config` starts with a 64 MiB Malloc0 bdev; `spydk COMMAND -h` for options.
 """
@@ -159,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cmd == "rpc":
         from spydk.rpc.cli import main as rpc_main
         return rpc_main(rest)
+    if cmd == "blobcli":
+        from spydk.apps.blobcli import main as blobcli_main
+        return blobcli_main(rest)
     if cmd == "bdevperf":
         try:
             mod = importlib.import_module("spydk.apps.bdevperf")
