@@ -117,3 +117,24 @@ async def repair(dev: BsDev) -> Blobstore:
     bs = await bs_load(dev, force_recover=True)
     await bs.unload()
     return bs
+
+
+async def read_blob(bs: Blobstore, blob: Blob, offset: int, length: int) -> bytes:
+    """A blob's bytes through its parent chain, read with metadata I/O (offline tools, tests)."""
+    out = bytearray()
+    cs = bs.cluster_sz
+    while length > 0:
+        c = offset // cs
+        within = offset % cs
+        n = min(length, cs - within)
+        b: Blob | None = blob
+        while b is not None:
+            if c < b.num_clusters and b.clusters[c]:
+                out += await bs.dev.read(b.clusters[c] * cs + within, n)
+                break
+            b = b.parent()
+        else:
+            out += bytes(n)
+        offset += n
+        length -= n
+    return bytes(out)
