@@ -105,7 +105,7 @@ async def main(image: str, seed: int, cycle: int) -> None:
             say("DB", b.lvol.name)
             lvs, lv = s.lvs, b.lvol
             fut = loop.create_future()
-            await reactor.call_on(t, v.unregister_bdev, b, lambda rc: fut.set_result(rc))
+            await reactor.call_on(t, v.unregister_bdev, b, fut.set_result)
             await fut
             await on_thread(lvs.delete_lvol(lv), t)
             say("DA", lv.name)

@@ -347,6 +347,33 @@ def test_keyring_commands(tgt: TargetProcess, tmp_path: Path, capsys: pytest.Cap
     assert c.json("keyring_get_keys") == []
 
 
+def test_lvol_commands(tgt: TargetProcess, capsys: pytest.CaptureFixture[str], used: set[str]) -> None:
+    c = Cli(tgt.sock, capsys, used)
+    c.out("bdev_malloc_create", "-b", "LvBase", "32", "512")
+    u = c.out("bdev_lvol_create_lvstore", "LvBase", "lvs", "-c", "1048576", "--clear-method", "none",
+              "-m", "100").strip().strip('"')
+    assert c.json("bdev_lvol_get_lvstores", "-u", u)[0]["name"] == "lvs"
+    c.out("bdev_lvol_create", "-l", "lvs", "-t", "v1", "4")
+    c.out("bdev_lvol_create", "-u", u, "-c", "write_zeroes", "v2", "2")
+    c.out("bdev_lvol_snapshot", "lvs/v1", "s1")
+    c.out("bdev_lvol_clone", "lvs/s1", "c1")
+    c.out("bdev_lvol_create", "-l", "lvs", "-t", "v3", "4")
+    c.out("bdev_lvol_set_parent", "lvs/v3", "lvs/s1")
+    c.out("bdev_lvol_rename", "lvs/c1", "c2")
+    c.out("bdev_lvol_resize", "lvs/c2", "8")
+    c.out("bdev_lvol_decouple_parent", "lvs/c2")
+    c.out("bdev_lvol_inflate", "lvs/v3")
+    c.out("bdev_lvol_set_read_only", "lvs/v2")
+    assert {x["name"] for x in c.json("bdev_lvol_get_lvols", "-l", "lvs")} == {"v1", "v2", "v3", "s1", "c2"}
+    assert "2 clones" not in c.fails("bdev_lvol_delete", "lvs/nope")
+    c.out("bdev_lvol_delete", "lvs/c2")
+    c.out("bdev_lvol_rename_lvstore", "lvs", "lvs2")
+    c.out("bdev_lvol_grow_lvstore", "-l", "lvs2")
+    assert c.json("bdev_lvol_get_lvols", "-u", u)[0]["alias"].startswith("lvs2/")
+    c.out("bdev_lvol_delete_lvstore", "-l", "lvs2")
+    assert c.json("bdev_lvol_get_lvstores") == []
+
+
 # Areas with commands of their own add a test above that runs them through Cli (and so into
 # `used`); this check stays last in the module.
 def test_every_subcommand_ran_end_to_end(used: set[str]) -> None:
