@@ -12,32 +12,11 @@ import pytest
 from spydk.rpc.errors import RpcError as RpcClientError
 from spydk.testing import AppHarness
 
+from .helpers import read_bdev as _read
+from .helpers import write_bdev as _write
+
 MIB = 1024 * 1024
 SPDK_RPC = os.path.join(os.path.dirname(sys.executable), "spdk-rpc")
-
-
-def _read(h: AppHarness, name: str, offset: int, length: int) -> bytes:
-    from spydk.bdev.awaitable import AsyncDesc
-
-    async def go() -> bytes:
-        d = await AsyncDesc.open(name)
-        try:
-            return await d.read(offset, length)
-        finally:
-            await d.close()
-    return h.run(go())  # type: ignore[no-any-return]
-
-
-def _write(h: AppHarness, name: str, offset: int, data: bytes) -> None:
-    from spydk.bdev.awaitable import AsyncDesc
-
-    async def go() -> None:
-        d = await AsyncDesc.open(name, write=True)
-        try:
-            await d.write(offset, data)
-        finally:
-            await d.close()
-    h.run(go())
 
 
 def test_lvol_rpcs_end_to_end(tmp_path: Path) -> None:
