@@ -16,10 +16,10 @@ import spydk.bdev  # noqa: F401
 import spydk.modules.bdev.lvol  # noqa: F401
 from spydk.apps.app import on_thread
 from spydk.bdev import wait_for_examine
-from spydk.bdev.aio import create_aio_disk
 from spydk.bdev.awaitable import AsyncDesc
 from spydk.lvol import LvsOpts
-from spydk.modules.bdev.lvol import vbdev_lvol as v
+from spydk.modules.bdev.aio import create_aio_disk
+from spydk.modules.bdev.lvol import lvol as v
 from spydk.thread import init_reactor
 
 BLOCK = 4096

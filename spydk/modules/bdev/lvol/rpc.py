@@ -8,7 +8,7 @@ from typing import Any
 from spydk.bdev import BdevError
 from spydk.blob import BlobError
 from spydk.lvol import LvolError, LvsOpts
-from spydk.modules.bdev.lvol import vbdev_lvol as v
+from spydk.modules.bdev.lvol import lvol as v
 from spydk.rpc import Param, RpcContext, rpc_method
 from spydk.rpc.errors import RpcError, errno_error, invalid_params
 from spydk.thread import get_thread
