@@ -1038,7 +1038,7 @@ async def bs_load(dev: BsDev, bstype: bytes | None = None, *, force_recover: boo
                                       f"bdev's block size is {dev.block_size}")
     bs = Blobstore(dev, sb)
     bs.clean = bool(sb.clean)
-    md_raw = await dev.read(sb.md_start * PAGE_SIZE, sb.md_len * PAGE_SIZE)
+    md_raw = await read_md_region(dev, sb)
     if sb.clean and sb.used_blobid_mask_len and not force_recover:
         try:
             raw = await dev.read(sb.used_page_mask_start * PAGE_SIZE, sb.used_page_mask_len * PAGE_SIZE)
@@ -1086,21 +1086,47 @@ def _next_set(bits: _Bits, start: int) -> int:
     return -1
 
 
-def _page(md_raw: bytearray, i: int) -> memoryview:
-    return memoryview(md_raw)[i * PAGE_SIZE:(i + 1) * PAGE_SIZE]
+class MdRegion:
+    """The non-empty pages of the metadata region (an empty page has no id): memory in
+    proportion to the metadata in use, however large the region."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.pages: dict[int, bytes] = {}
+
+    def __len__(self) -> int:
+        return self.n * PAGE_SIZE
 
 
-def _recover(bs: Blobstore, md_raw: bytearray) -> None:
+_ZERO_PAGE = bytes(PAGE_SIZE)
+_MD_CHUNK = 1024  # pages per read (4 MiB)
+
+
+async def read_md_region(dev: BsDev, sb: spec.SuperBlock) -> MdRegion:
+    region = MdRegion(sb.md_len)
+    for first in range(0, sb.md_len, _MD_CHUNK):
+        n = min(_MD_CHUNK, sb.md_len - first)
+        raw = await dev.read((sb.md_start + first) * PAGE_SIZE, n * PAGE_SIZE)
+        mv = memoryview(raw)
+        for i in range(n):
+            if any(mv[i * PAGE_SIZE:i * PAGE_SIZE + 16]):
+                region.pages[first + i] = bytes(mv[i * PAGE_SIZE:(i + 1) * PAGE_SIZE])
+    return region
+
+
+def _page(md_raw: MdRegion, i: int) -> bytes:
+    return md_raw.pages.get(i, _ZERO_PAGE)
+
+
+def _recover(bs: Blobstore, md_raw: MdRegion) -> None:
     """Rebuild the masks from the metadata region (SPDK's bs_recover): every valid root page
     (sequence 0, id matching its index) and the chain behind it, their extent pages and
     the clusters those name."""
     bs.used_md_pages = _Bits(bs.md_len)
     bs.used_blobids = _Bits(bs.md_len)
     bs.used_clusters = _Bits(bs.total_clusters)
-    for i in range(bs.md_len):
-        raw = _page(md_raw, i)
-        if not any(raw[:16]):
-            continue
+    for i in sorted(md_raw.pages):
+        raw = md_raw.pages[i]
         try:
             pg = spec.MdPage.unpack(raw)
         except SpecError:
@@ -1114,7 +1140,7 @@ def _recover(bs: Blobstore, md_raw: bytearray) -> None:
             log.error("blobstore %s: %s", bs.dev.name, bs.load_errors[-1])
 
 
-def _replay_chain(bs: Blobstore, md_raw: bytearray, root: int, pg: spec.MdPage) -> None:
+def _replay_chain(bs: Blobstore, md_raw: MdRegion, root: int, pg: spec.MdPage) -> None:
     pages = [root]
     chain = [pg]
     seen = {root}
@@ -1157,7 +1183,7 @@ def _replay_chain(bs: Blobstore, md_raw: bytearray, root: int, pg: spec.MdPage) 
         bs.used_clusters.set(c)
 
 
-def _parse_blob(bs: Blobstore, md_raw: bytearray, page: int) -> Blob:
+def _parse_blob(bs: Blobstore, md_raw: MdRegion, page: int) -> Blob:
     """A blob from its chain and extent pages (SPDK's blob_parse), validated."""
     if page >= bs.md_len:
         raise SpecError(f"blob id page {page} is outside the metadata region")

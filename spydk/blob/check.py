@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spydk.blob import spec
-from spydk.blob.blobstore import Blob, BlobError, Blobstore, _Bits, _parse_blob, bs_load, read_super
+from spydk.blob.blobstore import (
+    Blob,
+    BlobError,
+    Blobstore,
+    _Bits,
+    _parse_blob,
+    bs_load,
+    read_md_region,
+    read_super,
+)
 from spydk.blob.bsdev import BsDev
 from spydk.blob.spec import PAGE_SIZE, SpecError
 
@@ -56,7 +65,7 @@ async def check(dev: BsDev) -> CheckReport:
         return rep
     rep.clean = bool(sb.clean)
     bs = Blobstore(dev, sb)
-    md_raw = await dev.read(sb.md_start * PAGE_SIZE, sb.md_len * PAGE_SIZE)
+    md_raw = await read_md_region(dev, sb)
     masks: dict[str, _Bits] = {}
     if sb.clean:
         for key, start, n, typ, bits in (
@@ -66,8 +75,8 @@ async def check(dev: BsDev) -> CheckReport:
                 ("blobids", sb.used_blobid_mask_start, sb.used_blobid_mask_len, spec.MASK_USED_BLOBIDS,
                  sb.md_len)):
             try:
-                raw, _ = spec.unpack_mask(await dev.read(start * PAGE_SIZE, n * PAGE_SIZE), typ, bits)
-                masks[key] = _Bits(bits, raw)
+                mbits, _ = spec.unpack_mask(await dev.read(start * PAGE_SIZE, n * PAGE_SIZE), typ, bits)
+                masks[key] = _Bits(bits, mbits)
             except SpecError as e:
                 rep.errors.append(str(e))
     # parse every root page as a blob, whatever the masks say
@@ -75,10 +84,8 @@ async def check(dev: BsDev) -> CheckReport:
     for i in range(bs.total_clusters):
         bs.used_clusters.set(i)           # let _parse_blob accept any cluster; compared below
     blobs: list[Blob] = []
-    for i in range(sb.md_len):
-        raw = md_raw[i * PAGE_SIZE:(i + 1) * PAGE_SIZE]
-        if not any(raw[:16]):
-            continue
+    for i in sorted(md_raw.pages):
+        raw = md_raw.pages[i]
         blobid, seq, _ = spec.MD_PAGE_HEAD.unpack_from(raw)
         if seq != 0 or blobid != spec.page_to_blobid(i):
             continue
