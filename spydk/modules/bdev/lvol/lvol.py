@@ -11,7 +11,7 @@ import asyncio
 import errno
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from spydk.bdev import (
     Bdev,
@@ -97,6 +97,8 @@ class LvolModule(BdevModule):
             desc.close()
         if raw[:8] != spec.SIGNATURE or spec.SUPER.unpack_from(raw)[12].rstrip(b"\0") != BSTYPE:
             return
+        if bdev.claimed or any(s.base is bdev for s in module.stores):
+            return  # an lvstore being created on it right now (bdev_lvol_create_lvstore)
         try:
             await load_lvs(bdev.name, thread)
         except (BlobError, BdevError) as e:
@@ -262,6 +264,8 @@ class LvolBdev(Bdev):
         self.blob = bs.open_blob(lv.blob.id)
         self.io_device = s
         self._done = self._blob_done
+        self._desc = s.dev.desc
+        self._cluster_blocks = bs.cluster_blocks
 
     def io_type_supported(self, io_type: int) -> bool:
         if io_type in (IoType.WRITE, IoType.UNMAP, IoType.WRITE_ZEROES):
@@ -269,7 +273,41 @@ class LvolBdev(Bdev):
         return io_type in (IoType.READ, IoType.FLUSH, IoType.RESET)
 
     def submit_request(self, ctx: BlobChannel, io: BdevIO) -> int | None:
-        op = _OPS.get(io.type)
+        t = io.type
+        blob = self.blob
+        if (t == _READ or t == _WRITE) and not blob.frozen:
+            # fast path: one allocated cluster, straight to the base bdev
+            cbk = self._cluster_blocks
+            off = io.offset_blocks
+            c, within = divmod(off, cbk)
+            n = io.num_blocks
+            if within + n <= cbk:
+                clusters = blob.clusters
+                phys = clusters[c] if c < len(clusters) else 0
+                if not phys and t == _READ:
+                    # a clone reads what its nearest ancestor holds
+                    p = blob.parent()
+                    while p is not None:
+                        pc = p.clusters
+                        if c >= len(pc):
+                            break
+                        phys = pc[c]
+                        if phys:
+                            break
+                        p = p.parent()
+                if phys and (t == _READ or not blob.read_only):
+                    blob.inflight += 1
+                    if t == _READ:
+                        rc = self._desc.readv_blocks(ctx.dev_ch, io.iovs, phys * cbk + within, n,  # type: ignore[arg-type]
+                                                     _fast_done, io)
+                    else:
+                        rc = self._desc.writev_blocks(ctx.dev_ch, io.iovs, phys * cbk + within, n,  # type: ignore[arg-type]
+                                                      _fast_done, io)
+                    if rc:
+                        blob._io_done()
+                        return IoStatus.NOMEM if rc == -errno.ENOMEM else IoStatus.FAILED
+                    return None
+        op = _OPS.get(t)
         if op is None:
             return IoStatus.SUCCESS  # FLUSH and RESET: nothing cached, nothing queued here
         rc = self.blob.submit(ctx, op, io.iovs, io.offset_blocks, io.num_blocks, self._done, io)  # type: ignore[arg-type]
@@ -309,6 +347,15 @@ class LvolBdev(Bdev):
 
     def write_config_json(self) -> None:
         return None  # lvstores are found by examine, not replayed
+
+
+_READ = IoType.READ
+_WRITE = IoType.WRITE
+
+
+def _fast_done(child: BdevIO, ok: bool, io: BdevIO) -> None:
+    cast(LvolBdev, io.bdev).blob._io_done()
+    io.complete(IoStatus.SUCCESS if ok else IoStatus.FAILED)
 
 
 def lvol_json(b: LvolBdev) -> dict[str, Any]:
