@@ -295,6 +295,10 @@ class LvolBdev(Bdev):
                         if phys:
                             break
                         p = p.parent()
+                    if not phys:
+                        for v in io.iovs or ():   # nothing allocated below: zeroes
+                            v[:] = bytes(len(v))
+                        return IoStatus.SUCCESS
                 if phys and (t == _READ or not blob.read_only):
                     blob.inflight += 1
                     if t == _READ:
