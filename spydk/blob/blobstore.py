@@ -58,6 +58,8 @@ class BlobOpts:
     xattrs: dict[str, bytes] | None = None
     use_extent_table: bool = True
     clear_method: int = 0                    # stored in md_ro_flags
+    esnap_id: bytes | None = None            # an esnap clone of this external snapshot
+    esnap_dev: BsDev | None = None
 
 
 class _Bits:
@@ -125,6 +127,9 @@ class Blob:
         self._drained: asyncio.Future[None] | None = None
         self.alloc_waiters: dict[int, list[tuple[Any, ...]]] = {}
         self.deleted = False
+        # an external snapshot (esnap clone): the device its unallocated clusters read from,
+        # None while it is missing (the blob is degraded: such reads fail)
+        self.esnap: BsDev | None = None
 
     # ------------------------------------------------------------- properties
     @property
@@ -149,7 +154,36 @@ class Blob:
 
     @property
     def is_clone(self) -> bool:
-        return self.parent_id not in (spec.BLOBID_INVALID,)
+        return self.parent_id not in (spec.BLOBID_INVALID, spec.BLOBID_EXTERNAL_SNAPSHOT)
+
+    @property
+    def is_esnap_clone(self) -> bool:
+        return bool(self.invalid_flags & spec.FLAG_EXTERNAL_SNAPSHOT)
+
+    @property
+    def esnap_id(self) -> bytes | None:
+        return self.xattrs_internal.get(spec.XATTR_EXTERNAL_SNAPSHOT_ID) if self.is_esnap_clone else None
+
+    @property
+    def degraded(self) -> bool:
+        return self.is_esnap_clone and self.esnap is None
+
+    def set_esnap(self, esnap_id: bytes | None, dev: BsDev | None) -> None:
+        """Make this thin blob an esnap clone of ``esnap_id`` (None: of nothing)."""
+        if esnap_id is None:
+            self.invalid_flags &= ~spec.FLAG_EXTERNAL_SNAPSHOT
+            self.xattrs_internal.pop(spec.XATTR_EXTERNAL_SNAPSHOT_ID, None)
+            if not self.xattrs_internal:
+                self.invalid_flags &= ~spec.FLAG_INTERNAL_XATTR
+            if self.parent_id == spec.BLOBID_EXTERNAL_SNAPSHOT:
+                self.parent_id = spec.BLOBID_INVALID
+        else:
+            self.xattrs_internal.pop(spec.XATTR_SNAPSHOT, None)
+            self.set_xattr(spec.XATTR_EXTERNAL_SNAPSHOT_ID, esnap_id, internal=True)
+            self.invalid_flags |= spec.FLAG_EXTERNAL_SNAPSHOT | spec.FLAG_THIN_PROV
+            self.parent_id = spec.BLOBID_EXTERNAL_SNAPSHOT
+        self.esnap = dev
+        self.dirty = True
 
     @property
     def num_allocated_clusters(self) -> int:
@@ -281,6 +315,9 @@ class Blob:
             if parent is not None and c < parent.num_clusters:
                 parent._piece(req, iovs, c, within, n)
                 return
+            if self.is_esnap_clone:
+                self._esnap_read(req, iovs, c, within, n)
+                return
             for v in iovs or ():
                 v[:] = bytes(len(v))
             req.piece_ok()
@@ -300,12 +337,31 @@ class Blob:
         self.alloc_waiters[c] = [item]
         bs.spawn(self._allocate(c))
 
+    def _esnap_read(self, req: _Req, iovs: list[memoryview] | None, c: int, within: int, n: int) -> None:
+        dev = self.esnap
+        if dev is None:
+            req.piece_failed()       # degraded: its external snapshot is missing
+            return
+        bsz = self.bs.block_size
+        off = (c * self.bs.cluster_blocks + within) * bsz
+        if off + n * bsz > dev.size:  # past the end of the external snapshot: zeroes
+            for v in iovs or ():
+                v[:] = bytes(len(v))
+            req.piece_ok()
+            return
+        rc = dev.readv(req.ch.esnap_channel(self, dev), iovs, off // dev.block_size,  # type: ignore[arg-type]
+                       n * bsz // dev.block_size, req.piece_done, None)
+        if rc:
+            req.piece_failed()
+
     def _parent_has(self, c: int) -> bool:
-        p = self.parent()
-        while p is not None:
-            if c < p.num_clusters and p.clusters[c]:
+        b: Blob | None = self
+        while b is not None:
+            if b is not self and c < b.num_clusters and b.clusters[c]:
                 return True
-            p = p.parent()
+            if b.is_esnap_clone and b.parent_id == spec.BLOBID_EXTERNAL_SNAPSHOT:
+                return True          # the external snapshot may hold data anywhere
+            b = b.parent()
         return False
 
     async def _allocate(self, c: int) -> None:
@@ -419,14 +475,26 @@ def _resume_piece(arg: tuple[Blob, tuple[Any, ...], bool]) -> None:
 
 
 class BlobChannel:
-    """A thread's channel to the blobstore: its channel on the device."""
+    """A thread's channel to the blobstore: its channel on the device, and channels on
+    the external snapshots its esnap clones read from (opened on first use)."""
 
     def __init__(self, bs: Blobstore, thread: Any):
         self.bs = bs
         self.thread = thread
         self.dev_ch = bs.dev.get_channel()
+        self.esnap_chs: dict[int, tuple[BsDev, Any]] = {}
+
+    def esnap_channel(self, blob: Blob, dev: BsDev) -> Any:
+        got = self.esnap_chs.get(id(dev))
+        if got is None:
+            got = (dev, dev.get_channel())
+            self.esnap_chs[id(dev)] = got
+        return got[1]
 
     def close(self) -> None:
+        for dev, ch in self.esnap_chs.values():
+            dev.put_channel(ch)
+        self.esnap_chs.clear()
         self.bs.dev.put_channel(self.dev_ch)
 
 
@@ -598,10 +666,9 @@ class Blobstore:
             return
         new = self.claim_cluster()
         try:
-            p = blob.parent()
-            if p is not None and blob._parent_has(c):
+            if blob._parent_has(c):
                 data = bytearray(self.cluster_sz)
-                await self.read_blob_md_thread(p, c * self.cluster_blocks, data)
+                await self.read_below(blob, c, data)
                 await self.dev.write(new * self.cluster_sz, data)
             elif zero_fill:
                 await self.dev.write_zeroes(new * self.cluster_sz, self.cluster_sz)
@@ -631,6 +698,20 @@ class Blobstore:
             if not any(b.clusters[c:c + 1] == [new] for b in self.blobs.values()):
                 self.release_cluster(new)
             raise
+
+    async def read_below(self, blob: Blob, c: int, buf: bytearray) -> None:
+        """What ``blob`` reads at cluster ``c`` from below itself (parents, external snapshot)."""
+        p = blob.parent()
+        if p is not None:
+            await self.read_blob_md_thread(p, c * self.cluster_blocks, buf)
+            return
+        dev = blob.esnap
+        if dev is None:
+            raise BlobError(errno.EIO, f"blob {blob.id:#x}: its external snapshot is missing (degraded)")
+        off = c * self.cluster_sz
+        n = max(0, min(len(buf), dev.size - off))
+        if n:
+            buf[:n] = await dev.read(off, n)
 
     async def read_blob_md_thread(self, blob: Blob, offset: int, buf: bytearray) -> None:
         """Read a blob's data for the metadata path (copying a parent cluster)."""
@@ -685,6 +766,8 @@ class Blobstore:
                 b.parent_id = spec.U64.unpack(v)[0]
         if o.thin_provision:
             b.invalid_flags |= spec.FLAG_THIN_PROV
+        if o.esnap_id is not None:
+            b.set_esnap(o.esnap_id, o.esnap_dev)
         b.md_ro_flags |= o.clear_method & spec.CLEAR_METHOD_MASK
         self.blobs[b.id] = b
         try:
@@ -831,7 +914,12 @@ class Blobstore:
             async with snap.md_lock:
                 snap.invalid_flags = orig.invalid_flags | spec.FLAG_INTERNAL_XATTR
                 snap.parent_id = orig.parent_id
-                if orig.parent_id != spec.BLOBID_INVALID:
+                if orig.is_esnap_clone:
+                    esnap_id = orig.esnap_id
+                    assert esnap_id is not None
+                    snap.set_xattr(spec.XATTR_EXTERNAL_SNAPSHOT_ID, esnap_id, internal=True)
+                    snap.esnap = orig.esnap
+                elif orig.parent_id != spec.BLOBID_INVALID:
                     snap.set_xattr(spec.XATTR_SNAPSHOT, spec.U64.pack(orig.parent_id), internal=True)
                 snap.clusters = list(orig.clusters)
                 snap.extent_pages = list(orig.extent_pages)
@@ -844,6 +932,8 @@ class Blobstore:
                 orig.extent_pages = [0] * len(orig.extent_pages)
                 orig.disk_clusters = list(orig.clusters)
                 orig.disk_extent_pages = list(orig.extent_pages)
+                if orig.is_esnap_clone:
+                    orig.set_esnap(None, None)
                 orig._set_parent(snap.id)
                 orig.invalid_flags |= spec.FLAG_THIN_PROV
                 await self._persist_locked(orig)
@@ -876,24 +966,43 @@ class Blobstore:
         parent = b.parent()
         if b.read_only:
             raise BlobError(errno.EPERM, f"blob {blobid:#x} is read-only (a snapshot): it cannot be inflated")
-        if parent is None and not allocate_all:
+        if b.degraded:
+            raise BlobError(errno.EIO, f"blob {blobid:#x}: its external snapshot is missing: attach that bdev first")
+        if parent is None and not allocate_all and not b.is_esnap_clone:
             raise BlobError(errno.EINVAL, f"blob {blobid:#x} has no parent: nothing to decouple")
         for c in range(b.num_clusters):
             if b.clusters[c]:
                 continue
-            if allocate_all:
+            if allocate_all or b.is_esnap_clone:
                 needed = True
             else:
                 needed = parent is not None and c < parent.num_clusters and parent.clusters[c] != 0
             if needed:
                 await self.allocate_cluster(b, c, zero_fill=True)
         async with b.md_lock:
+            if b.is_esnap_clone:
+                b.set_esnap(None, None)
             if allocate_all:
                 b._set_parent(spec.BLOBID_INVALID)
                 b.invalid_flags &= ~spec.FLAG_THIN_PROV
+            elif parent is None:
+                pass     # decoupled from its external snapshot
             else:
                 assert parent is not None
                 b._set_parent(parent.parent_id)
+            await self._persist_locked(b)
+
+    async def set_esnap_parent(self, blobid: int, esnap_id: bytes, dev: BsDev | None) -> None:
+        """Make a thin blob an esnap clone of an external device (bdev_lvol_set_parent_bdev)."""
+        b = self.get(blobid)
+        if not b.thin:
+            raise BlobError(errno.EINVAL, f"blob {blobid:#x} is not thin-provisioned: only a thin volume can get a parent")
+        if b.read_only or b.clones():
+            raise BlobError(errno.EINVAL, f"blob {blobid:#x} is a snapshot: it cannot get a parent")
+        if b.esnap_id == esnap_id:
+            raise BlobError(errno.EEXIST, f"blob {blobid:#x} already has this external snapshot as its parent")
+        async with b.md_lock:
+            b.set_esnap(esnap_id, dev)
             await self._persist_locked(b)
 
     async def set_parent(self, blobid: int, snapshot_id: int) -> None:
@@ -908,6 +1017,8 @@ class Blobstore:
         if snap.num_clusters > b.num_clusters:
             raise BlobError(errno.EINVAL, f"snapshot {snapshot_id:#x} is larger than blob {blobid:#x}")
         async with b.md_lock:
+            if b.is_esnap_clone:
+                b.set_esnap(None, None)
             b._set_parent(snapshot_id)
             await self._persist_locked(b)
 
@@ -1287,7 +1398,9 @@ def _parse_blob(bs: Blobstore, md_raw: MdRegion, page: int) -> Blob:
             raise SpecError(f"SNAP xattr has {len(snap)} bytes, expected 8")
         b.parent_id = spec.U64.unpack(snap)[0]
     elif b.invalid_flags & spec.FLAG_EXTERNAL_SNAPSHOT:
-        b.parent_id = spec.BLOBID_INVALID  # esnap clones: the external parent is not supported here
+        if spec.XATTR_EXTERNAL_SNAPSHOT_ID not in b.xattrs_internal:
+            raise SpecError("an esnap clone without its EXTSNAP xattr")
+        b.parent_id = spec.BLOBID_EXTERNAL_SNAPSHOT   # the lvol layer attaches the device
     b.disk_clusters = list(b.clusters)
     b.disk_extent_pages = list(b.extent_pages)
     b.dirty = False

@@ -189,6 +189,23 @@ class LvolStore:
         self.lvols[b.id] = lv
         return lv
 
+    async def create_esnap_clone(self, esnap_uuid: str, size: int, name: str, dev: BsDev | None) -> Lvol:
+        """A thin volume reading what it has not written from an external bdev (by UUID)."""
+        self._check_new_name(name)
+        cs = self.bs.cluster_sz
+        if size % cs:
+            raise LvolError(errno.EINVAL, f"the external snapshot's size {size} is not a multiple of the "
+                                          f"cluster size {cs}: use a bdev whose size is")
+        b = await self.bs.create_blob(BlobOpts(num_clusters=size // cs, thin_provision=True,
+                                               xattrs=self._xattrs(name, str(_uuid.uuid4())),
+                                               esnap_id=esnap_uuid.encode() + b"\0", esnap_dev=dev))
+        lv = Lvol(self, b)
+        self.lvols[b.id] = lv
+        return lv
+
+    async def set_parent_bdev(self, lv: Lvol, esnap_uuid: str, dev: BsDev | None) -> None:
+        await self.bs.set_esnap_parent(lv.blob.id, esnap_uuid.encode() + b"\0", dev)
+
     async def snapshot(self, lv: Lvol, name: str) -> Lvol:
         self._check_new_name(name)
         if lv.blob.read_only:

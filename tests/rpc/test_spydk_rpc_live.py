@@ -364,7 +364,13 @@ def test_lvol_commands(tgt: TargetProcess, capsys: pytest.CaptureFixture[str], u
     c.out("bdev_lvol_decouple_parent", "lvs/c2")
     c.out("bdev_lvol_inflate", "lvs/v3")
     c.out("bdev_lvol_set_read_only", "lvs/v2")
-    assert {x["name"] for x in c.json("bdev_lvol_get_lvols", "-l", "lvs")} == {"v1", "v2", "v3", "s1", "c2"}
+    c.out("bdev_malloc_create", "-b", "LvExt", "4", "512")
+    c.out("bdev_lvol_clone_bdev", "LvExt", "lvs", "e1")
+    c.out("bdev_lvol_create", "-l", "lvs", "-t", "e2", "4")
+    c.out("bdev_lvol_set_parent_bdev", "lvs/e2", "LvExt")
+    assert {x["name"] for x in c.json("bdev_lvol_get_lvols") if x["is_esnap_clone"]} == {"e1", "e2"}
+    assert {x["name"] for x in c.json("bdev_lvol_get_lvols", "-l", "lvs")} == {"v1", "v2", "v3", "s1", "c2",
+                                                                              "e1", "e2"}
     assert "2 clones" not in c.fails("bdev_lvol_delete", "lvs/nope")
     c.out("bdev_lvol_delete", "lvs/c2")
     c.out("bdev_lvol_rename_lvstore", "lvs", "lvs2")

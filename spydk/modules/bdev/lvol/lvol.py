@@ -45,6 +45,8 @@ class LvsBdev:
         self.base = dev.bdev
         self.bdevs: dict[int, LvolBdev] = {}
         self.closing = False
+        self.esnaps: dict[str, BdevBsDev] = {}     # external snapshots by bdev UUID
+        self.thread = dev.md_thread
         io_device_register(self, self._create_ch, self._destroy_ch, f"lvs_{lvs.name}")
 
     def _create_ch(self, _dev: Any, ioch: IoChannel) -> None:
@@ -62,6 +64,8 @@ class LvolModule(BdevModule):
         self.tasks: set[asyncio.Task[Any]] = set()
 
     def examine_disk(self, bdev: Bdev, done: Callable[[], None]) -> None:
+        for s in self.stores:       # a missing external snapshot appeared: its clones work again
+            attach_esnaps(s, str(bdev.uuid))
         if isinstance(bdev, LvolBdev) or any(s.base is bdev for s in self.stores):
             done()
             return
@@ -120,6 +124,55 @@ def _base_event(ev: BdevEvent, bdev: Bdev, lb: Any) -> None:
             t.add_done_callback(module.tasks.discard)
 
 
+def _esnap_event(ev: BdevEvent, bdev: Bdev, arg: tuple[LvsBdev, str]) -> None:
+    if ev is BdevEvent.REMOVE:
+        s, u = arg
+        dev = s.esnaps.pop(u, None)
+        if dev is None:
+            return
+        for b in s.lvs.bs.blobs.values():
+            if b.esnap is dev:
+                b.esnap = None          # degraded: reads of its unwritten clusters fail
+        log.warning("lvstore %s: external snapshot %s removed; its clones are degraded", s.lvs.name, bdev.name)
+        dev.close()
+        dev.desc.close()
+
+
+def esnap_dev(s: LvsBdev, uuid: str) -> BdevBsDev | None:
+    """The store's read-only handle on the bdev with this UUID (None if absent)."""
+    dev = s.esnaps.get(uuid)
+    if dev is not None:
+        return dev
+    b = get_bdev(uuid)
+    if b is None:
+        return None
+    try:
+        desc = open_ext(b.name, False, _esnap_event, (s, uuid))
+    except BdevError:
+        return None
+    dev = BdevBsDev(desc, s.thread)
+    s.esnaps[uuid] = dev
+    return dev
+
+
+def attach_esnaps(s: LvsBdev, only: str | None = None) -> None:
+    for b in s.lvs.bs.blobs.values():
+        eid = b.esnap_id
+        if eid is None or b.esnap is not None:
+            continue
+        u = eid.split(b"\0", 1)[0].decode(errors="replace")
+        if only is not None and u != only:
+            continue
+        b.esnap = esnap_dev(s, u)
+
+
+def _close_esnaps(s: LvsBdev) -> None:
+    for dev in s.esnaps.values():
+        dev.close()
+        dev.desc.close()
+    s.esnaps.clear()
+
+
 def _open_base(name: str, thread: Any) -> tuple[BdevBsDev, list[Any]]:
     holder: list[Any] = [None]
     desc = open_ext(name, True, _base_event, holder)
@@ -158,6 +211,7 @@ async def load_lvs(base_name: str, thread: Any) -> LvsBdev:
     s = LvsBdev(lvs, dev)
     holder[0] = s
     module.stores.append(s)
+    attach_esnaps(s)
     for lv in lvs.lvols.values():
         try:
             _register_lvol(s, lv)
@@ -208,6 +262,7 @@ async def unload_lvs(s: LvsBdev) -> None:
         await s.lvs.unload()
     except Exception as e:
         log.error("lvstore %s: unload failed: %s", s.lvs.name, e)
+    _close_esnaps(s)
     if s in module.stores:
         module.stores.remove(s)
     _close_base(s.dev)
@@ -218,6 +273,7 @@ async def destroy_lvs(s: LvsBdev) -> None:
     await _unregister_all(s)
     await _drop_io_device(s)
     await s.lvs.destroy()
+    _close_esnaps(s)
     if s in module.stores:
         module.stores.remove(s)
     _close_base(s.dev)
@@ -286,8 +342,10 @@ class LvolBdev(Bdev):
                 phys = clusters[c] if c < len(clusters) else 0
                 if not phys and t == _READ:
                     # a clone reads what its nearest ancestor holds
+                    last = blob
                     p = blob.parent()
                     while p is not None:
+                        last = p
                         pc = p.clusters
                         if c >= len(pc):
                             break
@@ -295,7 +353,7 @@ class LvolBdev(Bdev):
                         if phys:
                             break
                         p = p.parent()
-                    if not phys:
+                    if not phys and not last.is_esnap_clone:
                         for v in io.iovs or ():   # nothing allocated below: zeroes
                             v[:] = bytes(len(v))
                         return IoStatus.SUCCESS
@@ -345,7 +403,10 @@ class LvolBdev(Bdev):
                 d["base_snapshot"] = p.name
         if blob.is_snapshot:
             d["clones"] = [lvs.lvols[c.id].name for c in blob.clones() if c.id in lvs.lvols]
-        d["esnap_clone"] = False
+        d["esnap_clone"] = blob.is_esnap_clone
+        eid = blob.esnap_id
+        if eid is not None and eid.endswith(b"\0"):
+            d["external_snapshot_name"] = eid[:-1].decode(errors="replace")
         del lv
         return {"lvol": d}
 
@@ -366,5 +427,6 @@ def lvol_json(b: LvolBdev) -> dict[str, Any]:
     lv = b.lvol
     lvs = b.store.lvs
     return {"alias": lv.alias, "uuid": lv.uuid, "name": lv.name, "is_thin_provisioned": b.blob.thin,
-            "is_snapshot": b.blob.is_snapshot, "is_clone": b.blob.is_clone, "is_esnap_clone": False,
-            "is_degraded": False, "lvs": {"name": lvs.name, "uuid": lvs.uuid}}
+            "is_snapshot": b.blob.is_snapshot, "is_clone": b.blob.is_clone,
+            "is_esnap_clone": b.blob.is_esnap_clone, "is_degraded": b.blob.degraded,
+            "lvs": {"name": lvs.name, "uuid": lvs.uuid}}

@@ -5,7 +5,7 @@ import errno
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from spydk.bdev import BdevError
+from spydk.bdev import BdevError, get_bdev
 from spydk.blob import BlobError
 from spydk.lvol import LvolError, LvsOpts
 from spydk.modules.bdev.lvol import lvol as v
@@ -212,6 +212,39 @@ async def bdev_lvol_set_parent(ctx: RpcContext, *, lvol_name: str, parent_name: 
     if p.store is not b.store:
         raise invalid_params(f"{parent_name!r} is in another lvstore than {lvol_name!r}")
     await _guard(b.store.lvs.set_parent(b.lvol, p.lvol))
+    return True
+
+
+@rpc_method("bdev_lvol_clone_bdev", [Param("bdev", "string", required=True),
+                                     Param("lvs_name", "string", required=True),
+                                     Param("clone_name", "string", required=True)])
+async def bdev_lvol_clone_bdev(ctx: RpcContext, *, bdev: str, lvs_name: str, clone_name: str) -> str:
+    """Create a thin volume that reads what it has not written from another bdev (an
+    external snapshot; the bdev is opened read-only); returns the clone's bdev name."""
+    s = _sync(v.find_lvs, None, lvs_name)
+    base = get_bdev(bdev)
+    if base is None:
+        raise errno_error(errno.ENODEV, f"bdev {bdev!r} does not exist")
+    if isinstance(base, v.LvolBdev) and base.store is s:
+        raise invalid_params(f"{bdev!r} is in lvstore {lvs_name!r}: use bdev_lvol_snapshot and bdev_lvol_clone")
+    u = str(base.uuid)
+    dev = v.esnap_dev(s, u)
+    lv = await _guard(s.lvs.create_esnap_clone(u, base.num_blocks * base.block_size, clone_name, dev))
+    return _sync(v.register_new_lvol, s, lv).name  # type: ignore[no-any-return]
+
+
+@rpc_method("bdev_lvol_set_parent_bdev", [Param("lvol_name", "string", required=True),
+                                          Param("parent_name", "string", required=True)])
+async def bdev_lvol_set_parent_bdev(ctx: RpcContext, *, lvol_name: str, parent_name: str) -> bool:
+    """Make a thin volume an esnap clone of another bdev (its external snapshot)."""
+    b = _sync(v.find_lvol, lvol_name)
+    base = get_bdev(parent_name)
+    if base is None:
+        raise errno_error(errno.ENODEV, f"bdev {parent_name!r} does not exist")
+    if base.num_blocks * base.block_size < b.blob.num_clusters * b.store.lvs.bs.cluster_sz:
+        raise invalid_params(f"bdev {parent_name!r} is smaller than lvol {lvol_name!r}")
+    u = str(base.uuid)
+    await _guard(b.store.lvs.set_parent_bdev(b.lvol, u, v.esnap_dev(b.store, u)))
     return True
 
 

@@ -57,6 +57,11 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
     _cmd(sub, call, "bdev_lvol_set_read_only", "make a logical volume read-only", [name])
     _cmd(sub, call, "bdev_lvol_set_parent", "make a thin volume a clone of a snapshot",
          [_a("lvol_name", help="lvol bdev name"), _a("parent_name", help="snapshot bdev name")])
+    _cmd(sub, call, "bdev_lvol_clone_bdev", "create a thin volume over another bdev (external snapshot)",
+         [_a("bdev", help="bdev to clone"), _a("lvs_name", help="lvol store name"),
+          _a("clone_name", help="clone name")])
+    _cmd(sub, call, "bdev_lvol_set_parent_bdev", "make a thin volume an esnap clone of a bdev",
+         [_a("lvol_name", help="lvol bdev name"), _a("parent_name", help="external snapshot bdev name")])
     _cmd(sub, call, "bdev_lvol_delete", "delete a logical volume", [name])
     _cmd(sub, call, "bdev_lvol_delete_lvstore", "delete a logical volume store", [uuid, lvs])
     _cmd(sub, call, "bdev_lvol_get_lvstores", "list logical volume stores", [uuid, lvs])
