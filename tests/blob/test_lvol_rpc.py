@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from spydk.bdev import BdevError
 from spydk.rpc.errors import RpcError as RpcClientError
 from spydk.testing import AppHarness
 
@@ -155,7 +156,7 @@ def test_esnap_clones(tmp_path: Path) -> None:
         c.call("bdev_malloc_delete", {"name": "Ext"})
         lvols = {x["name"]: x for x in c.call("bdev_lvol_get_lvols", {})}
         assert lvols["t"]["is_degraded"] and lvols["es"]["is_degraded"]
-        with pytest.raises(Exception):
+        with pytest.raises(BdevError, match="I/O failed"):
             _read(h, "lvs/t", 0, 4096)
         # and comes back
         c.call("bdev_malloc_create", {"name": "Ext", "num_blocks": 8 * MIB // 512, "block_size": 512,
