@@ -168,3 +168,31 @@ def test_esnap_clones(tmp_path: Path) -> None:
         c.call("bdev_lvol_decouple_parent", {"name": "lvs/t"})
         c.call("bdev_malloc_delete", {"name": "Ext"})
         assert _read(h, "lvs/t", 0, 8 * MIB) == pat       # decoupled: its own copy
+
+
+def test_shallow_copy_copies_only_the_volumes_own_clusters() -> None:
+    import time
+    with AppHarness() as h:
+        c = h.client
+        c.call("bdev_malloc_create", {"name": "M0", "num_blocks": 32 * MIB // 512, "block_size": 512})
+        c.call("bdev_lvol_create_lvstore", {"bdev_name": "M0", "lvs_name": "lvs", "cluster_sz": MIB})
+        c.call("bdev_lvol_create", {"lvol_name": "v", "size_in_mib": 4, "lvs_name": "lvs", "thin_provision": True})
+        _write(h, "lvs/v", MIB, b"a" * 4096)
+        c.call("bdev_lvol_snapshot", {"lvol_name": "lvs/v", "snapshot_name": "s1"})
+        _write(h, "lvs/v", 3 * MIB, b"b" * 4096)
+        c.call("bdev_lvol_snapshot", {"lvol_name": "lvs/v", "snapshot_name": "s2"})
+        c.call("bdev_malloc_create", {"name": "Dst", "num_blocks": 4 * MIB // 512, "block_size": 512})
+        with pytest.raises(RpcClientError, match="not read-only"):
+            c.call("bdev_lvol_start_shallow_copy", {"src_lvol_name": "lvs/v", "dst_bdev_name": "Dst"})
+        op = c.call("bdev_lvol_start_shallow_copy", {"src_lvol_name": "lvs/s2", "dst_bdev_name": "Dst"})
+        for _ in range(600):
+            st = c.call("bdev_lvol_check_shallow_copy", op)
+            if st["state"] != "in progress":
+                break
+            time.sleep(0.05)
+        assert st == {"copied_clusters": 1, "total_clusters": 1, "state": "complete"}
+        data = _read(h, "Dst", 0, 4 * MIB)
+        assert data[3 * MIB:3 * MIB + 4096] == b"b" * 4096
+        assert data[MIB:MIB + 4096] == bytes(4096)        # s1's cluster: not s2's own
+        with pytest.raises(RpcClientError, match="does not exist"):
+            c.call("bdev_lvol_check_shallow_copy", {"operation_id": 999})

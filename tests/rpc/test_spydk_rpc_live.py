@@ -12,6 +12,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -372,6 +373,14 @@ def test_lvol_commands(tgt: TargetProcess, capsys: pytest.CaptureFixture[str], u
     assert {x["name"] for x in c.json("bdev_lvol_get_lvols", "-l", "lvs")} == {"v1", "v2", "v3", "s1", "c2",
                                                                               "e1", "e2"}
     assert "2 clones" not in c.fails("bdev_lvol_delete", "lvs/nope")
+    c.out("bdev_malloc_create", "-b", "LvCopy", "8", "512")
+    op = c.json("bdev_lvol_start_shallow_copy", "lvs/s1", "LvCopy")["operation_id"]
+    for _ in range(600):
+        st = c.json("bdev_lvol_check_shallow_copy", str(op))
+        if st["state"] != "in progress":
+            break
+        time.sleep(0.05)
+    assert st["state"] == "complete" and st["copied_clusters"] == st["total_clusters"]
     c.out("bdev_lvol_delete", "lvs/c2")
     c.out("bdev_lvol_rename_lvstore", "lvs", "lvs2")
     c.out("bdev_lvol_grow_lvstore", "-l", "lvs2")

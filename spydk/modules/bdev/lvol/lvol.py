@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -430,3 +431,78 @@ def lvol_json(b: LvolBdev) -> dict[str, Any]:
             "is_snapshot": b.blob.is_snapshot, "is_clone": b.blob.is_clone,
             "is_esnap_clone": b.blob.is_esnap_clone, "is_degraded": b.blob.degraded,
             "lvs": {"name": lvs.name, "uuid": lvs.uuid}}
+
+
+class ShallowCopy:
+    """bdev_lvol_start_shallow_copy: a read-only volume's own allocated clusters (not what
+    it reads from its parents) copied to another bdev at the same offsets, in the
+    background; bdev_lvol_check_shallow_copy reports progress."""
+
+    _next_id = 0
+
+    def __init__(self, src: LvolBdev, dst: Bdev) -> None:
+        ShallowCopy._next_id += 1
+        self.operation_id = ShallowCopy._next_id
+        self.src = src
+        self.clusters = [c for c in src.blob.clusters if c]
+        self.total = len(self.clusters)
+        self.copied = 0
+        self.error = 0
+        self.done = False
+        self.desc = open_ext(dst.name, True, lambda *a: None)
+        self.dev = BdevBsDev(self.desc, src.store.thread)
+
+    async def run(self) -> None:
+        bs = self.src.store.lvs.bs
+        blob = self.src.blob
+        cs = bs.cluster_sz
+        try:
+            for i, c in enumerate(blob.clusters):
+                if not c:
+                    continue
+                data = await bs.dev.read(c * cs, cs)
+                await self.dev.write(i * cs, data)
+                self.copied += 1
+        except Exception as e:  # noqa: BLE001 - reported by check_shallow_copy
+            self.error = getattr(e, "errno", None) or errno.EIO
+            log.error("shallow copy %d of %s: %s", self.operation_id, self.src.lvol.alias, e)
+        finally:
+            self.dev.close()
+            self.desc.close()
+            self.done = True
+
+    def status(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"copied_clusters": self.copied, "total_clusters": self.total}
+        if not self.done:
+            d["state"] = "in progress"
+        elif not self.error:
+            d["state"] = "complete"
+        else:
+            d["state"] = "error"
+            d["error"] = os.strerror(self.error)
+        return d
+
+
+shallow_copies: dict[int, ShallowCopy] = {}
+
+
+def start_shallow_copy(src: LvolBdev, dst_name: str) -> ShallowCopy:
+    dst = get_bdev(dst_name)
+    if dst is None:
+        raise LvolError(errno.ENODEV, f"bdev {dst_name!r} does not exist")
+    if not src.blob.read_only:
+        raise LvolError(errno.EINVAL, f"lvol {src.lvol.alias!r} is not read-only: snapshot it or run "
+                                      "bdev_lvol_set_read_only first")
+    if dst.block_size != src.block_size:
+        raise LvolError(errno.EINVAL, f"bdev {dst_name!r} has {dst.block_size}-byte blocks, lvol "
+                                      f"{src.lvol.alias!r} {src.block_size}-byte ones")
+    if dst.num_blocks * dst.block_size < src.blob.num_clusters * src.store.lvs.bs.cluster_sz:
+        raise LvolError(errno.EINVAL, f"bdev {dst_name!r} is smaller than lvol {src.lvol.alias!r}")
+    if dst is src or isinstance(dst, LvolBdev) and dst.store is src.store:
+        raise LvolError(errno.EINVAL, "the destination must be a bdev outside the lvol's store")
+    op = ShallowCopy(src, dst)
+    shallow_copies[op.operation_id] = op
+    t = asyncio.get_running_loop().create_task(op.run())
+    module.tasks.add(t)
+    t.add_done_callback(module.tasks.discard)
+    return op

@@ -248,6 +248,24 @@ async def bdev_lvol_set_parent_bdev(ctx: RpcContext, *, lvol_name: str, parent_n
     return True
 
 
+@rpc_method("bdev_lvol_start_shallow_copy", [Param("src_lvol_name", "string", required=True),
+                                             Param("dst_bdev_name", "string", required=True)])
+def bdev_lvol_start_shallow_copy(ctx: RpcContext, *, src_lvol_name: str, dst_bdev_name: str) -> dict[str, int]:
+    """Start copying a read-only volume's own clusters to another bdev; returns operation_id."""
+    b = _sync(v.find_lvol, src_lvol_name)
+    op = _sync(v.start_shallow_copy, b, dst_bdev_name)
+    return {"operation_id": op.operation_id}
+
+
+@rpc_method("bdev_lvol_check_shallow_copy", [Param("operation_id", "uint32", required=True)])
+def bdev_lvol_check_shallow_copy(ctx: RpcContext, *, operation_id: int) -> dict[str, Any]:
+    """Progress of a shallow copy: copied_clusters, total_clusters, state (and error)."""
+    op = v.shallow_copies.get(operation_id)
+    if op is None:
+        raise errno_error(errno.ENOENT, f"shallow copy operation {operation_id} does not exist")
+    return op.status()
+
+
 @rpc_method("bdev_lvol_get_lvols", [Param("lvs_uuid", "string"), Param("lvs_name", "string")])
 def bdev_lvol_get_lvols(ctx: RpcContext, *, lvs_uuid: str | None = None,
                         lvs_name: str | None = None) -> list[dict[str, Any]]:

@@ -62,6 +62,10 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
           _a("clone_name", help="clone name")])
     _cmd(sub, call, "bdev_lvol_set_parent_bdev", "make a thin volume an esnap clone of a bdev",
          [_a("lvol_name", help="lvol bdev name"), _a("parent_name", help="external snapshot bdev name")])
+    _cmd(sub, call, "bdev_lvol_start_shallow_copy", "copy a read-only volume's own clusters to a bdev",
+         [_a("src_lvol_name", help="source lvol bdev name"), _a("dst_bdev_name", help="destination bdev")])
+    _cmd(sub, call, "bdev_lvol_check_shallow_copy", "progress of a shallow copy",
+         [_a("operation_id", type=int, help="operation id from bdev_lvol_start_shallow_copy")])
     _cmd(sub, call, "bdev_lvol_delete", "delete a logical volume", [name])
     _cmd(sub, call, "bdev_lvol_delete_lvstore", "delete a logical volume store", [uuid, lvs])
     _cmd(sub, call, "bdev_lvol_get_lvstores", "list logical volume stores", [uuid, lvs])
