@@ -9,8 +9,8 @@ import pytest
 
 import spydk.bdev  # noqa: F401  (registers the modules)
 from spydk.apps.app import on_thread
-from spydk.bdev import bdev as core
 from spydk.bdev import open_ext
+from spydk.bdev import registry as core
 from spydk.blob import OP_READ, OP_WRITE, BdevBsDev, Blob, Blobstore
 from spydk.modules.bdev.malloc import create_malloc_disk
 
