@@ -6,6 +6,7 @@
     spydk rpc ...               the JSON-RPC command line (spydk.rpc.cli)
     spydk bdevperf ...          spydk.apps.bdevperf:main(argv), when present
     spydk perf|identify|hello_world|discover ...   the NVMe host tools (spydk.apps.nvme_*)
+    spydk blobcli IMAGE ...     inspect and check a blobstore (spydk.apps.blobcli)
 
 Target options are SPDK's (-m, -r, -c/--json, --wait-for-rpc, -L, ...) plus --poll and
 --default-config. Options SPDK needs for DPDK (--no-huge, -s, -i, -e) are accepted and
@@ -28,7 +29,7 @@ from spydk.rpc.server import DEFAULT_SOCKET
 NVME_TOOLS = {"perf": "spydk.apps.nvme_perf", "identify": "spydk.apps.nvme_identify",
               "hello_world": "spydk.apps.nvme_hello", "discover": "spydk.apps.nvme_discover"}
 APP_NAMES = {"tgt": "spydk_tgt", "nvmf_tgt": "nvmf_tgt", "iscsi_tgt": "iscsi_tgt", "vhost": "vhost"}
-USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,vhost,rpc,bdevperf,perf,identify,hello_world,discover} [options]
+USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,vhost,rpc,bdevperf,perf,identify,hello_world,discover,blobcli} [options]
 
   tgt        start a target with every subsystem (like SPDK's spdk_tgt)
   nvmf_tgt   start an NVMe-oF target (bdev + nvmf subsystems)
@@ -40,6 +41,7 @@ USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,vhost,rpc,bdevperf,perf,identify
   identify   print what NVMe controllers report (like spdk_nvme_identify)
   hello_world  write "Hello world!" to a namespace and read it back (like SPDK's example)
   discover   list a discovery controller's log (like SPDK's discovery example)
+  blobcli    inspect and check a blobstore / lvol store image (read-only unless --repair)
 
 `spydk tgt --default-config` starts with a 64 MiB Malloc0 bdev; `spydk COMMAND -h` for options.
 """
@@ -177,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cmd == "rpc":
         from spydk.rpc.cli import main as rpc_main
         return rpc_main(rest)
+    if cmd == "blobcli":
+        from spydk.apps.blobcli import main as blobcli_main
+        return blobcli_main(rest)
     if cmd == "bdevperf":
         try:
             mod = importlib.import_module("spydk.apps.bdevperf")

@@ -70,6 +70,14 @@ def add_alias(bdev: Bdev, alias: str) -> None:
     _names[alias] = bdev
 
 
+def remove_alias(bdev: Bdev, alias: str) -> None:
+    if alias not in bdev.aliases:
+        raise BdevError(errno.ENOENT, f"bdev {bdev.name!r} has no alias {alias!r}")
+    bdev.aliases.remove(alias)
+    if _names.get(alias) is bdev:
+        del _names[alias]
+
+
 def open_ext(name: str, write: bool, event_cb: EventCb, event_ctx: Any = None) -> BdevDesc:
     """Open a bdev by name/alias/UUID. Raises BdevError: ENODEV (no such bdev or being
     removed), EPERM (write refused by a claim)."""

@@ -12,6 +12,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -385,6 +386,45 @@ def test_rbd_commands_refusals(tgt: TargetProcess, capsys: pytest.CaptureFixture
     assert "does not exist" in c.fails("bdev_rbd_resize", "Ceph0", "64")
     used.update({"bdev_rbd_register_cluster", "bdev_rbd_unregister_cluster", "bdev_rbd_create",
                  "bdev_rbd_delete", "bdev_rbd_resize"})
+def test_lvol_commands(tgt: TargetProcess, capsys: pytest.CaptureFixture[str], used: set[str]) -> None:
+    c = Cli(tgt.sock, capsys, used)
+    c.out("bdev_malloc_create", "-b", "LvBase", "32", "512")
+    u = c.out("bdev_lvol_create_lvstore", "LvBase", "lvs", "-c", "1048576", "--clear-method", "none",
+              "-m", "100").strip().strip('"')
+    assert c.json("bdev_lvol_get_lvstores", "-u", u)[0]["name"] == "lvs"
+    c.out("bdev_lvol_create", "-l", "lvs", "-t", "v1", "4")
+    c.out("bdev_lvol_create", "-u", u, "-c", "write_zeroes", "v2", "2")
+    c.out("bdev_lvol_snapshot", "lvs/v1", "s1")
+    c.out("bdev_lvol_clone", "lvs/s1", "c1")
+    c.out("bdev_lvol_create", "-l", "lvs", "-t", "v3", "4")
+    c.out("bdev_lvol_set_parent", "lvs/v3", "lvs/s1")
+    c.out("bdev_lvol_rename", "lvs/c1", "c2")
+    c.out("bdev_lvol_resize", "lvs/c2", "8")
+    c.out("bdev_lvol_decouple_parent", "lvs/c2")
+    c.out("bdev_lvol_inflate", "lvs/v3")
+    c.out("bdev_lvol_set_read_only", "lvs/v2")
+    c.out("bdev_malloc_create", "-b", "LvExt", "4", "512")
+    c.out("bdev_lvol_clone_bdev", "LvExt", "lvs", "e1")
+    c.out("bdev_lvol_create", "-l", "lvs", "-t", "e2", "4")
+    c.out("bdev_lvol_set_parent_bdev", "lvs/e2", "LvExt")
+    assert {x["name"] for x in c.json("bdev_lvol_get_lvols") if x["is_esnap_clone"]} == {"e1", "e2"}
+    assert {x["name"] for x in c.json("bdev_lvol_get_lvols", "-l", "lvs")} == {"v1", "v2", "v3", "s1", "c2",
+                                                                              "e1", "e2"}
+    assert "2 clones" not in c.fails("bdev_lvol_delete", "lvs/nope")
+    c.out("bdev_malloc_create", "-b", "LvCopy", "8", "512")
+    op = c.json("bdev_lvol_start_shallow_copy", "lvs/s1", "LvCopy")["operation_id"]
+    for _ in range(600):
+        st = c.json("bdev_lvol_check_shallow_copy", str(op))
+        if st["state"] != "in progress":
+            break
+        time.sleep(0.05)
+    assert st["state"] == "complete" and st["copied_clusters"] == st["total_clusters"]
+    c.out("bdev_lvol_delete", "lvs/c2")
+    c.out("bdev_lvol_rename_lvstore", "lvs", "lvs2")
+    c.out("bdev_lvol_grow_lvstore", "-l", "lvs2")
+    assert c.json("bdev_lvol_get_lvols", "-u", u)[0]["alias"].startswith("lvs2/")
+    c.out("bdev_lvol_delete_lvstore", "-l", "lvs2")
+    assert c.json("bdev_lvol_get_lvstores") == []
 
 
 # Areas with commands of their own add a test above that runs them through Cli (and so into
