@@ -11,8 +11,10 @@ import uuid as _uuid
 from collections import deque
 from typing import TYPE_CHECKING
 
+from spydk import keyring
 from spydk.log import get_logger
 from spydk.nvme import spec
+from spydk.nvme.auth import dhchap
 from spydk.nvme.spec import (
     AdminOpcode,
     AnaState,
@@ -24,7 +26,9 @@ from spydk.nvme.spec import (
     LogPageId,
     StatusCodeType,
 )
+from spydk.nvme.spec import auth as spec_auth
 from spydk.nvme.spec import fabrics as fab
+from spydk.nvmf import auth as nvmf_auth
 from spydk.nvmf import io as nvmf_io
 from spydk.nvmf import reservation_cmds as resv
 from spydk.nvmf.request import Qpair, Request
@@ -100,13 +104,22 @@ def exec_request(tgt: Target, req: Request) -> None:
     if req.opcode == spec.FABRICS_OPCODE:
         fctype = req.sqe[4]
         if fctype == fab.FabricsCommandType.CONNECT:
-            if ctrlr is not None:
+            if ctrlr is not None or qp.auth is not None:
                 req.fail(GenericStatus.COMMAND_SEQUENCE_ERROR)
                 return
             connect(tgt, req)
             return
+        if fctype in (fab.FabricsCommandType.AUTH_SEND, fab.FabricsCommandType.AUTH_RECV):
+            nvmf_auth.exec_auth(req, fctype, _attach_authenticated)
+            return
         if ctrlr is None:
-            req.fail(GenericStatus.COMMAND_SEQUENCE_ERROR)
+            if qp.auth is not None and fctype != fab.FabricsCommandType.DISCONNECT:
+                nvmf_auth.fail_auth_required(req)
+            elif fctype == fab.FabricsCommandType.DISCONNECT and qp.auth is not None:
+                req.complete()
+                qp.owner.disconnect("host sent Fabrics Disconnect")
+            else:
+                req.fail(GenericStatus.COMMAND_SEQUENCE_ERROR)
             return
         if fctype == fab.FabricsCommandType.PROPERTY_GET and qp.qid == 0:
             ctrlr.property_get(req)
@@ -119,7 +132,10 @@ def exec_request(tgt: Target, req: Request) -> None:
             req.fail(GenericStatus.INVALID_OPCODE)
         return
     if ctrlr is None:
-        req.fail(GenericStatus.COMMAND_SEQUENCE_ERROR)
+        if qp.auth is not None:
+            nvmf_auth.fail_auth_required(req)
+        else:
+            req.fail(GenericStatus.COMMAND_SEQUENCE_ERROR)
         return
     if qp.qid == 0:
         ctrlr.exec_admin(req)
@@ -135,6 +151,37 @@ def exec_request(tgt: Target, req: Request) -> None:
 def _connect_invalid(req: Request, ipo: int, in_data: bool) -> None:
     req.dw0 = fab.connect_rsp_dw0_invalid(ipo, in_data)
     req.fail(FabricsStatus.CONNECT_INVALID_PARAMETERS, SCT_SPECIFIC)
+
+
+def _auth_exchange(tgt: Target, subsys: Subsystem, hostnqn: str) -> nvmf_auth.ControllerAuth | None | str:
+    """The DH-HMAC-CHAP exchange a host must pass on every queue, None when it needs none,
+    or a message when its keys cannot be read (the Connect is then refused)."""
+    keys = subsys.host_keys.get(hostnqn)
+    if keys is None:
+        return None
+    try:
+        host, ctrl = keys.secrets()
+    except (keyring.KeyringError, dhchap.SecretError) as e:
+        return f"its DH-HMAC-CHAP key cannot be used: {e}"
+    return nvmf_auth.ControllerAuth(hostnqn, subsys.nqn, host, ctrl, tgt.dhchap_digests, tgt.dhchap_dhgroups)
+
+
+def _attach_authenticated(qa: nvmf_auth.QpairAuth) -> None:
+    """The queue pair passed DH-HMAC-CHAP: attach it to its controller as Connect would have."""
+    ctrlr = qa.ctrlr
+    qp = qa.qpair
+    if ctrlr.dead:
+        qp.owner.disconnect("controller freed during authentication")
+        return
+    if qa.qid == 0:
+        qp.ctrlr = ctrlr
+    else:
+        if qa.qid in ctrlr.io_qpairs:
+            qp.owner.disconnect(f"qid {qa.qid} was connected meanwhile by another queue pair")
+            return
+        ctrlr.io_qpairs[qa.qid] = qp
+        qp.ctrlr = ctrlr
+    qp.state = "active"
 
 
 def connect(tgt: Target, req: Request) -> None:
@@ -169,6 +216,12 @@ def connect(tgt: Target, req: Request) -> None:
         req.dw0 = fab.connect_rsp_dw0_invalid(fab.CONNECT_DATA_OFF_HOSTNQN, True)
         req.fail(FabricsStatus.CONNECT_INVALID_HOST, SCT_SPECIFIC)
         return
+    auth = _auth_exchange(tgt, subsys, cd.hostnqn) if not subsys.discovery else None
+    if isinstance(auth, str):
+        log.error("Connect from host %s to %s%s refused: %s", cd.hostnqn, cd.subnqn, where, auth)
+        req.dw0 = fab.connect_rsp_dw0_invalid(fab.CONNECT_DATA_OFF_HOSTNQN, True)
+        req.fail(FabricsStatus.CONNECT_INVALID_HOST, SCT_SPECIFIC)
+        return
     opts = tgt.transport_opts()
     limit = opts.max_aq_depth if cmd.qid == 0 else opts.max_queue_depth
     if cmd.sqsize == 0 or cmd.sqsize + 1 > limit:
@@ -197,7 +250,14 @@ def connect(tgt: Target, req: Request) -> None:
         qp.state = "active"
         tgt.qpair_connected(qp)
         log.info("controller %d of %s created for host %s%s", cntlid, subsys.nqn, cd.hostnqn, where)
-        req.dw0 = fab.connect_rsp_dw0_success(cntlid)
+        authreq = 0
+        if auth is not None:
+            # Not attached until the host authenticates: commands other than AUTH_* are refused.
+            qp.ctrlr = None
+            qp.state = "authenticating"
+            qp.auth = nvmf_auth.QpairAuth(auth, ctrlr, qp, 0)
+            authreq = spec_auth.AUTHREQ_ATR
+        req.dw0 = fab.connect_rsp_dw0_success(cntlid, authreq)
         req.complete()
         return
     found = subsys.controllers.get(cd.cntlid)
@@ -225,12 +285,18 @@ def connect(tgt: Target, req: Request) -> None:
         return
     qp.qid = cmd.qid
     qp.sqsize = cmd.sqsize
-    qp.ctrlr = ctrlr
     qp.hostnqn = cd.hostnqn
     qp.connected = True
+    tgt.qpair_connected(qp)
+    if auth is not None:
+        qp.state = "authenticating"
+        qp.auth = nvmf_auth.QpairAuth(auth, ctrlr, qp, cmd.qid)
+        req.dw0 = fab.connect_rsp_dw0_success(ctrlr.cntlid, spec_auth.AUTHREQ_ATR)
+        req.complete()
+        return
+    qp.ctrlr = ctrlr
     qp.state = "active"
     ctrlr.io_qpairs[cmd.qid] = qp
-    tgt.qpair_connected(qp)
     req.dw0 = fab.connect_rsp_dw0_success(ctrlr.cntlid)
     req.complete()
 

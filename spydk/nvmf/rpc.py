@@ -119,8 +119,10 @@ FUSES_FEATURES = ("fcws",)
 ], states=State.STARTUP)
 def nvmf_set_config(ctx: RpcContext, admin_cmd_passthru: dict[str, Any] | None = None,
                     poll_groups_mask: str | None = None, discovery_filter: str | None = None,
-                    discovery_filters: list[str] | None = None, **_ignored: Any) -> bool:
-    """Target-wide settings: discovery filter (match_any / transport,address,svcid)."""
+                    discovery_filters: list[str] | None = None, dhchap_digests: list[str] | None = None,
+                    dhchap_dhgroups: list[str] | None = None, **_ignored: Any) -> bool:
+    """Target-wide settings: discovery filter (match_any / transport,address,svcid), the hash
+    functions and DH groups DH-HMAC-CHAP may choose from."""
     t = get_target()
     _no_effect("nvmf_set_config", {"poll_groups_mask": poll_groups_mask, **_ignored})
     if discovery_filter is not None:
@@ -132,6 +134,13 @@ def nvmf_set_config(ctx: RpcContext, admin_cmd_passthru: dict[str, Any] | None =
         t.discovery_filters = parts
     if discovery_filters is not None:
         t.discovery_filters = tuple(discovery_filters) or ("match_any",)
+    for name, value in (("dhchap_digests", dhchap_digests), ("dhchap_dhgroups", dhchap_dhgroups)):
+        if value is not None and not value:
+            raise RpcError(INVALID_PARAMS, f"parameter '{name}': give at least one value")
+    if dhchap_digests is not None:
+        t.dhchap_digests = tuple(d for d in DHCHAP_DIGESTS if d in dhchap_digests)
+    if dhchap_dhgroups is not None:
+        t.dhchap_dhgroups = tuple(g for g in DHCHAP_DHGROUPS if g in dhchap_dhgroups)
     if admin_cmd_passthru is not None:
         if any(v for v in admin_cmd_passthru.values()):
             raise RpcError(INVALID_PARAMS, "parameter 'admin_cmd_passthru': passthrough of admin "
@@ -406,17 +415,43 @@ def nvmf_subsystem_listener_set_ana_state(ctx: RpcContext, nqn: str, listen_addr
 ])
 def nvmf_subsystem_add_host(ctx: RpcContext, nqn: str, host: str, tgt_name: str | None = None,
                             psk: str | None = None, dhchap_key: str | None = None,
-                            **_ignored: Any) -> bool:
-    """Allow a host NQN to connect to the subsystem."""
+                            dhchap_ctrlr_key: str | None = None) -> bool:
+    """Allow a host NQN to connect to the subsystem; with dhchap_key (a keyring key name) it must
+    pass DH-HMAC-CHAP, and with dhchap_ctrlr_key as well it can authenticate the controller."""
     t = _tgt(tgt_name)
     s = _subsys(t, nqn)
-    if psk is not None or dhchap_key is not None:
-        raise RpcError(INVALID_PARAMS, "parameters 'psk'/'dhchap_key': TLS and DH-HMAC-CHAP are not supported")
+    if psk is not None:
+        raise RpcError(INVALID_PARAMS, "parameter 'psk': TLS (secure channel) is not supported by spydk yet")
+    if dhchap_ctrlr_key is not None and dhchap_key is None:
+        raise RpcError(INVALID_PARAMS, "parameter 'dhchap_ctrlr_key' needs 'dhchap_key' as well")
     try:
         s.add_host(host)
     except NvmfConfigError as e:
         raise RpcError(INVALID_PARAMS if e.errno == 22 else -e.errno, f"parameter 'host': {e}") from None
+    if dhchap_key is not None:
+        try:
+            s.set_host_keys(host, dhchap_key, dhchap_ctrlr_key)
+        except NvmfConfigError as e:
+            s.remove_host(host)
+            raise _err(e, "nvmf_subsystem_add_host") from None
     t.bump_generation()
+    return True
+
+
+@rpc_method("nvmf_subsystem_set_keys", [
+    Param("nqn", "string", required=True), Param("host", "string", required=True), _TGT,
+    Param("dhchap_key", "string"), Param("dhchap_ctrlr_key", "string"),
+])
+def nvmf_subsystem_set_keys(ctx: RpcContext, nqn: str, host: str, tgt_name: str | None = None,
+                            dhchap_key: str | None = None, dhchap_ctrlr_key: str | None = None) -> bool:
+    """Replace (rotate) an allowed host's DH-HMAC-CHAP keys; no keys: no authentication.
+    Connected queues stay; the new keys count from the host's next Connect."""
+    t = _tgt(tgt_name)
+    s = _subsys(t, nqn)
+    try:
+        s.set_host_keys(host, dhchap_key, dhchap_ctrlr_key)
+    except NvmfConfigError as e:
+        raise _err(e, "nvmf_subsystem_set_keys") from None
     return True
 
 
@@ -467,13 +502,19 @@ def nvmf_subsystem_get_controllers(ctx: RpcContext, nqn: str, tgt_name: str | No
 def nvmf_subsystem_get_qpairs(ctx: RpcContext, nqn: str, tgt_name: str | None = None) -> list[dict[str, Any]]:
     s = _subsys(_tgt(tgt_name), nqn)
     out = []
-    for c in s.controllers.values():
-        for qp in c.qpairs():
-            la = qp.listen_address
-            out.append({"cntlid": c.cntlid, "qid": qp.qid, "state": qp.state,
-                        "thread": "nvmf_tgt_poll_group_000", "hostnqn": c.hostnqn,
-                        "listen_address": la.to_json() if la is not None else {},
-                        "peer_address": dict(qp.peer_address)})
+    qps = [(c, qp) for c in s.controllers.values() for qp in c.qpairs()]
+    # queue pairs still authenticating are not attached to their controller yet
+    qps += [(qp.auth.ctrlr, qp) for qp in _tgt(tgt_name).live_qpairs
+            if qp.ctrlr is None and qp.auth is not None and qp.auth.ctrlr.subsys is s]
+    for c, qp in qps:
+        la = qp.listen_address
+        d = {"cntlid": c.cntlid, "qid": qp.qid, "state": qp.state,
+             "thread": "nvmf_tgt_poll_group_000", "hostnqn": c.hostnqn,
+             "listen_address": la.to_json() if la is not None else {},
+             "peer_address": dict(qp.peer_address)}
+        if qp.auth is not None:
+            d["auth"] = qp.auth.to_json()
+        out.append(d)
     return out
 
 
@@ -546,7 +587,8 @@ def config_json(t: Target) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     filt = ",".join(t.discovery_filters)
     out.append({"method": "nvmf_set_config", "params": {
-        "discovery_filter": filt, "admin_cmd_passthru": dict(t.admin_cmd_passthru)}})
+        "discovery_filter": filt, "admin_cmd_passthru": dict(t.admin_cmd_passthru),
+        "dhchap_digests": list(t.dhchap_digests), "dhchap_dhgroups": list(t.dhchap_dhgroups)}})
     out.append({"method": "nvmf_set_max_subsystems", "params": {"max_subsystems": t.max_subsystems}})
     for tr in t.transports.values():
         out.append({"method": "nvmf_create_transport", "params": tr.to_json()})
@@ -558,7 +600,9 @@ def config_json(t: Target) -> list[dict[str, Any]]:
                 "min_cntlid": s.min_cntlid, "max_cntlid": s.max_cntlid,
                 "ana_reporting": s.ana_reporting}})
         for h in s.hosts:
-            out.append({"method": "nvmf_subsystem_add_host", "params": {"nqn": s.nqn, "host": h}})
+            hk = s.host_keys.get(h)
+            out.append({"method": "nvmf_subsystem_add_host", "params": {
+                "nqn": s.nqn, "host": h, **(hk.names() if hk is not None else {})}})
         for ns in sorted(s.namespaces.values(), key=lambda n: n.nsid):
             nsp: dict[str, Any] = {"nsid": ns.nsid, "bdev_name": ns.bdev_name,
                                    "uuid": str(_uuid.UUID(bytes=ns.uuid)), "anagrpid": ns.anagrpid,

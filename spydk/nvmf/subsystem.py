@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from spydk import keyring
+from spydk.nvme.auth import dhchap
 from spydk.nvme.spec import AnaState
 from spydk.nvmf.reservation import NsReservation, PtplError
 
@@ -183,6 +185,50 @@ class Namespace:
 NsChangeCb = Callable[["Subsystem", int], None]
 
 
+def _secret_key(name: str, param: str) -> keyring.Key:
+    """A keyring reference to a DH-HMAC-CHAP secret, checked to be one."""
+    try:
+        key = keyring.get_key(name)
+    except keyring.KeyringError as e:
+        raise NvmfConfigError(f"{param}: {e}", e.errno) from None
+    try:
+        dhchap.parse_secret(keyring.key_material(key))
+    except (keyring.KeyringError, dhchap.SecretError) as e:
+        keyring.put_key(key)
+        raise NvmfConfigError(f"{param}: key {name!r}: {e}") from None
+    return key
+
+
+@dataclass
+class HostKeys:
+    """The DH-HMAC-CHAP keys of one allowed host (keyring references)."""
+
+    dhchap_key: keyring.Key | None = None
+    dhchap_ctrlr_key: keyring.Key | None = None
+
+    def release(self) -> None:
+        keyring.put_key(self.dhchap_key)
+        keyring.put_key(self.dhchap_ctrlr_key)
+        self.dhchap_key = self.dhchap_ctrlr_key = None
+
+    def names(self) -> dict[str, str]:
+        d = {}
+        if self.dhchap_key is not None:
+            d["dhchap_key"] = self.dhchap_key.name
+        if self.dhchap_ctrlr_key is not None:
+            d["dhchap_ctrlr_key"] = self.dhchap_ctrlr_key.name
+        return d
+
+    def secrets(self) -> tuple[dhchap.Secret, dhchap.Secret | None]:
+        """Read the secrets now (a rotated key file counts from the next Connect)."""
+        assert self.dhchap_key is not None
+        host = dhchap.parse_secret(keyring.key_material(self.dhchap_key))
+        ctrl = None
+        if self.dhchap_ctrlr_key is not None:
+            ctrl = dhchap.parse_secret(keyring.key_material(self.dhchap_ctrlr_key))
+        return host, ctrl
+
+
 class Subsystem:
     def __init__(self, nqn: str, *, serial_number: str = DEFAULT_SERIAL,
                  model_number: str = DEFAULT_MODEL, max_namespaces: int = 0,
@@ -209,6 +255,7 @@ class Subsystem:
         self.min_cntlid = min_cntlid
         self.max_cntlid = max_cntlid
         self.hosts: list[str] = []
+        self.host_keys: dict[str, HostKeys] = {}  # DH-HMAC-CHAP keys of allowed hosts
         self.namespaces: dict[int, Namespace] = {}
         self.listeners: list[Listener] = []
         self.controllers: dict[int, Controller] = {}
@@ -223,6 +270,33 @@ class Subsystem:
     def host_allowed(self, hostnqn: str) -> bool:
         return self.allow_any_host or hostnqn in self.hosts
 
+    def set_host_keys(self, hostnqn: str, dhchap_key: str | None, dhchap_ctrlr_key: str | None) -> None:
+        """Require DH-HMAC-CHAP from an allowed host (keys named in the keyring); None, None drops it.
+
+        The key files are read here once, so that a key that is not a DHHC-1 secret is refused
+        now rather than at the host's next Connect; they are read again at every Connect.
+        """
+        if hostnqn not in self.hosts:
+            raise NvmfConfigError(f"host {hostnqn} is not in the allowed hosts of {self.nqn}; add it "
+                                  "with nvmf_subsystem_add_host first", 2)
+        if dhchap_ctrlr_key is not None and dhchap_key is None:
+            raise NvmfConfigError("dhchap_ctrlr_key needs dhchap_key as well (the controller is "
+                                  "authenticated only after the host)")
+        new = HostKeys()
+        try:
+            if dhchap_key is not None:
+                new.dhchap_key = _secret_key(dhchap_key, "dhchap_key")
+            if dhchap_ctrlr_key is not None:
+                new.dhchap_ctrlr_key = _secret_key(dhchap_ctrlr_key, "dhchap_ctrlr_key")
+        except NvmfConfigError:
+            new.release()
+            raise
+        old = self.host_keys.pop(hostnqn, None)
+        if old is not None:
+            old.release()
+        if new.dhchap_key is not None:
+            self.host_keys[hostnqn] = new
+
     def add_host(self, hostnqn: str) -> None:
         validate_nqn(hostnqn)
         if hostnqn in self.hosts:
@@ -234,6 +308,9 @@ class Subsystem:
         if hostnqn not in self.hosts:
             raise NvmfConfigError(f"host {hostnqn} is not in the allowed hosts of {self.nqn}", 2)
         self.hosts.remove(hostnqn)
+        old = self.host_keys.pop(hostnqn, None)
+        if old is not None:
+            old.release()
         return [c for c in self.controllers.values() if c.hostnqn == hostnqn]
 
     # -- namespaces ---------------------------------------------------------------------------
@@ -337,6 +414,13 @@ class Subsystem:
 
     # -- JSON ---------------------------------------------------------------------------------
 
+    def _host_json(self, hostnqn: str) -> dict[str, str]:
+        d = {"nqn": hostnqn}
+        k = self.host_keys.get(hostnqn)
+        if k is not None:
+            d.update(k.names())
+        return d
+
     @property
     def subtype(self) -> str:
         return "Discovery" if self.discovery else "NVMe"
@@ -347,7 +431,7 @@ class Subsystem:
             "subtype": self.subtype,
             "listen_addresses": [lst.address.to_json() for lst in self.listeners],
             "allow_any_host": self.allow_any_host,
-            "hosts": [{"nqn": h} for h in self.hosts],
+            "hosts": [self._host_json(h) for h in self.hosts],
         }
         if not self.discovery:
             out.update({

@@ -44,6 +44,10 @@ class Target:
         self.generation = 0
         self.discovery_filters: tuple[str, ...] = ("match_any",)
         self.admin_cmd_passthru: dict[str, bool] = {"identify_ctrlr": False}
+        # DH-HMAC-CHAP: what nvmf_set_config allows the exchange to choose from
+        self.dhchap_digests: tuple[str, ...] = ("sha256", "sha384", "sha512")
+        self.dhchap_dhgroups: tuple[str, ...] = ("null", "ffdhe2048", "ffdhe3072", "ffdhe4096",
+                                                 "ffdhe6144", "ffdhe8192")
         self.thread: Thread | None = None
         self._ka_poller: Poller | None = None
         self._port_ids: dict[tuple[str, str], int] = {}
@@ -227,6 +231,8 @@ class Target:
         if qp.ctrlr is not None:
             qp.ctrlr.qpair_gone(qp)
             qp.ctrlr = None
+        elif qp.auth is not None and qp.qid == 0:
+            qp.auth.ctrlr.destroy("admin queue closed before the host authenticated")
         qp.outstanding.clear()
         qp.fused_first = None
 
