@@ -11,11 +11,12 @@ other command gets AUTHENTICATION REQUIRED and the I/O fast path never sees it.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from spydk.log import get_logger
+from spydk.log import NOTICE, get_logger
 from spydk.nvme.auth import dhchap
 from spydk.nvme.spec import GenericStatus, StatusCodeType
 from spydk.nvme.spec import auth as sa
@@ -253,7 +254,9 @@ def exec_auth(req: Request, fctype: int, attach: Callable[[QpairAuth], None]) ->
 def _finish(qa: QpairAuth, req: Request, attach: Callable[[QpairAuth], None]) -> None:
     ex = qa.exchange
     if ex.state == "success":
-        log.info("host %s authenticated on qid %d of controller %d (%s, %s%s)", ex.hostnqn, qa.qid,
+        # one line per controller (its admin queue); I/O queues at INFO level
+        log.log(NOTICE if qa.qid == 0 else logging.INFO,
+                "host %s authenticated on qid %d of controller %d (%s, %s%s)", ex.hostnqn, qa.qid,
                  qa.ctrlr.cntlid, ex.hash_name, ex.dhgroup_name, ", bidirectional" if ex.bidirectional else "")
         attach(qa)
     elif ex.state == "failure":

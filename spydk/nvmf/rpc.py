@@ -633,4 +633,4 @@ def _config(app: Any) -> list[dict[str, Any]]:
     return config_json(get_target())
 
 
-register_subsystem(InitSubsystem("nvmf", depends_on=("bdev",), init=_init, fini=_fini, config=_config))
+register_subsystem(InitSubsystem("nvmf", depends_on=("bdev", "keyring"), init=_init, fini=_fini, config=_config))
