@@ -53,6 +53,10 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
     g.add_argument("--discovery-filters", type=lambda s: s.split(","),
                    help="comma list of transport, address, svcid")
     p.add_argument("--dup-host-policy", choices=["allow", "restrict_per_listener"])
+    p.add_argument("--dhchap-digests", type=lambda s: s.split(","),
+                   help="comma list of DH-HMAC-CHAP hashes the target allows (sha256,sha384,sha512)")
+    p.add_argument("--dhchap-dhgroups", type=lambda s: s.split(","),
+                   help="comma list of DH-HMAC-CHAP DH groups the target allows (null,ffdhe2048..ffdhe8192)")
 
     def set_config(a: argparse.Namespace) -> None:
         passthru = None
@@ -61,7 +65,8 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
         call("nvmf_set_config", {"admin_cmd_passthru": passthru, "poll_groups_mask": a.poll_groups_mask,
                                  "discovery_filter": a.discovery_filter,
                                  "discovery_filters": a.discovery_filters,
-                                 "dup_host_policy": a.dup_host_policy})
+                                 "dup_host_policy": a.dup_host_policy,
+                                 "dhchap_digests": a.dhchap_digests, "dhchap_dhgroups": a.dhchap_dhgroups})
     p.set_defaults(func=set_config)
 
     p = sub.add_parser("nvmf_create_transport", help="Create the NVMe-oF transport")
@@ -196,14 +201,27 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
     p.set_defaults(func=lambda a: call("nvmf_subsystem_remove_ns", {"nqn": a.nqn, "nsid": a.nsid,
                                                                     "tgt_name": a.tgt_name}))
 
-    for name, hlp in (("nvmf_subsystem_add_host", "Allow a host NQN"),
-                      ("nvmf_subsystem_remove_host", "Disallow a host NQN")):
+    p = sub.add_parser("nvmf_subsystem_remove_host", help="Disallow a host NQN")
+    p.add_argument("nqn", help="subsystem NQN")
+    p.add_argument("host", help="host NQN")
+    p.add_argument("-t", "--tgt-name", help="target name")
+    p.set_defaults(func=lambda a: call("nvmf_subsystem_remove_host", {"nqn": a.nqn, "host": a.host,
+                                                                      "tgt_name": a.tgt_name}))
+
+    for name, hlp in (("nvmf_subsystem_add_host", "Allow a host NQN (with DH-HMAC-CHAP keys: it must authenticate)"),
+                      ("nvmf_subsystem_set_keys", "Set or rotate a host's DH-HMAC-CHAP keys (none: no authentication)")):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("nqn", help="subsystem NQN")
         p.add_argument("host", help="host NQN")
         p.add_argument("-t", "--tgt-name", help="target name")
-        p.set_defaults(func=lambda a, name=name: call(name, {"nqn": a.nqn, "host": a.host,
-                                                             "tgt_name": a.tgt_name}))
+        if name == "nvmf_subsystem_add_host":
+            p.add_argument("--psk", help="TLS PSK (a keyring key name; not supported yet)")
+        p.add_argument("--dhchap-key", help="keyring key holding the host's DHHC-1 secret")
+        p.add_argument("--dhchap-ctrlr-key", help="keyring key holding the controller's DHHC-1 secret "
+                                                  "(bidirectional authentication)")
+        p.set_defaults(func=lambda a, name=name: call(name, {
+            "nqn": a.nqn, "host": a.host, "tgt_name": a.tgt_name, "psk": getattr(a, "psk", None),
+            "dhchap_key": a.dhchap_key, "dhchap_ctrlr_key": a.dhchap_ctrlr_key}))
 
     p = sub.add_parser("nvmf_subsystem_allow_any_host", help="Let any host connect (or only the listed ones)")
     p.add_argument("nqn", help="subsystem NQN")

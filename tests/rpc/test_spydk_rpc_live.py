@@ -166,7 +166,8 @@ def test_every_command_against_a_live_target(tmp_path: Path, capsys: pytest.Capt
         c = Cli(pre.sock, capsys, used)
         c.out("bdev_set_options", "-p", "8192", "-c", "128", "--no-auto-examine")
         c.out("nvmf_set_max_subsystems", "-x", "512")
-        c.out("nvmf_set_config", "--dup-host-policy", "allow")
+        c.out("nvmf_set_config", "--dup-host-policy", "allow", "--dhchap-digests", "sha384,sha512",
+              "--dhchap-dhgroups", "null,ffdhe2048")
         c.out("iscsi_set_options", "-o", "30", "-a", "64")
         c.out("framework_start_init")
         c.out("framework_wait_init")
@@ -345,6 +346,25 @@ def test_keyring_commands(tgt: TargetProcess, tmp_path: Path, capsys: pytest.Cap
     assert "chmod 0600" in c.fails("keyring_file_add_key", "key1", str(key))
     c.out("keyring_file_remove_key", "key0")
     assert c.json("keyring_get_keys") == []
+
+
+def test_nvmf_dhchap_commands(tgt: TargetProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                              used: set[str]) -> None:
+    from spydk.nvme.auth.dhchap import generate_secret
+    c = Cli(tgt.sock, capsys, used)
+    for name in ("hk", "ck"):
+        f = tmp_path / name
+        f.write_text(generate_secret())
+        f.chmod(0o600)
+        c.out("keyring_file_add_key", name, str(f))
+    c.out("nvmf_create_subsystem", NQN)
+    c.out("nvmf_subsystem_add_host", NQN, HOSTNQN, "--dhchap-key", "hk", "--dhchap-ctrlr-key", "ck")
+    assert "does not exist" in c.fails("nvmf_subsystem_add_host", NQN, "nqn.2024-01.io.x:h", "--dhchap-key", "nokey")
+    host = {s["nqn"]: s for s in c.json("nvmf_get_subsystems")}[NQN]["hosts"][0]
+    assert host == {"nqn": HOSTNQN, "dhchap_key": "hk", "dhchap_ctrlr_key": "ck"}
+    c.out("nvmf_subsystem_set_keys", NQN, HOSTNQN, "--dhchap-key", "ck")
+    host = {s["nqn"]: s for s in c.json("nvmf_get_subsystems")}[NQN]["hosts"][0]
+    assert host == {"nqn": HOSTNQN, "dhchap_key": "ck"}
 
 
 # Areas with commands of their own add a test above that runs them through Cli (and so into
