@@ -34,7 +34,7 @@ from spydk.nvmf import reservation_cmds as resv
 from spydk.nvmf.request import Qpair, Request
 
 if TYPE_CHECKING:
-    from spydk.nvmf.subsystem import Subsystem
+    from spydk.nvmf.subsystem import Namespace, Subsystem
     from spydk.nvmf.tgt import Target
 
 log = get_logger("nvmf")
@@ -355,6 +355,16 @@ class Controller:
     def ready(self) -> bool:
         return bool(self.csts & fab.Csts.RDY)
 
+    def ns(self, nsid: int) -> Namespace | None:
+        """The namespace if it is active for this controller's host (namespace masking)."""
+        ns = self.subsys.namespaces.get(nsid)
+        if ns is not None and not ns.auto_visible and self.hostnqn not in ns.hosts:
+            return None
+        return ns
+
+    def active_nsids(self) -> list[int]:
+        return [n.nsid for n in self.subsys.namespaces.values() if n.visible_to(self.hostnqn)]
+
     def qpairs(self) -> list[Qpair]:
         return [self.admin_qpair, *self.io_qpairs.values()]
 
@@ -385,9 +395,14 @@ class Controller:
         return self.kato_ms > 0 and now_ns - self.last_keep_alive_ns > self.kato_ms * 1_000_000
 
     def to_json(self) -> dict[str, object]:
-        return {"cntlid": self.cntlid, "hostnqn": self.hostnqn,
-                "hostid": str(_uuid.UUID(bytes=self.hostid)) if len(self.hostid) == 16 else "",
-                "num_io_qpairs": len(self.io_qpairs)}
+        d: dict[str, object] = {
+            "cntlid": self.cntlid, "hostnqn": self.hostnqn,
+            "hostid": str(_uuid.UUID(bytes=self.hostid)) if len(self.hostid) == 16 else "",
+            "num_io_qpairs": len(self.io_qpairs)}
+        qa = self.admin_qpair.auth
+        if qa is not None:
+            d["auth"] = qa.to_json()
+        return d
 
     # -- properties -------------------------------------------------------------------------
 
@@ -483,7 +498,7 @@ class Controller:
             firmware_rev=FIRMWARE_REV, ieee=0x000000, cmic=0b011 | (0b1000 if ana else 0),
             mdts=mdts, cntlid=self.cntlid, ver=VS_1_3,
             oaes=spec.Oaes.NS_ATTRIBUTE_NOTICES | (spec.Oaes.ANA_CHANGE_NOTICES if ana else 0),
-            ctratt=0x1, cntrltype=1, oacs=0, acl=3, aerl=3, frmw=0x3, lpa=0x6, elpe=127,
+            ctratt=0x1, crdt=self.tgt.crdt, cntrltype=1, oacs=0, acl=3, aerl=3, frmw=0x3, lpa=0x6, elpe=127,
             kas=opts.kas, anatt=10 if ana else 0, anacap=0x47 if ana else 0,
             anagrpmax=s.max_namespaces if ana else 0, nanagrpid=s.max_namespaces if ana else 0,
             maxcmd=opts.max_queue_depth, nn=s.max_namespaces,
@@ -507,7 +522,7 @@ class Controller:
             if s.discovery or nsid == 0 or (nsid > s.max_namespaces and nsid != 0xFFFFFFFF):
                 req.fail(GenericStatus.INVALID_NAMESPACE_OR_FORMAT)
                 return
-            ns = s.namespaces.get(nsid)
+            ns = self.ns(nsid)
             if ns is None:
                 _c2h(req, bytes(spec.IDENTIFY_SIZE))  # inactive namespace: all zeroes
                 return
@@ -519,16 +534,16 @@ class Controller:
             if nsid >= 0xFFFFFFFE:
                 req.fail(GenericStatus.INVALID_NAMESPACE_OR_FORMAT)
                 return
-            _c2h(req, spec.build_ns_list(s.namespaces.keys(), nsid))
+            _c2h(req, spec.build_ns_list(self.active_nsids(), nsid))
         elif cns == IdentifyCns.NS_ID_DESCRIPTOR_LIST:
-            ns = s.namespaces.get(nsid)
+            ns = self.ns(nsid)
             if ns is None:
                 req.fail(GenericStatus.INVALID_NAMESPACE_OR_FORMAT)
                 return
             _c2h(req, spec.build_ns_id_descriptors(eui64=ns.eui64, nguid=ns.nguid, uuid=ns.uuid))
         elif cns in (IdentifyCns.IOCS_NAMESPACE, IdentifyCns.IOCS_CONTROLLER) and csi == 0:
             # NVM command set specific data: every limit 0 means "no limit" / "not reported".
-            if cns == IdentifyCns.IOCS_NAMESPACE and nsid not in s.namespaces:
+            if cns == IdentifyCns.IOCS_NAMESPACE and self.ns(nsid) is None:
                 req.fail(GenericStatus.INVALID_NAMESPACE_OR_FORMAT)
                 return
             _c2h(req, bytes(spec.IDENTIFY_SIZE))
@@ -596,7 +611,7 @@ class Controller:
         groups = []
         for grp in s.ana_groups():
             state = lst.ana_state(grp) if lst is not None else AnaState.OPTIMIZED
-            nsids = [n.nsid for n in s.namespaces.values() if n.anagrpid == grp]
+            nsids = [n.nsid for n in s.namespaces.values() if n.anagrpid == grp and n.visible_to(self.hostnqn)]
             groups.append(spec.AnaGroup(grp, state, nsids, s.ana_change_count))
         return spec.build_ana_log(s.ana_change_count, groups, include_nsids=include_nsids)
 

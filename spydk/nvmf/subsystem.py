@@ -169,6 +169,11 @@ class Namespace:
     anagrpid: int = 0
     nguid_given: bool = False
     resv: NsReservation = field(default_factory=NsReservation)
+    auto_visible: bool = True  # False (no_auto_visible): only the hosts in ``hosts`` see it
+    hosts: set[str] = field(default_factory=set)
+
+    def visible_to(self, hostnqn: str) -> bool:
+        return self.auto_visible or hostnqn in self.hosts
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"nsid": self.nsid, "bdev_name": self.bdev_name, "name": self.bdev_name}
@@ -179,6 +184,9 @@ class Namespace:
         if any(self.uuid):
             out["uuid"] = str(_uuid.UUID(bytes=self.uuid))
         out["anagrpid"] = self.anagrpid
+        if not self.auto_visible:
+            out["no_auto_visible"] = True
+            out["hosts"] = [{"nqn": h} for h in sorted(self.hosts)]
         return out
 
 
@@ -264,6 +272,8 @@ class Subsystem:
         self.ana_change_count = 0
         # True while any namespace has a registrant: I/O then takes the checked path.
         self.reservations_active = False
+        # True while a namespace is hidden from some hosts: I/O then takes the checked path.
+        self.masking = False
 
     # -- hosts --------------------------------------------------------------------------------
 
@@ -318,7 +328,7 @@ class Subsystem:
     def add_namespace(self, bdev_name: str, backend: NamespaceBackend, *, nsid: int = 0,
                       nguid: bytes | None = None, eui64: bytes | None = None,
                       uuid: bytes | None = None, anagrpid: int = 0,
-                      ptpl_file: str | None = None) -> Namespace:
+                      ptpl_file: str | None = None, auto_visible: bool = True) -> Namespace:
         if self.discovery:
             raise NvmfConfigError("the discovery subsystem has no namespaces")
         if nsid == 0:
@@ -344,8 +354,9 @@ class Subsystem:
             raise NvmfConfigError(f"{e}; move the file away to start without reservations") from None
         ns = Namespace(nsid, bdev_name, backend, nguid=nguid if nguid is not None else u,
                        eui64=eui64 or bytes(8), uuid=u, anagrpid=anagrpid or nsid,
-                       nguid_given=nguid is not None, resv=resv)
+                       nguid_given=nguid is not None, resv=resv, auto_visible=auto_visible)
         self.namespaces[nsid] = ns
+        self.masking = any(not n.auto_visible for n in self.namespaces.values())
         self.reservations_changed()
         self._ns_changed(nsid)
         return ns
@@ -354,6 +365,7 @@ class Subsystem:
         ns = self.namespaces.pop(nsid, None)
         if ns is None:
             raise NvmfConfigError(f"{self.nqn} has no namespace {nsid}", 2)
+        self.masking = any(not n.auto_visible for n in self.namespaces.values())
         self.reservations_changed()
         self._ns_changed(nsid)
         return ns
@@ -361,9 +373,35 @@ class Subsystem:
     def reservations_changed(self) -> None:
         self.reservations_active = any(ns.resv.active for ns in self.namespaces.values())
 
-    def _ns_changed(self, nsid: int) -> None:
+    def ns_add_host(self, nsid: int, hostnqn: str) -> None:
+        """Make a namespace added with no_auto_visible visible to one more host."""
+        ns = self._masked_ns(nsid)
+        validate_nqn(hostnqn)
+        if hostnqn in ns.hosts:
+            raise NvmfConfigError(f"namespace {nsid} of {self.nqn} is already visible to {hostnqn}", 17)
+        ns.hosts.add(hostnqn)
+        self._ns_changed(nsid, hostnqn)
+
+    def ns_remove_host(self, nsid: int, hostnqn: str) -> None:
+        ns = self._masked_ns(nsid)
+        if hostnqn not in ns.hosts:
+            raise NvmfConfigError(f"namespace {nsid} of {self.nqn} is not visible to {hostnqn}", 2)
+        ns.hosts.discard(hostnqn)
+        self._ns_changed(nsid, hostnqn)
+
+    def _masked_ns(self, nsid: int) -> Namespace:
+        ns = self.namespaces.get(nsid)
+        if ns is None:
+            raise NvmfConfigError(f"{self.nqn} has no namespace {nsid}", 2)
+        if ns.auto_visible:
+            raise NvmfConfigError(f"namespace {nsid} of {self.nqn} is visible to every host; add it with "
+                                  "no_auto_visible to choose its hosts", 1)
+        return ns
+
+    def _ns_changed(self, nsid: int, only_host: str | None = None) -> None:
         for c in list(self.controllers.values()):
-            c.namespace_changed(nsid)
+            if only_host is None or c.hostnqn == only_host:
+                c.namespace_changed(nsid)
         for cb in list(self.ns_change_listeners):
             cb(self, nsid)
 
