@@ -502,6 +502,7 @@ class Controller:
             kas=opts.kas, anatt=10 if ana else 0, anacap=0x47 if ana else 0,
             anagrpmax=s.max_namespaces if ana else 0, nanagrpid=s.max_namespaces if ana else 0,
             maxcmd=opts.max_queue_depth, nn=s.max_namespaces,
+            mnan=s.max_namespaces,  # Linux refuses ANA (multipath) with MNAN 0
             oncs=spec.Oncs.COMPARE | spec.Oncs.DATASET_MANAGEMENT | spec.Oncs.WRITE_ZEROES
             | spec.Oncs.RESERVATIONS,
             fuses=0x1, vwc=0x1, sgls=1 | (1 << 20), subnqn=s.nqn,
