@@ -11,8 +11,10 @@ import uuid as _uuid
 from collections import deque
 from typing import TYPE_CHECKING
 
+from spydk import keyring
 from spydk.log import get_logger
 from spydk.nvme import spec
+from spydk.nvme.auth import dhchap
 from spydk.nvme.spec import (
     AdminOpcode,
     AnaState,
@@ -24,13 +26,15 @@ from spydk.nvme.spec import (
     LogPageId,
     StatusCodeType,
 )
+from spydk.nvme.spec import auth as spec_auth
 from spydk.nvme.spec import fabrics as fab
+from spydk.nvmf import auth as nvmf_auth
 from spydk.nvmf import io as nvmf_io
 from spydk.nvmf import reservation_cmds as resv
 from spydk.nvmf.request import Qpair, Request
 
 if TYPE_CHECKING:
-    from spydk.nvmf.subsystem import Subsystem
+    from spydk.nvmf.subsystem import Namespace, Subsystem
     from spydk.nvmf.tgt import Target
 
 log = get_logger("nvmf")
@@ -100,13 +104,22 @@ def exec_request(tgt: Target, req: Request) -> None:
     if req.opcode == spec.FABRICS_OPCODE:
         fctype = req.sqe[4]
         if fctype == fab.FabricsCommandType.CONNECT:
-            if ctrlr is not None:
+            if ctrlr is not None or qp.auth is not None:
                 req.fail(GenericStatus.COMMAND_SEQUENCE_ERROR)
                 return
             connect(tgt, req)
             return
+        if fctype in (fab.FabricsCommandType.AUTH_SEND, fab.FabricsCommandType.AUTH_RECV):
+            nvmf_auth.exec_auth(req, fctype, _attach_authenticated)
+            return
         if ctrlr is None:
-            req.fail(GenericStatus.COMMAND_SEQUENCE_ERROR)
+            if qp.auth is not None and fctype != fab.FabricsCommandType.DISCONNECT:
+                nvmf_auth.fail_auth_required(req)
+            elif fctype == fab.FabricsCommandType.DISCONNECT and qp.auth is not None:
+                req.complete()
+                qp.owner.disconnect("host sent Fabrics Disconnect")
+            else:
+                req.fail(GenericStatus.COMMAND_SEQUENCE_ERROR)
             return
         if fctype == fab.FabricsCommandType.PROPERTY_GET and qp.qid == 0:
             ctrlr.property_get(req)
@@ -119,7 +132,10 @@ def exec_request(tgt: Target, req: Request) -> None:
             req.fail(GenericStatus.INVALID_OPCODE)
         return
     if ctrlr is None:
-        req.fail(GenericStatus.COMMAND_SEQUENCE_ERROR)
+        if qp.auth is not None:
+            nvmf_auth.fail_auth_required(req)
+        else:
+            req.fail(GenericStatus.COMMAND_SEQUENCE_ERROR)
         return
     if qp.qid == 0:
         ctrlr.exec_admin(req)
@@ -135,6 +151,37 @@ def exec_request(tgt: Target, req: Request) -> None:
 def _connect_invalid(req: Request, ipo: int, in_data: bool) -> None:
     req.dw0 = fab.connect_rsp_dw0_invalid(ipo, in_data)
     req.fail(FabricsStatus.CONNECT_INVALID_PARAMETERS, SCT_SPECIFIC)
+
+
+def _auth_exchange(tgt: Target, subsys: Subsystem, hostnqn: str) -> nvmf_auth.ControllerAuth | None | str:
+    """The DH-HMAC-CHAP exchange a host must pass on every queue, None when it needs none,
+    or a message when its keys cannot be read (the Connect is then refused)."""
+    keys = subsys.host_keys.get(hostnqn)
+    if keys is None:
+        return None
+    try:
+        host, ctrl = keys.secrets()
+    except (keyring.KeyringError, dhchap.SecretError) as e:
+        return f"its DH-HMAC-CHAP key cannot be used: {e}"
+    return nvmf_auth.ControllerAuth(hostnqn, subsys.nqn, host, ctrl, tgt.dhchap_digests, tgt.dhchap_dhgroups)
+
+
+def _attach_authenticated(qa: nvmf_auth.QpairAuth) -> None:
+    """The queue pair passed DH-HMAC-CHAP: attach it to its controller as Connect would have."""
+    ctrlr = qa.ctrlr
+    qp = qa.qpair
+    if ctrlr.dead:
+        qp.owner.disconnect("controller freed during authentication")
+        return
+    if qa.qid == 0:
+        qp.ctrlr = ctrlr
+    else:
+        if qa.qid in ctrlr.io_qpairs:
+            qp.owner.disconnect(f"qid {qa.qid} was connected meanwhile by another queue pair")
+            return
+        ctrlr.io_qpairs[qa.qid] = qp
+        qp.ctrlr = ctrlr
+    qp.state = "active"
 
 
 def connect(tgt: Target, req: Request) -> None:
@@ -169,6 +216,12 @@ def connect(tgt: Target, req: Request) -> None:
         req.dw0 = fab.connect_rsp_dw0_invalid(fab.CONNECT_DATA_OFF_HOSTNQN, True)
         req.fail(FabricsStatus.CONNECT_INVALID_HOST, SCT_SPECIFIC)
         return
+    auth = _auth_exchange(tgt, subsys, cd.hostnqn) if not subsys.discovery else None
+    if isinstance(auth, str):
+        log.error("Connect from host %s to %s%s refused: %s", cd.hostnqn, cd.subnqn, where, auth)
+        req.dw0 = fab.connect_rsp_dw0_invalid(fab.CONNECT_DATA_OFF_HOSTNQN, True)
+        req.fail(FabricsStatus.CONNECT_INVALID_HOST, SCT_SPECIFIC)
+        return
     opts = tgt.transport_opts()
     limit = opts.max_aq_depth if cmd.qid == 0 else opts.max_queue_depth
     if cmd.sqsize == 0 or cmd.sqsize + 1 > limit:
@@ -197,7 +250,14 @@ def connect(tgt: Target, req: Request) -> None:
         qp.state = "active"
         tgt.qpair_connected(qp)
         log.info("controller %d of %s created for host %s%s", cntlid, subsys.nqn, cd.hostnqn, where)
-        req.dw0 = fab.connect_rsp_dw0_success(cntlid)
+        authreq = 0
+        if auth is not None:
+            # Not attached until the host authenticates: commands other than AUTH_* are refused.
+            qp.ctrlr = None
+            qp.state = "authenticating"
+            qp.auth = nvmf_auth.QpairAuth(auth, ctrlr, qp, 0)
+            authreq = spec_auth.AUTHREQ_ATR
+        req.dw0 = fab.connect_rsp_dw0_success(cntlid, authreq)
         req.complete()
         return
     found = subsys.controllers.get(cd.cntlid)
@@ -225,12 +285,18 @@ def connect(tgt: Target, req: Request) -> None:
         return
     qp.qid = cmd.qid
     qp.sqsize = cmd.sqsize
-    qp.ctrlr = ctrlr
     qp.hostnqn = cd.hostnqn
     qp.connected = True
+    tgt.qpair_connected(qp)
+    if auth is not None:
+        qp.state = "authenticating"
+        qp.auth = nvmf_auth.QpairAuth(auth, ctrlr, qp, cmd.qid)
+        req.dw0 = fab.connect_rsp_dw0_success(ctrlr.cntlid, spec_auth.AUTHREQ_ATR)
+        req.complete()
+        return
+    qp.ctrlr = ctrlr
     qp.state = "active"
     ctrlr.io_qpairs[cmd.qid] = qp
-    tgt.qpair_connected(qp)
     req.dw0 = fab.connect_rsp_dw0_success(ctrlr.cntlid)
     req.complete()
 
@@ -289,6 +355,16 @@ class Controller:
     def ready(self) -> bool:
         return bool(self.csts & fab.Csts.RDY)
 
+    def ns(self, nsid: int) -> Namespace | None:
+        """The namespace if it is active for this controller's host (namespace masking)."""
+        ns = self.subsys.namespaces.get(nsid)
+        if ns is not None and not ns.auto_visible and self.hostnqn not in ns.hosts:
+            return None
+        return ns
+
+    def active_nsids(self) -> list[int]:
+        return [n.nsid for n in self.subsys.namespaces.values() if n.visible_to(self.hostnqn)]
+
     def qpairs(self) -> list[Qpair]:
         return [self.admin_qpair, *self.io_qpairs.values()]
 
@@ -319,9 +395,14 @@ class Controller:
         return self.kato_ms > 0 and now_ns - self.last_keep_alive_ns > self.kato_ms * 1_000_000
 
     def to_json(self) -> dict[str, object]:
-        return {"cntlid": self.cntlid, "hostnqn": self.hostnqn,
-                "hostid": str(_uuid.UUID(bytes=self.hostid)) if len(self.hostid) == 16 else "",
-                "num_io_qpairs": len(self.io_qpairs)}
+        d: dict[str, object] = {
+            "cntlid": self.cntlid, "hostnqn": self.hostnqn,
+            "hostid": str(_uuid.UUID(bytes=self.hostid)) if len(self.hostid) == 16 else "",
+            "num_io_qpairs": len(self.io_qpairs)}
+        qa = self.admin_qpair.auth
+        if qa is not None:
+            d["auth"] = qa.to_json()
+        return d
 
     # -- properties -------------------------------------------------------------------------
 
@@ -417,10 +498,11 @@ class Controller:
             firmware_rev=FIRMWARE_REV, ieee=0x000000, cmic=0b011 | (0b1000 if ana else 0),
             mdts=mdts, cntlid=self.cntlid, ver=VS_1_3,
             oaes=spec.Oaes.NS_ATTRIBUTE_NOTICES | (spec.Oaes.ANA_CHANGE_NOTICES if ana else 0),
-            ctratt=0x1, cntrltype=1, oacs=0, acl=3, aerl=3, frmw=0x3, lpa=0x6, elpe=127,
+            ctratt=0x1, crdt=self.tgt.crdt, cntrltype=1, oacs=0, acl=3, aerl=3, frmw=0x3, lpa=0x6, elpe=127,
             kas=opts.kas, anatt=10 if ana else 0, anacap=0x47 if ana else 0,
             anagrpmax=s.max_namespaces if ana else 0, nanagrpid=s.max_namespaces if ana else 0,
             maxcmd=opts.max_queue_depth, nn=s.max_namespaces,
+            mnan=s.max_namespaces,  # Linux refuses ANA (multipath) with MNAN 0
             oncs=spec.Oncs.COMPARE | spec.Oncs.DATASET_MANAGEMENT | spec.Oncs.WRITE_ZEROES
             | spec.Oncs.RESERVATIONS,
             fuses=0x1, vwc=0x1, sgls=1 | (1 << 20), subnqn=s.nqn,
@@ -441,7 +523,7 @@ class Controller:
             if s.discovery or nsid == 0 or (nsid > s.max_namespaces and nsid != 0xFFFFFFFF):
                 req.fail(GenericStatus.INVALID_NAMESPACE_OR_FORMAT)
                 return
-            ns = s.namespaces.get(nsid)
+            ns = self.ns(nsid)
             if ns is None:
                 _c2h(req, bytes(spec.IDENTIFY_SIZE))  # inactive namespace: all zeroes
                 return
@@ -453,16 +535,16 @@ class Controller:
             if nsid >= 0xFFFFFFFE:
                 req.fail(GenericStatus.INVALID_NAMESPACE_OR_FORMAT)
                 return
-            _c2h(req, spec.build_ns_list(s.namespaces.keys(), nsid))
+            _c2h(req, spec.build_ns_list(self.active_nsids(), nsid))
         elif cns == IdentifyCns.NS_ID_DESCRIPTOR_LIST:
-            ns = s.namespaces.get(nsid)
+            ns = self.ns(nsid)
             if ns is None:
                 req.fail(GenericStatus.INVALID_NAMESPACE_OR_FORMAT)
                 return
             _c2h(req, spec.build_ns_id_descriptors(eui64=ns.eui64, nguid=ns.nguid, uuid=ns.uuid))
         elif cns in (IdentifyCns.IOCS_NAMESPACE, IdentifyCns.IOCS_CONTROLLER) and csi == 0:
             # NVM command set specific data: every limit 0 means "no limit" / "not reported".
-            if cns == IdentifyCns.IOCS_NAMESPACE and nsid not in s.namespaces:
+            if cns == IdentifyCns.IOCS_NAMESPACE and self.ns(nsid) is None:
                 req.fail(GenericStatus.INVALID_NAMESPACE_OR_FORMAT)
                 return
             _c2h(req, bytes(spec.IDENTIFY_SIZE))
@@ -530,7 +612,7 @@ class Controller:
         groups = []
         for grp in s.ana_groups():
             state = lst.ana_state(grp) if lst is not None else AnaState.OPTIMIZED
-            nsids = [n.nsid for n in s.namespaces.values() if n.anagrpid == grp]
+            nsids = [n.nsid for n in s.namespaces.values() if n.anagrpid == grp and n.visible_to(self.hostnqn)]
             groups.append(spec.AnaGroup(grp, state, nsids, s.ana_change_count))
         return spec.build_ana_log(s.ana_change_count, groups, include_nsids=include_nsids)
 

@@ -74,7 +74,7 @@ def exec_io(ctrlr: Controller, req: Request) -> None:
     if first is not None and fuse != FUSE_SECOND:
         qp.fused_first = None
         first.io_done(ST_MISSING_FUSED)
-    ns = ctrlr.subsys.namespaces.get(req.nsid)
+    ns = ctrlr.ns(req.nsid)
     opc = req.opcode
     if ns is None:
         if opc == OPC_FLUSH and req.nsid == 0xFFFFFFFF:

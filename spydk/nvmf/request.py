@@ -73,7 +73,7 @@ class Qpair:
 
     __slots__ = ("owner", "qid", "sqsize", "ctrlr", "outstanding", "listen_address",
                  "peer_address", "fused_first", "sq_head", "connected", "state", "kato_ms",
-                 "hostnqn")
+                 "hostnqn", "auth")
 
     def __init__(self, owner: QpairOwner, listen_address: ListenAddress | None = None,
                  peer_address: dict[str, str] | None = None):
@@ -90,3 +90,4 @@ class Qpair:
         self.state = "uninitialized"
         self.kato_ms = 0
         self.hostnqn = ""
+        self.auth: Any = None  # nvmf.auth.QpairAuth while (and after) DH-HMAC-CHAP runs

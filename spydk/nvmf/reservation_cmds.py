@@ -128,7 +128,7 @@ def rescap(ns: Namespace) -> int:
 
 def get_feature(ctrlr: Controller, req: Request, fid: int) -> int | None:
     """dw0 of Get Features for the reservation features, or None with the request failed."""
-    ns = ctrlr.subsys.namespaces.get(req.nsid)
+    ns = ctrlr.ns(req.nsid)
     if ns is None:
         req.fail(GenericStatus.INVALID_NAMESPACE_OR_FORMAT)
         return None
@@ -142,8 +142,8 @@ def set_feature(ctrlr: Controller, req: Request, fid: int, cdw11: int) -> bool:
     s = ctrlr.subsys
     if fid == 0x82:
         if req.nsid == 0xFFFFFFFF:
-            targets = list(s.namespaces)
-        elif req.nsid in s.namespaces:
+            targets = ctrlr.active_nsids()
+        elif ctrlr.ns(req.nsid) is not None:
             targets = [req.nsid]
         else:
             req.fail(GenericStatus.INVALID_NAMESPACE_OR_FORMAT)
@@ -151,7 +151,7 @@ def set_feature(ctrlr: Controller, req: Request, fid: int, cdw11: int) -> bool:
         for nsid in targets:
             ctrlr.resv_notices.masks[nsid] = cdw11 & MASK_BITS
         return True
-    ns = s.namespaces.get(req.nsid)
+    ns = ctrlr.ns(req.nsid)
     if ns is None:
         req.fail(GenericStatus.INVALID_NAMESPACE_OR_FORMAT)
         return False

@@ -57,9 +57,11 @@ _TGT = Param("tgt_name", "string")
 
 
 def _tgt(tgt_name: str | None = None) -> Target:
-    t = get_target()
-    if tgt_name is not None and tgt_name != t.name:
-        raise RpcError(-errno.ENODEV, f"tgt_name {tgt_name!r}: no such target (the target is {t.name!r})")
+    t = tgt_mod.find_target(tgt_name)
+    if t is None:
+        names = ", ".join(repr(x.name) for x in tgt_mod.targets())
+        raise RpcError(-errno.ENODEV, f"parameter 'tgt_name': no target {tgt_name!r} (targets: {names}; "
+                                      "create one with nvmf_create_target)")
     return t
 
 
@@ -119,8 +121,10 @@ FUSES_FEATURES = ("fcws",)
 ], states=State.STARTUP)
 def nvmf_set_config(ctx: RpcContext, admin_cmd_passthru: dict[str, Any] | None = None,
                     poll_groups_mask: str | None = None, discovery_filter: str | None = None,
-                    discovery_filters: list[str] | None = None, **_ignored: Any) -> bool:
-    """Target-wide settings: discovery filter (match_any / transport,address,svcid)."""
+                    discovery_filters: list[str] | None = None, dhchap_digests: list[str] | None = None,
+                    dhchap_dhgroups: list[str] | None = None, **_ignored: Any) -> bool:
+    """Target-wide settings: discovery filter (match_any / transport,address,svcid), the hash
+    functions and DH groups DH-HMAC-CHAP may choose from."""
     t = get_target()
     _no_effect("nvmf_set_config", {"poll_groups_mask": poll_groups_mask, **_ignored})
     if discovery_filter is not None:
@@ -132,6 +136,13 @@ def nvmf_set_config(ctx: RpcContext, admin_cmd_passthru: dict[str, Any] | None =
         t.discovery_filters = parts
     if discovery_filters is not None:
         t.discovery_filters = tuple(discovery_filters) or ("match_any",)
+    for name, value in (("dhchap_digests", dhchap_digests), ("dhchap_dhgroups", dhchap_dhgroups)):
+        if value is not None and not value:
+            raise RpcError(INVALID_PARAMS, f"parameter '{name}': give at least one value")
+    if dhchap_digests is not None:
+        t.dhchap_digests = tuple(d for d in DHCHAP_DIGESTS if d in dhchap_digests)
+    if dhchap_dhgroups is not None:
+        t.dhchap_dhgroups = tuple(g for g in DHCHAP_DHGROUPS if g in dhchap_dhgroups)
     if admin_cmd_passthru is not None:
         if any(v for v in admin_cmd_passthru.values()):
             raise RpcError(INVALID_PARAMS, "parameter 'admin_cmd_passthru': passthrough of admin "
@@ -297,7 +308,8 @@ def nvmf_subsystem_add_ns(ctx: RpcContext, nqn: str, namespace: dict[str, Any],
     uuid = _uuid.UUID(ns_opts["uuid"]).bytes if "uuid" in ns_opts else backend.uuid
     try:
         ns = s.add_namespace(bdev_name, backend, nsid=nsid, nguid=nguid, eui64=eui64, uuid=uuid,
-                             anagrpid=ns_opts.get("anagrpid", 0), ptpl_file=ns_opts.get("ptpl_file"))
+                             anagrpid=ns_opts.get("anagrpid", 0), ptpl_file=ns_opts.get("ptpl_file"),
+                             auto_visible=not ns_opts.get("no_auto_visible", False))
     except NvmfConfigError as e:
         backend.close()
         raise RpcError(INVALID_PARAMS, f"parameter 'namespace': {e}") from None
@@ -406,17 +418,43 @@ def nvmf_subsystem_listener_set_ana_state(ctx: RpcContext, nqn: str, listen_addr
 ])
 def nvmf_subsystem_add_host(ctx: RpcContext, nqn: str, host: str, tgt_name: str | None = None,
                             psk: str | None = None, dhchap_key: str | None = None,
-                            **_ignored: Any) -> bool:
-    """Allow a host NQN to connect to the subsystem."""
+                            dhchap_ctrlr_key: str | None = None) -> bool:
+    """Allow a host NQN to connect to the subsystem; with dhchap_key (a keyring key name) it must
+    pass DH-HMAC-CHAP, and with dhchap_ctrlr_key as well it can authenticate the controller."""
     t = _tgt(tgt_name)
     s = _subsys(t, nqn)
-    if psk is not None or dhchap_key is not None:
-        raise RpcError(INVALID_PARAMS, "parameters 'psk'/'dhchap_key': TLS and DH-HMAC-CHAP are not supported")
+    if psk is not None:
+        raise RpcError(INVALID_PARAMS, "parameter 'psk': TLS (secure channel) is not supported by spydk yet")
+    if dhchap_ctrlr_key is not None and dhchap_key is None:
+        raise RpcError(INVALID_PARAMS, "parameter 'dhchap_ctrlr_key' needs 'dhchap_key' as well")
     try:
         s.add_host(host)
     except NvmfConfigError as e:
         raise RpcError(INVALID_PARAMS if e.errno == 22 else -e.errno, f"parameter 'host': {e}") from None
+    if dhchap_key is not None:
+        try:
+            s.set_host_keys(host, dhchap_key, dhchap_ctrlr_key)
+        except NvmfConfigError as e:
+            s.remove_host(host)
+            raise _err(e, "nvmf_subsystem_add_host") from None
     t.bump_generation()
+    return True
+
+
+@rpc_method("nvmf_subsystem_set_keys", [
+    Param("nqn", "string", required=True), Param("host", "string", required=True), _TGT,
+    Param("dhchap_key", "string"), Param("dhchap_ctrlr_key", "string"),
+])
+def nvmf_subsystem_set_keys(ctx: RpcContext, nqn: str, host: str, tgt_name: str | None = None,
+                            dhchap_key: str | None = None, dhchap_ctrlr_key: str | None = None) -> bool:
+    """Replace (rotate) an allowed host's DH-HMAC-CHAP keys; no keys: no authentication.
+    Connected queues stay; the new keys count from the host's next Connect."""
+    t = _tgt(tgt_name)
+    s = _subsys(t, nqn)
+    try:
+        s.set_host_keys(host, dhchap_key, dhchap_ctrlr_key)
+    except NvmfConfigError as e:
+        raise _err(e, "nvmf_subsystem_set_keys") from None
     return True
 
 
@@ -457,6 +495,79 @@ def nvmf_subsystem_allow_any_host(ctx: RpcContext, nqn: str, allow_any_host: boo
 # --------------------------------------------------------------------------------------------
 
 
+@rpc_method("nvmf_ns_add_host", [Param("nqn", "string", required=True), Param("nsid", "uint32", required=True),
+                                  Param("host", "string", required=True), _TGT])
+def nvmf_ns_add_host(ctx: RpcContext, nqn: str, nsid: int, host: str, tgt_name: str | None = None) -> bool:
+    """Make a namespace added with no_auto_visible visible to a host (its controllers get a
+    namespace-changed event)."""
+    s = _subsys(_tgt(tgt_name), nqn)
+    try:
+        s.ns_add_host(nsid, host)
+    except NvmfConfigError as e:
+        raise _err(e, "nvmf_ns_add_host") from None
+    return True
+
+
+@rpc_method("nvmf_ns_remove_host", [Param("nqn", "string", required=True), Param("nsid", "uint32", required=True),
+                                     Param("host", "string", required=True), _TGT])
+def nvmf_ns_remove_host(ctx: RpcContext, nqn: str, nsid: int, host: str, tgt_name: str | None = None) -> bool:
+    """Hide a no_auto_visible namespace from a host again."""
+    s = _subsys(_tgt(tgt_name), nqn)
+    try:
+        s.ns_remove_host(nsid, host)
+    except NvmfConfigError as e:
+        raise _err(e, "nvmf_ns_remove_host") from None
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------------
+
+
+@rpc_method("nvmf_create_target", [
+    Param("name", "string", required=True), Param("max_subsystems", "uint32"),
+    Param("discovery_filter", "bitmask", choices=FILTERS[1:]),
+    Param("dup_host_policy", "enum", choices=("allow", "restrict_per_listener")),
+])
+def nvmf_create_target(ctx: RpcContext, name: str, max_subsystems: int = 0,
+                       discovery_filter: list[str] | None = None, dup_host_policy: str | None = None) -> str:
+    """Create another NVMe-oF target (its own transports, listeners and subsystems); other
+    nvmf methods select it with tgt_name. Returns its name."""
+    _no_effect("nvmf_create_target", {"dup_host_policy": dup_host_policy})
+    try:
+        t = tgt_mod.create_target(name, max_subsystems=max_subsystems)
+    except NvmfConfigError as e:
+        raise _err(e, "parameter 'name'") from None
+    if discovery_filter:
+        t.discovery_filters = tuple(discovery_filter)
+    return t.name
+
+
+@rpc_method("nvmf_delete_target", [Param("name", "string", required=True)])
+async def nvmf_delete_target(ctx: RpcContext, name: str) -> bool:
+    """Delete a target made with nvmf_create_target, disconnecting its hosts."""
+    try:
+        await tgt_mod.delete_target(name)
+    except NvmfConfigError as e:
+        raise _err(e, "parameter 'name'") from None
+    return True
+
+
+@rpc_method("nvmf_get_targets", [])
+def nvmf_get_targets(ctx: RpcContext) -> list[str]:
+    """The names of the targets, the default one (nvmf_tgt) first."""
+    return [t.name for t in tgt_mod.targets()]
+
+
+@rpc_method("nvmf_set_crdt", [Param("crdt1", "uint16"), Param("crdt2", "uint16"), Param("crdt3", "uint16")],
+            states=State.STARTUP)
+def nvmf_set_crdt(ctx: RpcContext, crdt1: int = 0, crdt2: int = 0, crdt3: int = 0) -> bool:
+    """Command Retry Delay Times 1..3 (100 ms units) reported in Identify Controller (startup only)."""
+    get_target().crdt = (crdt1, crdt2, crdt3)
+    return True
+
+
 @rpc_method("nvmf_subsystem_get_controllers", [Param("nqn", "string", required=True), _TGT])
 def nvmf_subsystem_get_controllers(ctx: RpcContext, nqn: str, tgt_name: str | None = None) -> list[dict[str, Any]]:
     s = _subsys(_tgt(tgt_name), nqn)
@@ -467,13 +578,19 @@ def nvmf_subsystem_get_controllers(ctx: RpcContext, nqn: str, tgt_name: str | No
 def nvmf_subsystem_get_qpairs(ctx: RpcContext, nqn: str, tgt_name: str | None = None) -> list[dict[str, Any]]:
     s = _subsys(_tgt(tgt_name), nqn)
     out = []
-    for c in s.controllers.values():
-        for qp in c.qpairs():
-            la = qp.listen_address
-            out.append({"cntlid": c.cntlid, "qid": qp.qid, "state": qp.state,
-                        "thread": "nvmf_tgt_poll_group_000", "hostnqn": c.hostnqn,
-                        "listen_address": la.to_json() if la is not None else {},
-                        "peer_address": dict(qp.peer_address)})
+    qps = [(c, qp) for c in s.controllers.values() for qp in c.qpairs()]
+    # queue pairs still authenticating are not attached to their controller yet
+    qps += [(qp.auth.ctrlr, qp) for qp in _tgt(tgt_name).live_qpairs
+            if qp.ctrlr is None and qp.auth is not None and qp.auth.ctrlr.subsys is s]
+    for c, qp in qps:
+        la = qp.listen_address
+        d = {"cntlid": c.cntlid, "qid": qp.qid, "state": qp.state,
+             "thread": "nvmf_tgt_poll_group_000", "hostnqn": c.hostnqn,
+             "listen_address": la.to_json() if la is not None else {},
+             "peer_address": dict(qp.peer_address)}
+        if qp.auth is not None:
+            d["auth"] = qp.auth.to_json()
+        out.append(d)
     return out
 
 
@@ -530,24 +647,45 @@ def nvmf_discovery_get_referrals(ctx: RpcContext, tgt_name: str | None = None) -
 
 def _init(app: Any) -> None:
     t = get_target()
+    tgt_mod.set_app_thread(app.thread)
     if app.thread is not None:
         t.start(app.thread)
 
 
 async def _fini(app: Any) -> None:
+    await tgt_mod.shutdown_all()
     t = tgt_mod._target
     if t is not None:
         await t.shutdown()
     tgt_mod.set_target(None)
+    tgt_mod.set_app_thread(None)
 
 
-def config_json(t: Target) -> list[dict[str, Any]]:
-    """RPC calls that rebuild the target's configuration, in replay order."""
+def config_json(t: Target, default: bool = True) -> list[dict[str, Any]]:
+    """RPC calls that rebuild the target's configuration, in replay order. The start-up
+    settings belong to the default target; another target's calls name it with tgt_name."""
     out: list[dict[str, Any]] = []
-    filt = ",".join(t.discovery_filters)
-    out.append({"method": "nvmf_set_config", "params": {
-        "discovery_filter": filt, "admin_cmd_passthru": dict(t.admin_cmd_passthru)}})
-    out.append({"method": "nvmf_set_max_subsystems", "params": {"max_subsystems": t.max_subsystems}})
+    if default:
+        filt = ",".join(t.discovery_filters)
+        out.append({"method": "nvmf_set_config", "params": {
+            "discovery_filter": filt, "admin_cmd_passthru": dict(t.admin_cmd_passthru),
+            "dhchap_digests": list(t.dhchap_digests), "dhchap_dhgroups": list(t.dhchap_dhgroups)}})
+        out.append({"method": "nvmf_set_max_subsystems", "params": {"max_subsystems": t.max_subsystems}})
+        if any(t.crdt):
+            out.append({"method": "nvmf_set_crdt", "params": dict(zip(("crdt1", "crdt2", "crdt3"), t.crdt,
+                                                                      strict=True))})
+    else:
+        out.append({"method": "nvmf_create_target", "params": {"name": t.name,
+                                                               "max_subsystems": t.max_subsystems}})
+    body = _target_body(t)
+    if not default:
+        for call in body:
+            call["params"]["tgt_name"] = t.name
+    return out + body
+
+
+def _target_body(t: Target) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     for tr in t.transports.values():
         out.append({"method": "nvmf_create_transport", "params": tr.to_json()})
     for s in t.subsystems.values():
@@ -558,11 +696,13 @@ def config_json(t: Target) -> list[dict[str, Any]]:
                 "min_cntlid": s.min_cntlid, "max_cntlid": s.max_cntlid,
                 "ana_reporting": s.ana_reporting}})
         for h in s.hosts:
-            out.append({"method": "nvmf_subsystem_add_host", "params": {"nqn": s.nqn, "host": h}})
+            hk = s.host_keys.get(h)
+            out.append({"method": "nvmf_subsystem_add_host", "params": {
+                "nqn": s.nqn, "host": h, **(hk.names() if hk is not None else {})}})
         for ns in sorted(s.namespaces.values(), key=lambda n: n.nsid):
             nsp: dict[str, Any] = {"nsid": ns.nsid, "bdev_name": ns.bdev_name,
                                    "uuid": str(_uuid.UUID(bytes=ns.uuid)), "anagrpid": ns.anagrpid,
-                                   "no_auto_visible": False}
+                                   "no_auto_visible": not ns.auto_visible}
             if ns.nguid_given or ns.nguid != ns.uuid:
                 nsp["nguid"] = ns.nguid.hex().upper()
             if any(ns.eui64):
@@ -570,6 +710,8 @@ def config_json(t: Target) -> list[dict[str, Any]]:
             if ns.resv.ptpl_file is not None:
                 nsp["ptpl_file"] = ns.resv.ptpl_file
             out.append({"method": "nvmf_subsystem_add_ns", "params": {"nqn": s.nqn, "namespace": nsp}})
+            for h in sorted(ns.hosts):
+                out.append({"method": "nvmf_ns_add_host", "params": {"nqn": s.nqn, "nsid": ns.nsid, "host": h}})
         for lst in s.listeners:
             out.append({"method": "nvmf_subsystem_add_listener", "params": {
                 "nqn": s.nqn, "listen_address": lst.address.to_json(),
@@ -586,7 +728,10 @@ def config_json(t: Target) -> list[dict[str, Any]]:
 
 
 def _config(app: Any) -> list[dict[str, Any]]:
-    return config_json(get_target())
+    out = config_json(get_target())
+    for t in tgt_mod.targets()[1:]:
+        out += config_json(t, default=False)
+    return out
 
 
-register_subsystem(InitSubsystem("nvmf", depends_on=("bdev",), init=_init, fini=_fini, config=_config))
+register_subsystem(InitSubsystem("nvmf", depends_on=("bdev", "keyring"), init=_init, fini=_fini, config=_config))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from spydk.rpc.cli import Call, print_dict
+from spydk.rpc.cli import Call, print_dict, print_json
 
 DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery"
 ANA_STATES = ["optimized", "non_optimized", "inaccessible"]
@@ -53,6 +53,10 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
     g.add_argument("--discovery-filters", type=lambda s: s.split(","),
                    help="comma list of transport, address, svcid")
     p.add_argument("--dup-host-policy", choices=["allow", "restrict_per_listener"])
+    p.add_argument("--dhchap-digests", type=lambda s: s.split(","),
+                   help="comma list of DH-HMAC-CHAP hashes the target allows (sha256,sha384,sha512)")
+    p.add_argument("--dhchap-dhgroups", type=lambda s: s.split(","),
+                   help="comma list of DH-HMAC-CHAP DH groups the target allows (null,ffdhe2048..ffdhe8192)")
 
     def set_config(a: argparse.Namespace) -> None:
         passthru = None
@@ -61,7 +65,8 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
         call("nvmf_set_config", {"admin_cmd_passthru": passthru, "poll_groups_mask": a.poll_groups_mask,
                                  "discovery_filter": a.discovery_filter,
                                  "discovery_filters": a.discovery_filters,
-                                 "dup_host_policy": a.dup_host_policy})
+                                 "dup_host_policy": a.dup_host_policy,
+                                 "dhchap_digests": a.dhchap_digests, "dhchap_dhgroups": a.dhchap_dhgroups})
     p.set_defaults(func=set_config)
 
     p = sub.add_parser("nvmf_create_transport", help="Create the NVMe-oF transport")
@@ -180,10 +185,12 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
     p.add_argument("-e", "--eui64", help="8-byte EUI-64 in hexadecimal")
     p.add_argument("-u", "--uuid", help="namespace UUID (default: the bdev's)")
     p.add_argument("-a", "--anagrpid", type=int, help="ANA group ID (default: the NSID)")
+    p.add_argument("--no-auto-visible", action="store_true",
+                   help="hide the namespace from every host until nvmf_ns_add_host shows it to one")
 
     def add_ns(a: argparse.Namespace) -> None:
         ns = {"bdev_name": a.bdev_name, "nsid": a.nsid, "nguid": a.nguid, "eui64": a.eui64,
-              "uuid": a.uuid, "anagrpid": a.anagrpid}
+              "uuid": a.uuid, "anagrpid": a.anagrpid, "no_auto_visible": a.no_auto_visible or None}
         print_dict(call("nvmf_subsystem_add_ns", {
             "nqn": a.nqn, "tgt_name": a.tgt_name,
             "namespace": {k: v for k, v in ns.items() if v is not None}}))
@@ -196,14 +203,27 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
     p.set_defaults(func=lambda a: call("nvmf_subsystem_remove_ns", {"nqn": a.nqn, "nsid": a.nsid,
                                                                     "tgt_name": a.tgt_name}))
 
-    for name, hlp in (("nvmf_subsystem_add_host", "Allow a host NQN"),
-                      ("nvmf_subsystem_remove_host", "Disallow a host NQN")):
+    p = sub.add_parser("nvmf_subsystem_remove_host", help="Disallow a host NQN")
+    p.add_argument("nqn", help="subsystem NQN")
+    p.add_argument("host", help="host NQN")
+    p.add_argument("-t", "--tgt-name", help="target name")
+    p.set_defaults(func=lambda a: call("nvmf_subsystem_remove_host", {"nqn": a.nqn, "host": a.host,
+                                                                      "tgt_name": a.tgt_name}))
+
+    for name, hlp in (("nvmf_subsystem_add_host", "Allow a host NQN (with DH-HMAC-CHAP keys: it must authenticate)"),
+                      ("nvmf_subsystem_set_keys", "Set or rotate a host's DH-HMAC-CHAP keys (none: no authentication)")):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("nqn", help="subsystem NQN")
         p.add_argument("host", help="host NQN")
         p.add_argument("-t", "--tgt-name", help="target name")
-        p.set_defaults(func=lambda a, name=name: call(name, {"nqn": a.nqn, "host": a.host,
-                                                             "tgt_name": a.tgt_name}))
+        if name == "nvmf_subsystem_add_host":
+            p.add_argument("--psk", help="TLS PSK (a keyring key name; not supported yet)")
+        p.add_argument("--dhchap-key", help="keyring key holding the host's DHHC-1 secret")
+        p.add_argument("--dhchap-ctrlr-key", help="keyring key holding the controller's DHHC-1 secret "
+                                                  "(bidirectional authentication)")
+        p.set_defaults(func=lambda a, name=name: call(name, {
+            "nqn": a.nqn, "host": a.host, "tgt_name": a.tgt_name, "psk": getattr(a, "psk", None),
+            "dhchap_key": a.dhchap_key, "dhchap_ctrlr_key": a.dhchap_ctrlr_key}))
 
     p = sub.add_parser("nvmf_subsystem_allow_any_host", help="Let any host connect (or only the listed ones)")
     p.add_argument("nqn", help="subsystem NQN")
@@ -221,6 +241,35 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
         p.add_argument("nqn", help="subsystem NQN")
         p.add_argument("-t", "--tgt-name", help="target name")
         p.set_defaults(func=lambda a, name=name: show(name, nqn=a.nqn, tgt_name=a.tgt_name))
+
+    for name, hlp in (("nvmf_ns_add_host", "Make a no_auto_visible namespace visible to a host"),
+                      ("nvmf_ns_remove_host", "Hide a no_auto_visible namespace from a host")):
+        p = sub.add_parser(name, help=hlp)
+        p.add_argument("nqn", help="subsystem NQN")
+        p.add_argument("nsid", type=int, help="namespace ID")
+        p.add_argument("host", help="host NQN")
+        p.add_argument("-t", "--tgt-name", help="target name")
+        p.set_defaults(func=lambda a, name=name: call(name, {"nqn": a.nqn, "nsid": a.nsid, "host": a.host,
+                                                             "tgt_name": a.tgt_name}))
+
+    p = sub.add_parser("nvmf_create_target", help="Create another NVMe-oF target (select it with -t/tgt_name)")
+    p.add_argument("-n", "--name", required=True, help="target name")
+    p.add_argument("-s", "--max-subsystems", type=int, help="maximum number of subsystems")
+    p.set_defaults(func=lambda a: print_json(call("nvmf_create_target", {
+        "name": a.name, "max_subsystems": a.max_subsystems})))
+
+    p = sub.add_parser("nvmf_delete_target", help="Delete a target made with nvmf_create_target")
+    p.add_argument("-n", "--name", required=True, help="target name")
+    p.set_defaults(func=lambda a: call("nvmf_delete_target", {"name": a.name}))
+
+    p = sub.add_parser("nvmf_get_targets", help="List the NVMe-oF targets")
+    p.set_defaults(func=lambda a: print_dict(call("nvmf_get_targets")))
+
+    p = sub.add_parser("nvmf_set_crdt", help="Set the Command Retry Delay Times (100 ms units; startup only)")
+    p.add_argument("-t1", "--crdt1", type=int, help="Command Retry Delay Time 1")
+    p.add_argument("-t2", "--crdt2", type=int, help="Command Retry Delay Time 2")
+    p.add_argument("-t3", "--crdt3", type=int, help="Command Retry Delay Time 3")
+    p.set_defaults(func=lambda a: call("nvmf_set_crdt", {"crdt1": a.crdt1, "crdt2": a.crdt2, "crdt3": a.crdt3}))
 
     p = sub.add_parser("nvmf_get_stats", help="Show NVMe-oF statistics")
     p.add_argument("-t", "--tgt-name", help="target name")

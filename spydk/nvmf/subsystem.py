@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from spydk import keyring
+from spydk.nvme.auth import dhchap
 from spydk.nvme.spec import AnaState
 from spydk.nvmf.reservation import NsReservation, PtplError
 
@@ -167,6 +169,11 @@ class Namespace:
     anagrpid: int = 0
     nguid_given: bool = False
     resv: NsReservation = field(default_factory=NsReservation)
+    auto_visible: bool = True  # False (no_auto_visible): only the hosts in ``hosts`` see it
+    hosts: set[str] = field(default_factory=set)
+
+    def visible_to(self, hostnqn: str) -> bool:
+        return self.auto_visible or hostnqn in self.hosts
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"nsid": self.nsid, "bdev_name": self.bdev_name, "name": self.bdev_name}
@@ -177,10 +184,57 @@ class Namespace:
         if any(self.uuid):
             out["uuid"] = str(_uuid.UUID(bytes=self.uuid))
         out["anagrpid"] = self.anagrpid
+        if not self.auto_visible:
+            out["no_auto_visible"] = True
+            out["hosts"] = [{"nqn": h} for h in sorted(self.hosts)]
         return out
 
 
 NsChangeCb = Callable[["Subsystem", int], None]
+
+
+def _secret_key(name: str, param: str) -> keyring.Key:
+    """A keyring reference to a DH-HMAC-CHAP secret, checked to be one."""
+    try:
+        key = keyring.get_key(name)
+    except keyring.KeyringError as e:
+        raise NvmfConfigError(f"{param}: {e}", e.errno) from None
+    try:
+        dhchap.parse_secret(keyring.key_material(key))
+    except (keyring.KeyringError, dhchap.SecretError) as e:
+        keyring.put_key(key)
+        raise NvmfConfigError(f"{param}: key {name!r}: {e}") from None
+    return key
+
+
+@dataclass
+class HostKeys:
+    """The DH-HMAC-CHAP keys of one allowed host (keyring references)."""
+
+    dhchap_key: keyring.Key | None = None
+    dhchap_ctrlr_key: keyring.Key | None = None
+
+    def release(self) -> None:
+        keyring.put_key(self.dhchap_key)
+        keyring.put_key(self.dhchap_ctrlr_key)
+        self.dhchap_key = self.dhchap_ctrlr_key = None
+
+    def names(self) -> dict[str, str]:
+        d = {}
+        if self.dhchap_key is not None:
+            d["dhchap_key"] = self.dhchap_key.name
+        if self.dhchap_ctrlr_key is not None:
+            d["dhchap_ctrlr_key"] = self.dhchap_ctrlr_key.name
+        return d
+
+    def secrets(self) -> tuple[dhchap.Secret, dhchap.Secret | None]:
+        """Read the secrets now (a rotated key file counts from the next Connect)."""
+        assert self.dhchap_key is not None
+        host = dhchap.parse_secret(keyring.key_material(self.dhchap_key))
+        ctrl = None
+        if self.dhchap_ctrlr_key is not None:
+            ctrl = dhchap.parse_secret(keyring.key_material(self.dhchap_ctrlr_key))
+        return host, ctrl
 
 
 class Subsystem:
@@ -209,6 +263,7 @@ class Subsystem:
         self.min_cntlid = min_cntlid
         self.max_cntlid = max_cntlid
         self.hosts: list[str] = []
+        self.host_keys: dict[str, HostKeys] = {}  # DH-HMAC-CHAP keys of allowed hosts
         self.namespaces: dict[int, Namespace] = {}
         self.listeners: list[Listener] = []
         self.controllers: dict[int, Controller] = {}
@@ -217,11 +272,40 @@ class Subsystem:
         self.ana_change_count = 0
         # True while any namespace has a registrant: I/O then takes the checked path.
         self.reservations_active = False
+        # True while a namespace is hidden from some hosts: I/O then takes the checked path.
+        self.masking = False
 
     # -- hosts --------------------------------------------------------------------------------
 
     def host_allowed(self, hostnqn: str) -> bool:
         return self.allow_any_host or hostnqn in self.hosts
+
+    def set_host_keys(self, hostnqn: str, dhchap_key: str | None, dhchap_ctrlr_key: str | None) -> None:
+        """Require DH-HMAC-CHAP from an allowed host (keys named in the keyring); None, None drops it.
+
+        The key files are read here once, so that a key that is not a DHHC-1 secret is refused
+        now rather than at the host's next Connect; they are read again at every Connect.
+        """
+        if hostnqn not in self.hosts:
+            raise NvmfConfigError(f"host {hostnqn} is not in the allowed hosts of {self.nqn}; add it "
+                                  "with nvmf_subsystem_add_host first", 2)
+        if dhchap_ctrlr_key is not None and dhchap_key is None:
+            raise NvmfConfigError("dhchap_ctrlr_key needs dhchap_key as well (the controller is "
+                                  "authenticated only after the host)")
+        new = HostKeys()
+        try:
+            if dhchap_key is not None:
+                new.dhchap_key = _secret_key(dhchap_key, "dhchap_key")
+            if dhchap_ctrlr_key is not None:
+                new.dhchap_ctrlr_key = _secret_key(dhchap_ctrlr_key, "dhchap_ctrlr_key")
+        except NvmfConfigError:
+            new.release()
+            raise
+        old = self.host_keys.pop(hostnqn, None)
+        if old is not None:
+            old.release()
+        if new.dhchap_key is not None:
+            self.host_keys[hostnqn] = new
 
     def add_host(self, hostnqn: str) -> None:
         validate_nqn(hostnqn)
@@ -234,6 +318,9 @@ class Subsystem:
         if hostnqn not in self.hosts:
             raise NvmfConfigError(f"host {hostnqn} is not in the allowed hosts of {self.nqn}", 2)
         self.hosts.remove(hostnqn)
+        old = self.host_keys.pop(hostnqn, None)
+        if old is not None:
+            old.release()
         return [c for c in self.controllers.values() if c.hostnqn == hostnqn]
 
     # -- namespaces ---------------------------------------------------------------------------
@@ -241,7 +328,7 @@ class Subsystem:
     def add_namespace(self, bdev_name: str, backend: NamespaceBackend, *, nsid: int = 0,
                       nguid: bytes | None = None, eui64: bytes | None = None,
                       uuid: bytes | None = None, anagrpid: int = 0,
-                      ptpl_file: str | None = None) -> Namespace:
+                      ptpl_file: str | None = None, auto_visible: bool = True) -> Namespace:
         if self.discovery:
             raise NvmfConfigError("the discovery subsystem has no namespaces")
         if nsid == 0:
@@ -267,8 +354,9 @@ class Subsystem:
             raise NvmfConfigError(f"{e}; move the file away to start without reservations") from None
         ns = Namespace(nsid, bdev_name, backend, nguid=nguid if nguid is not None else u,
                        eui64=eui64 or bytes(8), uuid=u, anagrpid=anagrpid or nsid,
-                       nguid_given=nguid is not None, resv=resv)
+                       nguid_given=nguid is not None, resv=resv, auto_visible=auto_visible)
         self.namespaces[nsid] = ns
+        self.masking = any(not n.auto_visible for n in self.namespaces.values())
         self.reservations_changed()
         self._ns_changed(nsid)
         return ns
@@ -277,6 +365,7 @@ class Subsystem:
         ns = self.namespaces.pop(nsid, None)
         if ns is None:
             raise NvmfConfigError(f"{self.nqn} has no namespace {nsid}", 2)
+        self.masking = any(not n.auto_visible for n in self.namespaces.values())
         self.reservations_changed()
         self._ns_changed(nsid)
         return ns
@@ -284,9 +373,35 @@ class Subsystem:
     def reservations_changed(self) -> None:
         self.reservations_active = any(ns.resv.active for ns in self.namespaces.values())
 
-    def _ns_changed(self, nsid: int) -> None:
+    def ns_add_host(self, nsid: int, hostnqn: str) -> None:
+        """Make a namespace added with no_auto_visible visible to one more host."""
+        ns = self._masked_ns(nsid)
+        validate_nqn(hostnqn)
+        if hostnqn in ns.hosts:
+            raise NvmfConfigError(f"namespace {nsid} of {self.nqn} is already visible to {hostnqn}", 17)
+        ns.hosts.add(hostnqn)
+        self._ns_changed(nsid, hostnqn)
+
+    def ns_remove_host(self, nsid: int, hostnqn: str) -> None:
+        ns = self._masked_ns(nsid)
+        if hostnqn not in ns.hosts:
+            raise NvmfConfigError(f"namespace {nsid} of {self.nqn} is not visible to {hostnqn}", 2)
+        ns.hosts.discard(hostnqn)
+        self._ns_changed(nsid, hostnqn)
+
+    def _masked_ns(self, nsid: int) -> Namespace:
+        ns = self.namespaces.get(nsid)
+        if ns is None:
+            raise NvmfConfigError(f"{self.nqn} has no namespace {nsid}", 2)
+        if ns.auto_visible:
+            raise NvmfConfigError(f"namespace {nsid} of {self.nqn} is visible to every host; add it with "
+                                  "no_auto_visible to choose its hosts", 1)
+        return ns
+
+    def _ns_changed(self, nsid: int, only_host: str | None = None) -> None:
         for c in list(self.controllers.values()):
-            c.namespace_changed(nsid)
+            if only_host is None or c.hostnqn == only_host:
+                c.namespace_changed(nsid)
         for cb in list(self.ns_change_listeners):
             cb(self, nsid)
 
@@ -337,6 +452,13 @@ class Subsystem:
 
     # -- JSON ---------------------------------------------------------------------------------
 
+    def _host_json(self, hostnqn: str) -> dict[str, str]:
+        d = {"nqn": hostnqn}
+        k = self.host_keys.get(hostnqn)
+        if k is not None:
+            d.update(k.names())
+        return d
+
     @property
     def subtype(self) -> str:
         return "Discovery" if self.discovery else "NVMe"
@@ -347,7 +469,7 @@ class Subsystem:
             "subtype": self.subtype,
             "listen_addresses": [lst.address.to_json() for lst in self.listeners],
             "allow_any_host": self.allow_any_host,
-            "hosts": [{"nqn": h} for h in self.hosts],
+            "hosts": [self._host_json(h) for h in self.hosts],
         }
         if not self.discovery:
             out.update({

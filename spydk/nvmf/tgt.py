@@ -1,6 +1,8 @@
 """The NVMe-oF target: transports, subsystems, referrals and the discovery generation counter.
 
-One Target per process (``get_target``), created by the "nvmf" subsystem at start-up.
+The default Target (``get_target``, named nvmf_tgt) is created by the "nvmf" subsystem at
+start-up; nvmf_create_target adds more (each with its own transports, listeners and
+subsystems), which every nvmf RPC selects with ``tgt_name``.
 Configuration methods raise NvmfConfigError; the RPC layer turns that into JSON-RPC errors.
 """
 from __future__ import annotations
@@ -44,6 +46,11 @@ class Target:
         self.generation = 0
         self.discovery_filters: tuple[str, ...] = ("match_any",)
         self.admin_cmd_passthru: dict[str, bool] = {"identify_ctrlr": False}
+        self.crdt: tuple[int, int, int] = (0, 0, 0)  # nvmf_set_crdt: retry delays in Identify
+        # DH-HMAC-CHAP: what nvmf_set_config allows the exchange to choose from
+        self.dhchap_digests: tuple[str, ...] = ("sha256", "sha384", "sha512")
+        self.dhchap_dhgroups: tuple[str, ...] = ("null", "ffdhe2048", "ffdhe3072", "ffdhe4096",
+                                                 "ffdhe6144", "ffdhe8192")
         self.thread: Thread | None = None
         self._ka_poller: Poller | None = None
         self._port_ids: dict[tuple[str, str], int] = {}
@@ -227,6 +234,8 @@ class Target:
         if qp.ctrlr is not None:
             qp.ctrlr.qpair_gone(qp)
             qp.ctrlr = None
+        elif qp.auth is not None and qp.qid == 0:
+            qp.auth.ctrlr.destroy("admin queue closed before the host authenticated")
         qp.outstanding.clear()
         qp.fused_first = None
 
@@ -245,16 +254,66 @@ class Target:
         }
 
 
-_target: Target | None = None
+DEFAULT_TARGET = "nvmf_tgt"
+_target: Target | None = None  # the default target, made by the "nvmf" subsystem
+_others: dict[str, Target] = {}  # made with nvmf_create_target
+_app_thread: Thread | None = None
 
 
 def get_target() -> Target:
+    """The default target (``nvmf_tgt``)."""
     global _target
     if _target is None:
-        _target = Target()
+        _target = Target(DEFAULT_TARGET)
     return _target
 
 
 def set_target(tgt: Target | None) -> None:
     global _target
     _target = tgt
+    if tgt is None:
+        _others.clear()
+
+
+def set_app_thread(thread: Thread | None) -> None:
+    """Where targets made at run time run their pollers."""
+    global _app_thread
+    _app_thread = thread
+
+
+def find_target(name: str | None) -> Target | None:
+    """The target called ``name`` (None: the default one)."""
+    t = get_target()
+    if name is None or name == t.name:
+        return t
+    return _others.get(name)
+
+
+def targets() -> list[Target]:
+    return [get_target(), *_others.values()]
+
+
+def create_target(name: str, *, max_subsystems: int = DEFAULT_MAX_SUBSYSTEMS) -> Target:
+    if not name:
+        raise NvmfConfigError("a target needs a name")
+    if find_target(name) is not None:
+        raise NvmfConfigError(f"target {name!r} already exists", 17)
+    t = _others[name] = Target(name, max_subsystems=max_subsystems or DEFAULT_MAX_SUBSYSTEMS)
+    if _app_thread is not None:
+        t.start(_app_thread)
+    return t
+
+
+async def delete_target(name: str) -> None:
+    if name == get_target().name:
+        raise NvmfConfigError(f"the default target {name!r} cannot be deleted (it lives as long as the app)", 1)
+    t = _others.pop(name, None)
+    if t is None:
+        raise NvmfConfigError(f"target {name!r} does not exist", 19)
+    await t.shutdown()
+
+
+async def shutdown_all() -> None:
+    for t in list(_others.values()):
+        await t.shutdown()
+    _others.clear()

@@ -79,6 +79,15 @@ def guest_image() -> guest_run.GuestImage:
         pytest.fail(f"cannot prepare the guest image: {e}", pytrace=False)
 
 
+@pytest.fixture(scope="session")
+def guest_image_612() -> guest_run.GuestImage:
+    """Debian 12's 6.12 kernel (NVMe in-band authentication) with the same userland."""
+    try:
+        return guest_run.prepare(kernel="6.12")
+    except guest_run.GuestError as e:
+        pytest.fail(f"cannot prepare the 6.12 guest image: {e}", pytrace=False)
+
+
 @pytest.fixture
 def run_guest(guest_image: guest_run.GuestImage, request: pytest.FixtureRequest,
               tmp_path: Path) -> RunGuest:
@@ -86,6 +95,17 @@ def run_guest(guest_image: guest_run.GuestImage, request: pytest.FixtureRequest,
     -> GuestResult``.  ``script``: a file name under tests/interop/guest/ (str), a file
     (Path), or the script text itself (bytes).  The console goes to a log file that is
     attached to the report when the test fails."""
+    return _runner(guest_image, request, tmp_path)
+
+
+@pytest.fixture
+def run_guest_612(guest_image_612: guest_run.GuestImage, request: pytest.FixtureRequest,
+                  tmp_path: Path) -> RunGuest:
+    """As run_guest, booting the 6.12 kernel (guest_run.py --kernel 6.12)."""
+    return _runner(guest_image_612, request, tmp_path)
+
+
+def _runner(guest_image: guest_run.GuestImage, request: pytest.FixtureRequest, tmp_path: Path) -> RunGuest:
     live = request.config.getoption("capture") == "no"
     count = 0
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import lzma
 import os
 import re
 import select
@@ -62,6 +63,13 @@ MODULES = ["crc32c_generic", "crc32c_intel", "crct10dif_generic", "crct10dif_pcl
            "virtio_pci", "virtio_net", "virtio_blk", "virtio_rng", "virtio_scsi",
            "nvme_tcp", "scsi_transport_iscsi", "libiscsi", "iscsi_tcp", "sd_mod", "sg",
            "nbd", "ext4"]
+# Loaded as well when the kernel has them: what NVMe in-band authentication (DH-HMAC-CHAP) needs
+# (the 6.12 kernel, see KERNELS); absent or built in elsewhere.
+AUTH_MODULES = ["nvme_keyring", "nvme_auth", "hmac", "sha256_generic", "sha512_generic",
+                "kpp", "dh_generic"]
+# Kernels the harness can boot: "default" is Debian 12's own (6.1); "6.12" is Debian 12's
+# newer kernel package, the first with NVME_HOST_AUTH (6.1 cannot authenticate as a host).
+KERNELS = {"default": "linux-image-amd64", "6.12": "linux-image-6.12-amd64"}
 HOST_TOOLS = {"apt-get": "apt", "apt-cache": "apt", "dpkg-deb": "dpkg", "ldd": "libc-bin",
               "depmod": "kmod", "qemu-system-x86_64": "qemu-system-x86"}
 
@@ -101,10 +109,14 @@ def missing_host_tools() -> list[str]:
 # --------------------------------------------------------------------------- cache
 
 class _Cache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, kernel: str = "default") -> None:
+        if kernel not in KERNELS:
+            raise GuestError(f"unknown kernel {kernel!r}: choose one of {', '.join(KERNELS)}")
         self.root = root
+        self.kernel_choice = kernel
         self.debs = root / "debs"
-        self.kroot = root / "kroot"        # extracted kernel package
+        # extracted kernel package (one folder per kernel choice)
+        self.kroot = root / ("kroot" if kernel == "default" else f"kroot-{kernel}")
         self.sysroot = root / "sysroot"    # extracted userland packages
         self.stage = root / "initramfs-root"
 
@@ -117,7 +129,7 @@ class _Cache:
     def kernel(self) -> str:
         done = self.kroot / ".done"
         if not done.exists():
-            pkg = _resolve_kernel_package()
+            pkg = _resolve_kernel_package(KERNELS[self.kernel_choice])
             _log(f"downloading {pkg}")
             for old in self.debs.glob("linux-image-*.deb"):
                 old.unlink()
@@ -163,13 +175,13 @@ class _Cache:
         top.write_text(" ".join(TOP_PACKAGES))
 
 
-def _resolve_kernel_package() -> str:
+def _resolve_kernel_package(meta: str = "linux-image-amd64") -> str:
     pkg = os.environ.get("GUEST_KERNEL_PKG")
-    if pkg:
+    if pkg and meta == "linux-image-amd64":
         return pkg
 
     def resolve() -> str | None:
-        out = subprocess.run(["apt-cache", "depends", "linux-image-amd64"],
+        out = subprocess.run(["apt-cache", "depends", meta],
                              capture_output=True, text=True).stdout
         m = re.search(r"Depends:\s+(linux-image-\S+-amd64)", out)
         return m.group(1) if m else None
@@ -181,7 +193,7 @@ def _resolve_kernel_package() -> str:
         _run(["apt-get", "update", "-qq"])
         found = resolve()
     if found is None:
-        raise GuestError("cannot resolve linux-image-amd64 (run 'apt-get update' first, or set "
+        raise GuestError(f"cannot resolve {meta} (run 'apt-get update' first, or set "
                          "GUEST_KERNEL_PKG=linux-image-<ver>-amd64)")
     return found
 
@@ -381,12 +393,15 @@ class _InitramfsBuilder:
         for ln in (mdir / "modules.dep").read_text().splitlines():
             mod, _, rest = ln.partition(":")
             deps[mod] = rest.split()
-            byname[os.path.basename(mod).removesuffix(".ko").replace("-", "_")] = mod
+            base = os.path.basename(mod).removesuffix(".xz").removesuffix(".ko")
+            byname[base.replace("-", "_")] = mod
         order: list[str] = []
-        for name in MODULES:
+        extra = AUTH_MODULES if self.c.kernel_choice != "default" else []
+        for name in [*MODULES, *extra]:
             found = byname.get(name)
             if found is None:
-                _log(f"warning: module {name} not found (built in or absent), skipped")
+                if name not in AUTH_MODULES:
+                    _log(f"warning: module {name} not found (built in or absent), skipped")
                 continue
             # modules.dep lists dependencies so that the last one must be loaded first.
             for m in [*reversed(deps[found]), found]:
@@ -457,9 +472,19 @@ class _InitramfsBuilder:
         mods = self.module_closure()
         src = c.kroot / "lib/modules" / self.kver
         dst = stage / "usr/lib/modules" / self.kver
+        loaded = []
         for m in mods:
             (dst / m).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src / m, dst / m)
+            if m.endswith(".xz"):
+                # Newer Debian kernels compress their modules; busybox insmod takes plain ones.
+                plain = m.removesuffix(".xz")
+                with open(dst / plain, "wb") as f:
+                    f.write(lzma.decompress((src / m).read_bytes()))
+                loaded.append(plain)
+            else:
+                shutil.copyfile(src / m, dst / m)
+                loaded.append(m)
+        mods = loaded
         for f in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
             if (src / f).exists():
                 shutil.copyfile(src / f, dst / f)
@@ -544,10 +569,12 @@ def _build_key(kver: str, sysroot_done: bytes) -> str:
                  repr(MODULES), INIT, LIB_SH, HOSTNQN, INITIATOR_IQN, kver):
         h.update(part.encode() + b"\0")
     h.update(sysroot_done)
+    if not kver.startswith("6.1."):  # the default image's key stays as it was
+        h.update(repr(AUTH_MODULES).encode())
     return h.hexdigest()[:16]
 
 
-def prepare(cache_dir: Path | None = None) -> GuestImage:
+def prepare(cache_dir: Path | None = None, kernel: str = "default") -> GuestImage:
     """Fetch the kernel and userland and build the initramfs, once per machine.
 
     Holds an exclusive lock on the cache while it works, so concurrent callers wait
@@ -557,7 +584,7 @@ def prepare(cache_dir: Path | None = None) -> GuestImage:
     if missing:
         raise GuestError("missing host tools: " + ", ".join(missing) +
                          " (scripts/setup.sh installs them from scripts/debian-packages.txt)")
-    c = _Cache(cache_dir or default_cache_dir())
+    c = _Cache(cache_dir or default_cache_dir(), kernel)
     c.root.mkdir(parents=True, exist_ok=True)
     with open(c.root / ".lock", "w") as lk:
         fcntl.flock(lk, fcntl.LOCK_EX)
@@ -767,6 +794,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="extra raw QEMU argument (repeatable)")
     ap.add_argument("--cache", type=Path, default=None,
                     help=f"cache folder (default {default_cache_dir()})")
+    ap.add_argument("--kernel", choices=sorted(KERNELS), default="default",
+                    help="which Debian 12 kernel to boot: default (6.1) or 6.12 (has "
+                         "NVMe in-band authentication)")
     ap.add_argument("--prepare", action="store_true",
                     help="only prepare the cache and the initramfs, then exit")
     ap.add_argument("--print-cmd", action="store_true", help="print the QEMU command line")
@@ -780,7 +810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env[k] = v
     t0 = time.monotonic()
     try:
-        image = prepare(args.cache)
+        image = prepare(args.cache, args.kernel)
         if args.prepare:
             _log(f"ready in {time.monotonic() - t0:.1f} s: kernel {image.kver}, "
                  f"initramfs {image.initramfs}")

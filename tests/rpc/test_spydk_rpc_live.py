@@ -167,7 +167,9 @@ def test_every_command_against_a_live_target(tmp_path: Path, capsys: pytest.Capt
         c = Cli(pre.sock, capsys, used)
         c.out("bdev_set_options", "-p", "8192", "-c", "128", "--no-auto-examine")
         c.out("nvmf_set_max_subsystems", "-x", "512")
-        c.out("nvmf_set_config", "--dup-host-policy", "allow")
+        c.out("nvmf_set_crdt", "-t1", "3", "-t3", "9")
+        c.out("nvmf_set_config", "--dup-host-policy", "allow", "--dhchap-digests", "sha384,sha512",
+              "--dhchap-dhgroups", "null,ffdhe2048")
         c.out("iscsi_set_options", "-o", "30", "-a", "64")
         c.out("framework_start_init")
         c.out("framework_wait_init")
@@ -425,6 +427,41 @@ def test_lvol_commands(tgt: TargetProcess, capsys: pytest.CaptureFixture[str], u
     assert c.json("bdev_lvol_get_lvols", "-u", u)[0]["alias"].startswith("lvs2/")
     c.out("bdev_lvol_delete_lvstore", "-l", "lvs2")
     assert c.json("bdev_lvol_get_lvstores") == []
+def test_nvmf_dhchap_commands(tgt: TargetProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                              used: set[str]) -> None:
+    from spydk.nvme.auth.dhchap import generate_secret
+    c = Cli(tgt.sock, capsys, used)
+    for name in ("hk", "ck"):
+        f = tmp_path / name
+        f.write_text(generate_secret())
+        f.chmod(0o600)
+        c.out("keyring_file_add_key", name, str(f))
+    c.out("nvmf_create_subsystem", NQN)
+    c.out("nvmf_subsystem_add_host", NQN, HOSTNQN, "--dhchap-key", "hk", "--dhchap-ctrlr-key", "ck")
+    assert "does not exist" in c.fails("nvmf_subsystem_add_host", NQN, "nqn.2024-01.io.x:h", "--dhchap-key", "nokey")
+    host = {s["nqn"]: s for s in c.json("nvmf_get_subsystems")}[NQN]["hosts"][0]
+    assert host == {"nqn": HOSTNQN, "dhchap_key": "hk", "dhchap_ctrlr_key": "ck"}
+    c.out("nvmf_subsystem_set_keys", NQN, HOSTNQN, "--dhchap-key", "ck")
+    host = {s["nqn"]: s for s in c.json("nvmf_get_subsystems")}[NQN]["hosts"][0]
+    assert host == {"nqn": HOSTNQN, "dhchap_key": "ck"}
+
+
+def test_nvmf_targets_and_masking_commands(tgt: TargetProcess, capsys: pytest.CaptureFixture[str],
+                                           used: set[str]) -> None:
+    c = Cli(tgt.sock, capsys, used)
+    assert c.out("nvmf_create_target", "-n", "t2", "-s", "16").strip() == "t2"
+    assert c.json("nvmf_get_targets") == ["nvmf_tgt", "t2"]
+    c.out("nvmf_create_subsystem", NQN, "-t", "t2")
+    c.out("bdev_malloc_create", "-b", "H0", "1", "512")
+    assert c.out("nvmf_subsystem_add_ns", NQN, "H0", "-t", "t2", "--no-auto-visible").strip() == "1"
+    c.out("nvmf_ns_add_host", NQN, "1", HOSTNQN, "-t", "t2")
+    sub = {s["nqn"]: s for s in c.json("nvmf_get_subsystems", "-t", "t2")}[NQN]
+    assert sub["namespaces"][0]["hosts"] == [{"nqn": HOSTNQN}]
+    c.out("nvmf_ns_remove_host", NQN, "1", HOSTNQN, "-t", "t2")
+    assert "visible to every host" not in c.fails("nvmf_ns_remove_host", NQN, "1", HOSTNQN, "-t", "t2")
+    assert NQN not in {s["nqn"] for s in c.json("nvmf_get_subsystems")}  # the default target has none
+    c.out("nvmf_delete_target", "-n", "t2")
+    assert c.json("nvmf_get_targets") == ["nvmf_tgt"]
 
 
 # Areas with commands of their own add a test above that runs them through Cli (and so into

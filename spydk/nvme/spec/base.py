@@ -565,6 +565,8 @@ class IdCtrlOff(enum.IntEnum):
 _ID_CTRL_HEAD = struct.Struct("<HH20s40s8sB3sBBHIIIII")
 assert _ID_CTRL_HEAD.size == IdCtrlOff.CTRATT + 4
 _ID_CTRL_ADMIN = struct.Struct("<HBBBBBB")
+_ID_CTRL_CRDT = struct.Struct("<HHH")  # CRDT1..CRDT3 at bytes 134..139
+ID_CTRL_OFF_CRDT1 = 134
 assert _ID_CTRL_ADMIN.size == IdCtrlOff.NPSS + 1 - IdCtrlOff.OACS
 _ID_CTRL_ANA = struct.Struct("<BBII")
 assert _ID_CTRL_ANA.size == IdCtrlOff.NANAGRPID + 4 - IdCtrlOff.ANATT
@@ -615,6 +617,7 @@ class ControllerData:
     rtd3e: int = 0
     oaes: int = Oaes.NS_ATTRIBUTE_NOTICES | Oaes.ANA_CHANGE_NOTICES
     ctratt: int = 0x1  # 128-bit host identifier
+    crdt: tuple[int, int, int] = (0, 0, 0)  # command retry delay times 1..3, 100 ms units
     cntrltype: int = 1  # I/O controller (2 = discovery, 3 = admin)
     oacs: int = 0
     acl: int = 3  # 0's based
@@ -660,6 +663,7 @@ def build_identify_controller(c: ControllerData) -> bytes:
     _put_ascii(buf, IdCtrlOff.MN, 40, c.model)
     _put_ascii(buf, IdCtrlOff.FR, 8, c.firmware_rev)
     buf[IdCtrlOff.CNTRLTYPE] = c.cntrltype
+    _ID_CTRL_CRDT.pack_into(buf, ID_CTRL_OFF_CRDT1, *c.crdt)
     _ID_CTRL_ADMIN.pack_into(buf, IdCtrlOff.OACS, c.oacs, c.acl, c.aerl, c.frmw, c.lpa, c.elpe,
                              c.npss)
     _U16.pack_into(buf, IdCtrlOff.KAS, c.kas)

@@ -113,7 +113,7 @@ def build_connect_data(d: ConnectData) -> bytes:
     return CONNECT_DATA.pack(d.hostid, d.cntlid, sub, host)
 
 
-# Connect response DW0: CNTLID (15:0) and AUTHREQ (17:16) on success; on
+# Connect response DW0: CNTLID (15:0) and AUTHREQ (31:16) on success; on
 # CONNECT_INVALID_PARAMETERS: IPO (offset of the bad field) and IATTR (1 = in data, 0 = in SQE).
 CONNECT_RSP_SUCCESS = struct.Struct("<HH")
 assert CONNECT_RSP_SUCCESS.size == 4
@@ -122,7 +122,7 @@ assert CONNECT_RSP_INVALID.size == 4
 
 
 def connect_rsp_dw0_success(cntlid: int, authreq: int = 0) -> int:
-    return cntlid | ((authreq & 0x3) << 16)
+    return cntlid | ((authreq & 0xFFFF) << 16)
 
 
 def connect_rsp_dw0_invalid(ipo: int, in_data: bool) -> int:

@@ -287,7 +287,7 @@ class TcpConnection(asyncio.BufferedProtocol):
             # Namespaces of an I/O queue's subsystem, when the fast path may be taken at all.
             nss = None
             if ctrlr is not None and qp.qid > 0 and not ctrlr.subsys.ana_reporting \
-                    and not ctrlr.subsys.reservations_active:
+                    and not ctrlr.subsys.reservations_active and not ctrlr.subsys.masking:
                 nss = ctrlr.subsys.namespaces
             max_io = self.max_io
             # Per-command bookkeeping of the fast path, summed here and stored before anything
