@@ -111,7 +111,8 @@ class BdevBackend:
         self.num_blocks = self.bdev.num_blocks
         self.uuid = self.bdev.uuid.bytes
         self.zcopy = self.bdev.zcopy_read
-        self._ch: BdevChannel | None = None
+        # This thread's channel, taken on first use (the app thread runs all NVMe-oF I/O).
+        self.io_channel: BdevChannel | None = None
 
     def _event(self, ev: BdevEvent, bdev: Bdev, _ctx: Any) -> None:
         if ev == bdev_mod.BdevEvent.REMOVE:
@@ -121,16 +122,18 @@ class BdevBackend:
         elif ev == bdev_mod.BdevEvent.RESIZE:
             self.num_blocks = bdev.num_blocks
 
-    def _channel(self) -> BdevChannel:
-        ch = self._ch
+    def channel(self) -> BdevChannel:
+        """The channel for desc.read_blocks/write_blocks; fast paths write
+        ``b.io_channel or b.channel()`` to skip the call once it exists."""
+        ch = self.io_channel
         if ch is None:
-            ch = self._ch = self.desc.get_io_channel()
+            ch = self.io_channel = self.desc.get_io_channel()
         return ch
 
     def close(self) -> None:
-        if self._ch is not None:
-            self.desc.put_io_channel(self._ch)
-            self._ch = None
+        if self.io_channel is not None:
+            self.desc.put_io_channel(self.io_channel)
+            self.io_channel = None
         self.desc.close()
 
     # -- I/O ------------------------------------------------------------------------------------
@@ -138,26 +141,26 @@ class BdevBackend:
     def read(self, req: Request, offset_blocks: int, num_blocks: int) -> None:
         # No buffer: the bdev's own memory (zero-copy) or a pooled buffer the layer supplies,
         # waiting for one when the pool is exhausted; given back once the data is sent.
-        rc = self.desc.read_blocks(self._ch or self._channel(), None, offset_blocks, num_blocks,
+        rc = self.desc.read_blocks(self.io_channel or self.channel(), None, offset_blocks, num_blocks,
                                    _read_zcopy_done, req)
         if rc:
             req.io_done(rc_status(rc))
 
     def write(self, req: Request, offset_blocks: int, num_blocks: int, data: Buffer) -> None:
-        rc = self.desc.write_blocks(self._ch or self._channel(), data, offset_blocks, num_blocks,
+        rc = self.desc.write_blocks(self.io_channel or self.channel(), data, offset_blocks, num_blocks,
                                     _done, req)
         if rc:
             req.io_done(rc_status(rc))
 
     def compare(self, req: Request, offset_blocks: int, num_blocks: int, data: Buffer) -> None:
-        rc = self.desc.compare_blocks(self._ch or self._channel(), data, offset_blocks, num_blocks,
+        rc = self.desc.compare_blocks(self.io_channel or self.channel(), data, offset_blocks, num_blocks,
                                       _done, req)
         if rc:
             req.io_done(rc_status(rc))
 
     def compare_and_write(self, req: Request, offset_blocks: int, num_blocks: int,
                           compare_data: Buffer, write_data: Buffer) -> None:
-        rc = self.desc.compare_and_write_blocks(self._ch or self._channel(), [compare_data],
+        rc = self.desc.compare_and_write_blocks(self.io_channel or self.channel(), [compare_data],
                                                 [write_data], offset_blocks, num_blocks,
                                                 _caw_done, req)
         if rc:
@@ -167,12 +170,12 @@ class BdevBackend:
         if not self.bdev.supports(bio.FLUSH):
             req.io_done(0)  # nothing cached
             return
-        rc = self.desc.flush_blocks(self._ch or self._channel(), 0, self.num_blocks, _flush_done, req)
+        rc = self.desc.flush_blocks(self.io_channel or self.channel(), 0, self.num_blocks, _flush_done, req)
         if rc:
             req.io_done(rc_status(rc))
 
     def write_zeroes(self, req: Request, offset_blocks: int, num_blocks: int) -> None:
-        rc = self.desc.write_zeroes_blocks(self._ch or self._channel(), offset_blocks, num_blocks,
+        rc = self.desc.write_zeroes_blocks(self.io_channel or self.channel(), offset_blocks, num_blocks,
                                            _done, req)
         if rc:
             req.io_done(rc_status(rc))
@@ -182,7 +185,7 @@ class BdevBackend:
             req.io_done(0)  # deallocation is advisory
             return
         u = _Unmap(req, len(ranges))
-        ch = self._ch or self._channel()
+        ch = self.io_channel or self.channel()
         for off, n in ranges:
             rc = self.desc.unmap_blocks(ch, off, n, _unmap_done, u)
             if rc:

@@ -67,6 +67,16 @@ OPC_FLUSH, OPC_WRITE, OPC_READ, OPC_COMPARE, OPC_WRITE_ZEROES, OPC_DSM = 0x00, 0
 FUSE_FIRST, FUSE_SECOND = 1, 2
 
 
+def rw_status(b: NamespaceBackend, slba: int, nlb: int, length: int) -> int:
+    """The checks of a Read, Write or Compare against its namespace: 0 when it may go to the
+    backend, else its CQE status. Transports' fast paths call this too (one copy)."""
+    if slba + nlb > b.num_blocks:
+        return ST_LBA_OUT_OF_RANGE
+    if nlb * b.block_size != length:
+        return ST_SGL_LENGTH
+    return 0
+
+
 def exec_io(ctrlr: Controller, req: Request) -> None:
     qp = req.qpair
     fuse = req.flags & 0x3
@@ -97,11 +107,9 @@ def exec_io(ctrlr: Controller, req: Request) -> None:
     if opc == OPC_READ or opc == OPC_WRITE or opc == OPC_COMPARE:
         slba, cdw12 = _RW.unpack_from(req.sqe, _OFF_CDW10)
         nlb = (cdw12 & 0xFFFF) + 1
-        if slba + nlb > b.num_blocks:
-            req.io_done(ST_LBA_OUT_OF_RANGE)
-            return
-        if nlb * b.block_size != req.length:
-            req.io_done(ST_SGL_LENGTH)
+        st = rw_status(b, slba, nlb, req.length)
+        if st:
+            req.io_done(st)
             return
         if opc == OPC_READ:
             if fuse:

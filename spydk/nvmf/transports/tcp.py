@@ -8,9 +8,13 @@ app thread (the protocol enters it while it processes a batch).
 Fast path: on a connected I/O queue, a Read (transport SGL) or an in-capsule Write of a
 namespace backed by a zero-copy-capable bdev goes from the capsule straight to the bdev
 (one unpack of the SQE, no Request object) and its completion straight to the codec's
-``append_c2h_data``/``append_response``. It takes only commands that need none of the
-checks the general path makes (SGL, ranges, fused, ANA); every other command, and any
-error, goes through ``exec_request`` as before, so the result on the wire is the same.
+``append_c2h_data``/``append_response``. It takes only commands that pass the general path's
+own range and length check (``nvmf.io.rw_status``, one copy) and need none of its other cases
+(other SGL forms, fused, ANA); every other command, and any error, goes through
+``exec_request``, so the result on the wire is the same. The bdev submission is the bdev
+layer's public fast path (``desc.read_blocks``/``write_blocks`` on a channel taken once), and
+completions queued during the batch are delivered by ``Thread.poll_if_messages`` before the
+one write.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from spydk.nvme.spec import GenericStatus, SglSubtype, SglType
 from spydk.nvme.spec.tcp import Fes
 from spydk.nvmf import ctrlr as nvmf_ctrlr
 from spydk.nvmf.bdev_ns import BdevBackend, io_status, rc_status
+from spydk.nvmf.io import rw_status
 from spydk.nvmf.request import Qpair, Request
 from spydk.nvmf.subsystem import ListenAddress, NvmfConfigError
 from spydk.nvmf.transport import Transport, TransportOptions, register_transport
@@ -308,14 +313,14 @@ class TcpConnection(asyncio.BufferedProtocol):
                             b = ns.backend
                             nlb = (cdw12 & 0xFFFF) + 1
                             if (type(b) is BdevBackend and length <= max_io and b.zcopy
-                                    and nlb * b.block_size == length and slba + nlb <= b.num_blocks):
+                                    and not rw_status(b, slba, nlb, length)):
                                 data = ev.data  # type: ignore[union-attr]
                                 if opc == _OPC_READ:
                                     if data is None and ts == _SGL_TRANSPORT:
                                         heads += 1
                                         reads += 1
                                         read_bytes += length
-                                        rc = b.desc.read_blocks(b._ch or b._channel(), None, slba, nlb,
+                                        rc = b.desc.read_blocks(b.io_channel or b.channel(), None, slba, nlb,
                                                                 self._read_cb, nsid << 16 | cid)
                                         if rc:
                                             qp.sq_head += heads
@@ -328,7 +333,7 @@ class TcpConnection(asyncio.BufferedProtocol):
                                         heads += 1
                                         writes += 1
                                         write_bytes += length
-                                        rc = b.desc.write_blocks(b._ch or b._channel(), data, slba, nlb,
+                                        rc = b.desc.write_blocks(b.io_channel or b.channel(), data, slba, nlb,
                                                                  self._write_cb, nsid << 16 | cid)
                                         if rc:
                                             qp.sq_head += heads
@@ -364,8 +369,8 @@ class TcpConnection(asyncio.BufferedProtocol):
             # queued as a message) now, so that one write carries them: without this each
             # I/O costs two more event-loop iterations.
             th = self.thread
-            if th is not None and th._msgs:
-                th.poll(_now())
+            if th is not None:
+                th.poll_if_messages()
         finally:
             self.in_batch = False
             set_thread(prev)
