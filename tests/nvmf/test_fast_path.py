@@ -15,6 +15,7 @@ from spydk.modules.bdev.malloc.malloc import module as malloc_module
 from spydk.nvme import spec, tcp
 from spydk.nvme.spec import GenericStatus
 from spydk.nvmf.bdev_ns import BdevBackend
+from spydk.nvmf.io import rw_status
 from spydk.nvmf.subsystem import Listener, Subsystem
 from spydk.nvmf.tgt import Target
 from spydk.nvmf.transport import TransportOptions
@@ -166,6 +167,25 @@ def test_fast_path_declines_to_general_path(benv: BdevEnv) -> None:
     assert benv.general == 4
     ctrlr = next(iter(benv.subsys.controllers.values()))
     assert ctrlr.error_count == 3
+
+
+@pytest.mark.parametrize("slba, nlb, length", [
+    (0, 1, 512), (4095, 1, 512), (4095, 2, 1024), (4096, 1, 512), (0, 8, 4096), (4088, 8, 4096),
+    (4089, 8, 4096), (0, 8, 2048), (0, 1, 1024), (0, 2, 512),
+])
+def test_fast_path_takes_exactly_what_rw_status_accepts(benv: BdevEnv, slba: int, nlb: int,
+                                                        length: int) -> None:
+    # The fast path evaluates nvmf.io.rw_status inline: both must agree on every edge.
+    io = benv.io()
+    sqe = io.host.io_sqe(spec.NvmOpcode.READ, 1, length, incapsule=False, cdw10=slba, cdw12=nlb - 1)
+    before = benv.general
+    r = io.wait(io.host.submit(sqe, read_len=length))
+    st = rw_status(benv.backend, slba, nlb, length)
+    assert (benv.general == before) is (st == 0)
+    if st == 0:
+        assert r.status == 0
+    else:
+        assert r.status != 0 and r.sc == (st >> 1) & 0xFF
 
 
 def test_fast_path_bdev_failure_is_logged(benv: BdevEnv, monkeypatch: pytest.MonkeyPatch) -> None:
