@@ -19,6 +19,7 @@ SHAPED = {
     "luns": "Malloc0:0",
     "pg_ig_maps": "1:1",
     "portals": "127.0.0.1:3260",
+    "tpoint_mask": "0x1",  # parsed as hex by SPDK's CLI
 }
 
 

@@ -35,6 +35,10 @@ OUR_METHODS = {
     "nvmf_create_target": "in SPDK's schema; client only in SPDK's test plugin",
     "nvmf_delete_target": "in SPDK's schema; client only in SPDK's test plugin",
     "nvmf_get_targets": "in SPDK's schema; client only in SPDK's test plugin",
+    # An NBD network server beyond SPDK's kernel-NBD export (docs/nbd.md): SPDK has no such server.
+    **{m: "spydk's NBD network server, no SPDK counterpart" for m in (
+        "nbd_server_listen", "nbd_server_stop_listen", "nbd_server_start_export",
+        "nbd_server_stop_export", "nbd_server_get_exports", "nbd_server_get_listeners")},
 }
 
 # Every method the foundation, bdev, NVMe-oF and iSCSI issues (2, 3, 5, 6) ask for.
