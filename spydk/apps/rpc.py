@@ -98,6 +98,12 @@ def framework_get_reactors(ctx: RpcContext) -> dict[str, Any]:
     return {"tick_rate": TICK_RATE, "pid": os.getpid(), "reactors": [r.stats()]}
 
 
+@rpc_method("framework_get_scheduler")
+def framework_get_scheduler(ctx: RpcContext) -> dict[str, Any]:
+    """The thread scheduler: "static" (threads stay where they were created), as SPDK's default."""
+    return {"scheduler_name": "static", "scheduler_period": 1_000_000}
+
+
 @rpc_method("thread_get_stats")
 def thread_get_stats(ctx: RpcContext) -> dict[str, Any]:
     """Busy/idle time and poller counts of each thread."""

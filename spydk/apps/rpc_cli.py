@@ -39,6 +39,7 @@ def _app(sub: argparse._SubParsersAction, call: Call) -> None:
     add_simple(sub, call, "framework_wait_init", "Wait until the subsystems are initialized", None)
     add_simple(sub, call, "framework_get_reactors", "Show the reactors and their threads")
     add_simple(sub, call, "framework_get_subsystems", "List the subsystems in initialization order")
+    add_simple(sub, call, "framework_get_scheduler", "Show the thread scheduler and its period")
 
     p = sub.add_parser("framework_get_config", help="Print a subsystem's configuration")
     p.add_argument("name", help="subsystem name")
