@@ -7,7 +7,7 @@ follows the file name: .png or .svg (anything matplotlib knows).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -97,7 +97,7 @@ def iops_series(samples: Sequence[tuple[float, float]], path: str, title: str,
     return _save(fig, path)
 
 
-def bar_table(labels: Sequence[str], groups: dict[str, Sequence[float]], path: str, title: str,
+def bar_table(labels: Sequence[str], groups: Mapping[str, Sequence[float]], path: str, title: str,
               ylabel: str) -> str:
     """Grouped bars: one group per label, one bar per series (e.g. spydk vs SPDK)."""
     plt = _plt()
