@@ -35,6 +35,10 @@ OUR_METHODS = {
     "nvmf_create_target": "in SPDK's schema; client only in SPDK's test plugin",
     "nvmf_delete_target": "in SPDK's schema; client only in SPDK's test plugin",
     "nvmf_get_targets": "in SPDK's schema; client only in SPDK's test plugin",
+    # The built-in Prometheus endpoint (issue 16); SPDK has no exporter of its own.
+    "metrics_start_exporter": "Prometheus endpoint start, no SPDK counterpart",
+    "metrics_stop_exporter": "Prometheus endpoint stop, no SPDK counterpart",
+    "metrics_get_exporter": "Prometheus endpoint state, no SPDK counterpart",
 }
 
 # Every method the foundation, bdev, NVMe-oF and iSCSI issues (2, 3, 5, 6) ask for.
