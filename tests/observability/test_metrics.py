@@ -164,3 +164,24 @@ def test_address_helpers() -> None:
             parse_address(bad)
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("10.0.2.2")
+
+
+def test_grafana_dashboard_uses_only_exported_metrics() -> None:
+    import json
+    import re
+    root = Path(__file__).resolve().parents[2]
+    dash = json.loads((root / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    wanted = {m for e in exprs for m in re.findall(r"\b((?:spydk|process)_[a-z_]+)\{", e)}
+    assert len(wanted) > 15
+    h = AppHarness(nvmf_config(free_port())).start()
+    try:
+        h.client.call("bdev_enable_histogram", {"name": "Malloc0", "enable": True})
+        info = h.client.call("metrics_start_exporter", {"port": 0})
+        with urllib.request.urlopen(f"http://127.0.0.1:{info['port']}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum")}
+        seen = {f.name + sfx for f in text_string_to_metric_families(text) for sfx in suffixes.get(f.type, ("",))}
+    finally:
+        h.stop()
+    assert wanted <= seen, f"the dashboard asks for metrics nobody exports: {sorted(wanted - seen)}"
