@@ -18,6 +18,8 @@ from spydk.trace.core import (
     enable_group,
     entries_written,
     group_mask,
+    group_on,
+    on_change,
     record,
     reset,
     set_group_mask,
@@ -31,6 +33,6 @@ from spydk.trace.tpoints import GROUP_NAMES, TPOINTS, TPOINTS_BY_ID, Tpoint
 __all__ = [
     "DEFAULT_NUM_ENTRIES", "GROUP_NAMES", "TPOINTS", "TPOINTS_BY_ID", "Tpoint", "TraceError", "apply_arg",
     "bind_flag", "clear", "clear_tpoint_mask", "close", "configure", "disable_group", "enable_group",
-    "entries_written", "group_mask", "record", "reset", "set_group_mask", "set_thread_getter",
-    "set_tpoint_mask", "shm_path", "tpoint_mask",
+    "entries_written", "group_mask", "group_on", "on_change", "record", "reset", "set_group_mask",
+    "set_thread_getter", "set_tpoint_mask", "shm_path", "tpoint_mask",
 ]

@@ -36,6 +36,7 @@ _tpoint_masks = [0] * MAX_GROUPS
 # One byte per trace point id: record() checks it (a group flag can be on for another tpoint).
 _tpoint_on = bytearray(MAX_GROUPS * TPOINTS_PER_GROUP)
 _bound: list[tuple[dict[str, Any], str, int | None]] = []
+_listeners: list[Callable[[], None]] = []
 
 _app_name = "spydk"
 _shm_id = -1
@@ -161,6 +162,18 @@ def _apply(groups: list[int]) -> None:
     any_on = any(_tpoint_masks)
     for ns, name, group in _bound:
         ns[name] = any_on if group is None else bool(_tpoint_masks[group])
+    for fn in _listeners:
+        fn()
+
+
+def on_change(fn: Callable[[], None]) -> None:
+    """Call ``fn`` after every mask change (layers that swap call sites instead of testing
+    a flag per I/O re-point them here; read the state with ``group_on``)."""
+    _listeners.append(fn)
+
+
+def group_on(group: int) -> bool:
+    return bool(_tpoint_masks[group])
 
 
 def bind_flag(ns: dict[str, Any], name: str, group: int | None) -> None:

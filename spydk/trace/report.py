@@ -80,10 +80,10 @@ class Decoded:
                     counters[tp.object_type] = n + 1
                     sp = Span(tp.object_type, e.object_id, n,
                               f"{self.obj_prefix.get(tp.object_type, 'o')}{n}", tp.group)
+                    if "ctx" in tp.args:
+                        sp.parent = self._find_parent(live, e.args[tp.args.index("ctx")], tp.object_type)
                     live[key] = sp
                     self.spans.append(sp)
-                    if "ctx" in tp.args:
-                        sp.parent = self._find_parent(live, e.args[tp.args.index("ctx")])
                 else:
                     sp = live.get(key)
                 if sp is not None:
@@ -91,10 +91,12 @@ class Decoded:
             self.span_of.append(sp)
 
     @staticmethod
-    def _find_parent(live: dict[tuple[int, int], Span], ctx: int) -> Span | None:
+    def _find_parent(live: dict[tuple[int, int], Span], ctx: int, own_type: int) -> Span | None:
+        """The most recently started live object of another type whose id is ``ctx`` (layers
+        may use the same request object as their id: the innermost one started last)."""
         best: Span | None = None
-        for (_ot, oid), sp in live.items():
-            if oid == ctx and (best is None or sp.start > best.start):
+        for (ot, oid), sp in live.items():
+            if oid == ctx and ot != own_type and (best is None or sp.start > best.start):
                 best = sp
         return best
 
