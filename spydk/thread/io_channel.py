@@ -116,7 +116,7 @@ def get_io_channel(obj: Any) -> IoChannel:
         ch.ref += 1
         ch.destroy_pending = False
         if _TRACE_THREAD:
-            _trace.record(_tp.THREAD_IOCH_GET, a0=ch.ref, s=dev.name)
+            _trace.record(_tp.THREAD_IOCH_GET, a0=ch.ref, s=dev.name.encode())
         return ch
     if dev.unregistering:
         raise RuntimeError(f"io_device {dev.name} is being unregistered; no new channels")
@@ -130,7 +130,7 @@ def get_io_channel(obj: Any) -> IoChannel:
         del dev.channels[thread.id]
         raise
     if _TRACE_THREAD:
-        _trace.record(_tp.THREAD_IOCH_GET, a0=ch.ref, s=dev.name)
+        _trace.record(_tp.THREAD_IOCH_GET, a0=ch.ref, s=dev.name.encode())
     return ch
 
 
@@ -143,7 +143,7 @@ def put_io_channel(ch: IoChannel) -> None:
         raise RuntimeError(f"{ch!r} must be released on its own thread")
     ch.ref -= 1
     if _TRACE_THREAD:
-        _trace.record(_tp.THREAD_IOCH_PUT, a0=ch.ref, s=ch.device.name)
+        _trace.record(_tp.THREAD_IOCH_PUT, a0=ch.ref, s=ch.device.name.encode())
     if ch.ref == 0 and not ch.destroy_pending:
         ch.destroy_pending = True
         ch.thread.send_msg(_destroy_channel, ch)

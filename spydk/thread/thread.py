@@ -137,7 +137,7 @@ class Thread:
         self.msg_failures = 0
         self._msg_failed_names: set[str] = set()
         if _TRACE_THREAD:
-            _trace.record(_tp.THREAD_CREATE, self.id, a0=self.id, s=name)
+            _trace.record(_tp.THREAD_CREATE, self.id, a0=self.id, s=name.encode())
 
     # -- messages ---------------------------------------------------------------------
 
@@ -163,7 +163,7 @@ class Thread:
             raise ValueError("poller period must be >= 0 microseconds")
         p = Poller(self, fn, arg, period_us, name or str(getattr(fn, "__qualname__", "poller")))
         if _TRACE_THREAD:
-            _trace.record(_tp.POLLER_REGISTER, self.id, a0=p.id, a1=period_us, s=p.name)
+            _trace.record(_tp.POLLER_REGISTER, self.id, a0=p.id, a1=period_us, s=p.name.encode())
         self._add_running(p)
         self.reactor.wake()
         return p
@@ -186,14 +186,14 @@ class Thread:
             return
         self._detach(p)
         if _TRACE_THREAD:
-            _trace.record(_tp.POLLER_PAUSE, self.id, a0=p.id, s=p.name)
+            _trace.record(_tp.POLLER_PAUSE, self.id, a0=p.id, s=p.name.encode())
         p.state = PollerState.PAUSED
         self._paused.append(p)
 
     def _resume_poller(self, p: Poller) -> None:
         if p.state is PollerState.PAUSED:
             if _TRACE_THREAD:
-                _trace.record(_tp.POLLER_RESUME, self.id, a0=p.id, s=p.name)
+                _trace.record(_tp.POLLER_RESUME, self.id, a0=p.id, s=p.name.encode())
             self._paused.remove(p)
             self._add_running(p)
             self.reactor.wake()
@@ -202,7 +202,7 @@ class Thread:
         if p.state is PollerState.UNREGISTERED:
             return
         if _TRACE_THREAD:
-            _trace.record(_tp.POLLER_UNREGISTER, self.id, a0=p.id, s=p.name)
+            _trace.record(_tp.POLLER_UNREGISTER, self.id, a0=p.id, s=p.name.encode())
         if p.state is PollerState.PAUSED:
             self._paused.remove(p)
         else:
@@ -341,7 +341,7 @@ class Thread:
             return
         self.exited = True
         if _TRACE_THREAD:
-            _trace.record(_tp.THREAD_EXIT, self.id, a0=self.id, s=self.name)
+            _trace.record(_tp.THREAD_EXIT, self.id, a0=self.id, s=self.name.encode())
         self.reactor._thread_exited(self)
         if self._exit_cb is not None:
             self._exit_cb()

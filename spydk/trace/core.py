@@ -48,6 +48,8 @@ _view: memoryview | None = None
 _path: str | None = None
 _idx = 0
 _pack_into = _ring.ENTRY.pack_into
+_ENTRIES = _ring.ENTRIES_OFFSET
+_ESIZE = _ring.ENTRY.size
 _now = time.monotonic_ns
 
 
@@ -116,8 +118,10 @@ def _open_ring() -> memoryview:
 
 
 def close(unlink: bool = True) -> None:
-    """Unmap the ring (and remove its file, as SPDK does when the app exits)."""
+    """Turn every trace point off, unmap the ring and remove its file (as SPDK does when the
+    app exits; off first, so a late record cannot create the file again)."""
     global _fd, _map, _view, _path
+    reset()
     if _view is not None:
         _view.release()
     if _map is not None:
@@ -266,18 +270,18 @@ def apply_arg(text: str) -> None:
 # -- recording --------------------------------------------------------------------------------
 
 def record(tpoint: int, owner: int = 0, obj: int = 0, size: int = 0, a0: int = 0, a1: int = 0,
-           a2: int = 0, s: str = "") -> None:
-    """Write one record if ``tpoint`` is on. Callers guard with their bound flag first."""
+           a2: int = 0, s: bytes = b"") -> None:
+    """Write one record if ``tpoint`` is on. Callers guard with their bound flag (or a
+    swapped call site) first. Integers must be in 0 .. 2**64-1 (size below 2**32; ids from
+    ``id()`` are); ``s`` is the string argument as bytes, cut to 16 (encode names once)."""
     global _idx
     if not _tpoint_on[tpoint]:
         return
     view = _view if _view is not None else _open_ring()
     i = _idx
     _idx = i + 1
-    _pack_into(view, _ring.ENTRIES_OFFSET + (i % _num_entries) * 80, _now(), tpoint, _lcore,
-               _thread_id() & 0xFFFFFFFF, size & 0xFFFFFFFF, owner & 0xFFFFFFFFFFFFFFFF,
-               obj & 0xFFFFFFFFFFFFFFFF, a0 & 0xFFFFFFFFFFFFFFFF, a1 & 0xFFFFFFFFFFFFFFFF,
-               a2 & 0xFFFFFFFFFFFFFFFF, s.encode()[:_ring.STR_LEN] if s else b"")
+    _pack_into(view, _ENTRIES + (i % _num_entries) * _ESIZE, _now(), tpoint, _lcore, _thread_id(),
+               size, owner, obj, a0, a1, a2, s)
 
 
 def entries_written() -> int:

@@ -75,7 +75,7 @@ def test_ring_records_wrap_and_parse(ring_file: str) -> None:
     assert not os.path.exists(ring_file)
     trace.enable_group("bdev")
     for i in range(11):
-        trace.record(tpoints.BDEV_IO_START, 1, 100 + i, 4096, 1, 0, i, s="Malloc0-with-a-long-name")
+        trace.record(tpoints.BDEV_IO_START, 1, 100 + i, 4096, 1, 0, i, s=b"Malloc0-with-a-long-name")
     with open(ring_file, "rb") as f:
         tf = parse(f.read())
     assert tf.num_entries == 8 and tf.tsc_rate == 1_000_000_000 and tf.pid == os.getpid()
@@ -126,13 +126,13 @@ def _io_path(tmp_path: Path) -> str:
         trace.record(tpoints.TCP_REQ_NEW, 5, req, 0, 0x1234)
         trace.record(tpoints.TCP_REQ_RDY_TO_EXECUTE, 5, req, 0, 0x1234)
         trace.record(tpoints.TCP_REQ_EXECUTING, 5, req, 0, 0x1234)
-        trace.record(tpoints.NVMF_CTRLR_IO_START, 1, cmd, 4096, 2, req, 1, s="cnode1")
-        trace.record(tpoints.BDEV_IO_START, 3, bio, 4096, 1, cmd, 8 * n, s="Malloc0")
+        trace.record(tpoints.NVMF_CTRLR_IO_START, 1, cmd, 4096, 2, req, 1, s=b"cnode1")
+        trace.record(tpoints.BDEV_IO_START, 3, bio, 4096, 1, cmd, 8 * n, s=b"Malloc0")
         trace.record(tpoints.BDEV_IO_DONE, 3, bio, 0, cmd)
         trace.record(tpoints.NVMF_CTRLR_IO_DONE, 1, cmd, 0, 0)
         trace.record(tpoints.TCP_REQ_EXECUTED, 5, req, 0, 0x1234)
         trace.record(tpoints.TCP_REQ_COMPLETED, 5, req, 0, 0x1234)
-    trace.record(tpoints.POLLER_REGISTER, 1, 0, 0, 9, 0, s="poller")
+    trace.record(tpoints.POLLER_REGISTER, 1, 0, 0, 9, 0, s=b"poller")
     out = str(tmp_path / "copy.trace")
     with open(trace.shm_path(), "rb") as src, open(out, "wb") as dst:
         dst.write(src.read())
@@ -216,3 +216,28 @@ def test_trace_rpcs_shape() -> None:
     finally:
         h.stop()
         trace.reset()
+
+
+def test_thread_group_records_pollers_and_channels(rh, ring_file: str) -> None:  # type: ignore[no-untyped-def]
+    from spydk.thread.io_channel import get_io_channel, io_device_register, put_io_channel
+    trace.configure("unit", shm_id=os.getpid() % 100000 + 900000, num_entries=64)
+    trace.enable_group("thread")
+    dev = object()
+
+    def work() -> None:
+        p = rh.thread.poller_register(lambda _a: 0, None, 1000, name="tick")
+        p.pause()
+        p.resume()
+        p.unregister()
+        io_device_register(dev, lambda d, ch: None, lambda d, ch: None, name="devx")
+        ch = get_io_channel(dev)
+        put_io_channel(ch)
+    rh.thread.send_msg(work)
+    rh.drain()
+    with open(trace.shm_path(), "rb") as f:
+        tf = parse(f.read())
+    names = [tpoints.TPOINTS_BY_ID[e.tpoint_id].name for e in tf.entries]
+    assert names[:4] == ["POLLER_REGISTER", "POLLER_PAUSE", "POLLER_RESUME", "POLLER_UNREGISTER"]
+    assert names[4:] == ["THREAD_IOCH_GET", "THREAD_IOCH_PUT"]
+    assert tf.entries[0].string == "tick" and tf.entries[0].thread_id == rh.thread.id
+    assert tf.entries[4].string == "devx" and tf.entries[4].args[0] == 1
