@@ -10,6 +10,7 @@ from typing import Any
 import spydk
 from spydk import log as spydk_log
 from spydk import notify
+from spydk.apps import trace_rpc as _trace_rpc  # noqa: F401,E402  (registers the trace_* methods)
 from spydk.init.subsystem import get_subsystem
 from spydk.rpc import errors
 from spydk.rpc.errors import RpcError, invalid_params

@@ -16,10 +16,12 @@ KILL_SIGNALS = ["SIGINT", "SIGTERM", "SIGQUIT", "SIGHUP", "SIGKILL", "SIGUSR1"]
 
 
 def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
+    from spydk.apps import trace_rpc_cli
     _app(sub, call)
     _log(sub, call)
     _notify(sub, call)
     _config(sub, call)
+    trace_rpc_cli.add_commands(sub, call)
 
 
 def _app(sub: argparse._SubParsersAction, call: Call) -> None:

@@ -15,9 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from spydk.metrics import MetricsError, is_loopback, parse_address
-from spydk.nvmf.testing import SocketHost
 from spydk.rpc.errors import RpcError
 from spydk.testing import AppHarness, TargetProcess, start_target
+from tests.nvmf.helpers import SocketHost
 
 from .conftest import NQN, free_port, nvmf_config
 

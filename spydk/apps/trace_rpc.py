@@ -1,4 +1,7 @@
-"""The trace_* RPCs, as SPDK names and shapes them (lib/trace/trace_rpc.c)."""
+"""The trace_* RPCs, as SPDK names and shapes them (lib/trace/trace_rpc.c).
+
+They live in the app layer because the trace layer sits below thread and rpc; imported by
+spydk.apps.rpc so discovery registers them with the framework methods."""
 from __future__ import annotations
 
 from typing import Any
