@@ -241,3 +241,53 @@ def test_thread_group_records_pollers_and_channels(rh, ring_file: str) -> None: 
     assert names[4:] == ["THREAD_IOCH_GET", "THREAD_IOCH_PUT"]
     assert tf.entries[0].string == "tick" and tf.entries[0].thread_id == rh.thread.id
     assert tf.entries[4].string == "devx" and tf.entries[4].args[0] == 1
+
+
+def test_nvme_tcp_run_traces_each_io_through_the_layers(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from spydk.testing import start_target
+    from tests.nvmf.helpers import SocketHost
+
+    from .conftest import NQN, free_port, nvmf_config
+    port = free_port()
+    t = start_target(tmp_path, nvmf_config(port), app="nvmf_tgt", extra_args=["-e", "nvmf_tcp,nvmf_ctrlr,bdev"])
+    try:
+        info = t.client.call("trace_get_info")
+        assert info["tpoint_group_mask"] == "0x100000028"
+        a = SocketHost("127.0.0.1", port)
+        c = a.connect_admin(NQN)
+        io = SocketHost("127.0.0.1", port)
+        assert io.connect_io(NQN, c.dw0 & 0xFFFF).status == 0
+        data = os.urandom(4096)
+        for i in range(4):
+            assert io.wait(io.h.write(1, 8 * i, data, 512)).status == 0
+            r = io.wait(io.h.read(1, 8 * i, 8, 512))
+            assert r.status == 0 and r.data == data
+        io.close()
+        a.close()
+        copy = tmp_path / "run.trace"
+        shutil.copy(info["tpoint_shm_path"], copy)
+    finally:
+        t.stop()
+    assert not os.path.exists(info["tpoint_shm_path"])  # removed at exit, as SPDK does
+    out = tmp_path / "run.json"
+    res = subprocess.run([sys.executable, "-m", "spydk.apps.main", "trace", "-f", str(copy), "--chrome", str(out)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    evs = json.loads(out.read_text())["traceEvents"]
+    spans = [e for e in evs if e["ph"] == "b" and "object" in e.get("args", {})]
+    ctrl_io = {e["args"]["io"] for e in spans if e["args"]["layer"] == "nvmf_ctrlr" and e["args"]["opc"] in (1, 2)}
+    bdev_io = {e["args"]["io"] for e in spans if e["args"]["layer"] == "bdev"}
+    assert len(ctrl_io) == 8 and bdev_io == ctrl_io
+    for e in spans:
+        if e["args"]["layer"] == "bdev":
+            assert e["args"]["parent"].startswith("c") and e["args"]["name"] == "Malloc0"
+            assert e["args"]["size"] == 4096
+    states = {e["name"] for e in evs if e["ph"] == "b" and e.get("cat") == "nvmf_tcp"}
+    assert {"TCP_REQ_NEW", "TCP_REQ_EXECUTING", "TCP_REQ_EXECUTED", "TCP_REQ_TRANSFER_C2H"} <= states
+    text = subprocess.run([sys.executable, "-m", "spydk.apps.main", "trace", "-f", str(copy)],
+                          capture_output=True, text=True, timeout=60).stdout
+    assert "BDEV_IO_START" in text and "NVMF_CTRLR_IO_START" in text and "TCP_REQ_COMPLETED" in text

@@ -25,6 +25,7 @@ import struct
 import time
 from typing import TYPE_CHECKING, Any
 
+from spydk import trace as _trace
 from spydk.bdev import iobuf
 from spydk.log import NOTICE, get_logger
 from spydk.nvme import spec, tcp
@@ -36,6 +37,7 @@ from spydk.nvmf.request import Qpair, Request
 from spydk.nvmf.subsystem import ListenAddress, NvmfConfigError
 from spydk.nvmf.transport import Transport, TransportOptions, register_transport
 from spydk.thread.thread import get_thread, set_thread
+from spydk.trace import tpoints as _tp
 
 if TYPE_CHECKING:
     from spydk.nvmf.tgt import Target
@@ -73,6 +75,22 @@ CONNECT_DATA_LEN = 1024  # the Connect command's data is exactly this (NVMe over
 _ST_ABORTED = GenericStatus.ABORTED_BY_REQUEST << 1
 _CAPSULE_HDR = struct.Struct("<BBBBI")
 _now = time.monotonic_ns
+
+# Trace points. _TRACE_TCP: the nvmf_tcp group is on. _TRACE_PATH: nvmf_tcp or nvmf_ctrlr is
+# on, so commands leave the fast path for the general one, where every layer records them.
+# Both are tested once per receive batch on the fast path, per command on the general path.
+_TRACE_TCP = False
+_TRACE_PATH = False
+_trace.bind_flag(globals(), "_TRACE_TCP", _tp.GROUP_NVMF_TCP)
+
+
+def _trace_changed() -> None:
+    global _TRACE_PATH
+    _TRACE_PATH = _trace.group_on(_tp.GROUP_NVMF_TCP) or _trace.group_on(_tp.GROUP_NVMF_CTRLR)
+
+
+_trace.on_change(_trace_changed)
+_trace_changed()
 
 
 @register_transport
@@ -193,6 +211,8 @@ class TcpConnection(asyncio.BufferedProtocol):
         tr.connections.add(self)
         self.tgt.qpair_opened(self.qp)
         self.thread = self.tgt.thread
+        if _TRACE_TCP:
+            _trace.record(_tp.TCP_QP_CREATE, id(self))
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # driven without an event loop (tests)
@@ -243,6 +263,8 @@ class TcpConnection(asyncio.BufferedProtocol):
         else:
             tr.per_listener.pop(self.listen_address, None)
         self.tr.connections.discard(self)
+        if _TRACE_TCP:
+            _trace.record(_tp.TCP_QP_DESTROY, id(self))
         prev = set_thread(self.thread) if self.thread is not None else get_thread()
         try:
             self.tgt.qpair_closed(self.qp)
@@ -294,6 +316,10 @@ class TcpConnection(asyncio.BufferedProtocol):
             if ctrlr is not None and qp.qid > 0 and not ctrlr.subsys.ana_reporting \
                     and not ctrlr.subsys.reservations_active and not ctrlr.subsys.masking:
                 nss = ctrlr.subsys.namespaces
+            if _TRACE_PATH:
+                nss = None
+                if _TRACE_TCP:
+                    _trace.record(_tp.TCP_READ_DONE, id(self), 0, 0, id(qp))
             max_io = self.max_io
             read_cb = self._read_cb
             write_cb = self._write_cb
@@ -528,10 +554,14 @@ class TcpConnection(asyncio.BufferedProtocol):
                              f"CID {cid} reused while that command is outstanding", _capsule_header(ev))
             return
         req = Request(qp, sqe, cid, opc, flags, nsid, xfer, length, data)
+        if _TRACE_TCP:
+            _trace.record(_tp.TCP_REQ_NEW, id(self), id(req), length, id(qp))
         if xfer == 1 and data is None and length:
             # Ask for the data, received straight into a pooled buffer (once one is free).
             qp.outstanding[cid] = req
-            buf = self.tr.pool.get(length)
+            if _TRACE_TCP:
+                _trace.record(_tp.TCP_REQ_TX_H_TO_C, id(self), id(req), 0, id(qp))
+                        buf = self.tr.pool.get(length)
             if buf is None:
                 def got(b: memoryview, req: Request = req) -> None:
                     self._got_buffer(req, b)
@@ -540,6 +570,8 @@ class TcpConnection(asyncio.BufferedProtocol):
                 return
             self._send_r2t(req, buf)
             return
+        if _TRACE_TCP:
+            self._trace_execute(req)
         nvmf_ctrlr.exec_request(self.tgt, req)
         if opc == FABRICS and qp.qid > 0 and self.tq.max_incapsule_data != self.opts.in_capsule_data_size:
             self.tq.max_incapsule_data = self.opts.in_capsule_data_size
@@ -600,7 +632,14 @@ class TcpConnection(asyncio.BufferedProtocol):
             self.r2t_bad.discard(ttag)
             req.io_done(_ST_TRANSIENT)
             return
+        if _TRACE_TCP:
+            self._trace_execute(req)
         nvmf_ctrlr.exec_request(self.tgt, req)
+
+    def _trace_execute(self, req: Request) -> None:
+        me, r, q = id(self), id(req), id(self.qp)
+        _trace.record(_tp.TCP_REQ_RDY_TO_EXECUTE, me, r, 0, q)
+        _trace.record(_tp.TCP_REQ_EXECUTING, me, r, 0, q)
 
     # -- send path -------------------------------------------------------------------------------
 
@@ -614,7 +653,12 @@ class TcpConnection(asyncio.BufferedProtocol):
         tq = self.tq
         qp = self.qp
         data = req.data
-        if req.xfer == 2 and data is not None and req.length and not req.status:
+        c2h = req.xfer == 2 and data is not None and req.length and not req.status
+        if _TRACE_TCP:
+            me, r, q = id(self), id(req), id(qp)
+            _trace.record(_tp.TCP_REQ_EXECUTED, me, r, 0, q)
+            _trace.record(_tp.TCP_REQ_TRANSFER_C2H if c2h else _tp.TCP_REQ_RDY_TO_COMPLETE, me, r, 0, q)
+        if c2h and data is not None:
             if self.c2h_success and not req.dw0 and not req.dw1:
                 self.out += tq.send_c2h_data(req.cid, 0, data, last=True, success=True)
             else:
@@ -632,6 +676,8 @@ class TcpConnection(asyncio.BufferedProtocol):
             req.ctx = None
             ctx.release()
         self.tgt.completed_nvme_io += 1
+        if _TRACE_TCP:
+            _trace.record(_tp.TCP_REQ_COMPLETED, id(self), id(req), 0, id(qp))
         if not self.in_batch and not self.flush_scheduled:
             self._schedule_flush()
 
@@ -671,6 +717,8 @@ class TcpConnection(asyncio.BufferedProtocol):
         if self.closing:
             return
         self.closing = True
+        if _TRACE_TCP:
+            _trace.record(_tp.TCP_QP_DISCONNECT, id(self))
         if self.transport is None:
             return
         if self.out:
