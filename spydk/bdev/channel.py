@@ -167,8 +167,8 @@ class BdevChannel:
 
     def _submit_slow(self, io: BdevIO) -> int:
         if self.traced:
-            _trace.record(_tp.BDEV_IO_START, self.bdev.trace_id, id(io), io.nbytes, io.type, id(io.cb_arg),
-                          io.offset_blocks, self.bdev.name.encode())
+            _trace.record(_tp.BDEV_IO_START, self.bdev.trace_id, id(io), io.nbytes, io.type,
+                          _trace.take_ctx(id(io.cb_arg)), io.offset_blocks, self.bdev.name.encode())
         return self._submit_body(io)
 
     def _submit_body(self, io: BdevIO) -> int:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from crc32c import crc32c as _crc
 
+from spydk import trace as _trace
 from spydk.iscsi import spec
 from spydk.iscsi.conn_core import (
     _AHS_HDR,
@@ -40,6 +41,10 @@ from spydk.iscsi.session import (
 )
 from spydk.iscsi.spec import Opcode, RejectReason
 from spydk.scsi.task import ScsiStatus, ScsiTask
+from spydk.trace import tpoints as _tp
+
+_TRACE_ISCSI = False
+_trace.bind_flag(globals(), "_TRACE_ISCSI", _tp.GROUP_ISCSI)
 
 
 class CommandPhase(ConnectionCore):
@@ -235,6 +240,8 @@ class CommandPhase(ConnectionCore):
                 self._busy_done(cmd)
             elif not cmd.write or cmd.received >= edtl:
                 cmd.delivered = True
+                if _TRACE_ISCSI:
+                    _trace.record(_tp.ISCSI_TASK_QUEUE, id(self), id(cmd.task), cmd.edtl, id(cmd))
                 self._events.append(cmd.ready)
             if s.deferred:
                 s.advance_deferred()
@@ -253,6 +260,8 @@ class CommandPhase(ConnectionCore):
             self._busy_done(cmd)
         elif not cmd.write or cmd.received >= cmd.edtl:
             cmd.delivered = True
+            if _TRACE_ISCSI:
+                _trace.record(_tp.ISCSI_TASK_QUEUE, id(self), id(cmd.task), cmd.edtl, id(cmd))
             self._events.append(cmd.ready)
 
     def _extended_cdb(self, pdu: Pdu, cdb: bytes) -> bytes | None:
@@ -323,12 +332,16 @@ class CommandPhase(ConnectionCore):
             self._send_r2ts(cmd)
         if cmd.received >= cmd.edtl and cmd.ordered:
             cmd.delivered = True
+            if _TRACE_ISCSI:
+                _trace.record(_tp.ISCSI_TASK_QUEUE, id(self), id(cmd.task), cmd.edtl, id(cmd))
             self._events.append(cmd.ready)
 
     def complete_task(self, task: ScsiTask) -> list[Buffer]:
         """The SCSI layer finished ``task``: queue Data-In/SCSI Response and return everything
         to send.  The task object is recycled: do not touch it afterwards."""
         cmd = task.ctx
+        if _TRACE_ISCSI:
+            _trace.record(_tp.ISCSI_TASK_DONE, id(self), id(task))
         if type(cmd) is not _Cmd or cmd.task is not task:
             raise LocalProtocolError("task does not belong to this connection")
         if self._cmds.pop(cmd.itt, None) is not cmd:

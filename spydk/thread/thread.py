@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from spydk.log import get_logger
 from spydk import trace as _trace
+from spydk.log import get_logger
 from spydk.trace import tpoints as _tp
 
 if TYPE_CHECKING:

@@ -284,6 +284,26 @@ def record(tpoint: int, owner: int = 0, obj: int = 0, size: int = 0, a0: int = 0
                size, owner, obj, a0, a1, a2, s)
 
 
+_ctx = 0
+
+
+def set_ctx(ctx: int) -> None:
+    """Name the object the next traced request belongs to, for a layer that submits through
+    an interface without a context argument (SCSI task -> backend callback -> bdev I/O)."""
+    global _ctx
+    _ctx = ctx
+
+
+def take_ctx(default: int) -> int:
+    """The context set by set_ctx (once), else ``default``."""
+    global _ctx
+    c = _ctx
+    if not c:
+        return default
+    _ctx = 0
+    return c
+
+
 def entries_written() -> int:
     return _idx
 

@@ -291,3 +291,33 @@ def test_nvme_tcp_run_traces_each_io_through_the_layers(tmp_path: Path) -> None:
     text = subprocess.run([sys.executable, "-m", "spydk.apps.main", "trace", "-f", str(copy)],
                           capture_output=True, text=True, timeout=60).stdout
     assert "BDEV_IO_START" in text and "NVMF_CTRLR_IO_START" in text and "TCP_REQ_COMPLETED" in text
+
+
+def test_iscsi_run_traces_tasks_through_scsi_and_bdev() -> None:
+    from tests.iscsi_tgt.conftest import IQN, iscsi_config
+    from tests.iscsi_tgt.initiator import Initiator
+
+    from .conftest import free_port
+    port = free_port()
+    h = AppHarness(iscsi_config(port)).start()
+    try:
+        for g in ("iscsi_conn", "scsi", "bdev"):
+            h.client.call("trace_enable_tpoint_group", {"name": g})
+        i = Initiator("127.0.0.1", port)
+        i.login(IQN)
+        data = os.urandom(4096)
+        for n in range(3):
+            assert i.write10(0, 8 * n, data).status == 0
+            assert i.read10(0, 8 * n, 8).data == data
+        i.logout()
+        with open(h.client.call("trace_get_info")["tpoint_shm_path"], "rb") as f:
+            dec = Decoded(parse(f.read()))
+    finally:
+        h.stop()
+        trace.reset()
+    tasks = [s for s in dec.spans if s.group == "iscsi_conn"]
+    names = {dec.tps[r.tpoint_id].name for s in tasks for r in s.records}
+    assert {"ISCSI_TASK_QUEUE", "SCSI_TASK_START", "SCSI_TASK_DONE", "ISCSI_TASK_DONE"} <= names
+    bios = [s for s in dec.spans if s.group == "bdev"]
+    assert len(bios) >= 6
+    assert all(s.parent is not None and s.parent.group == "iscsi_conn" for s in bios)

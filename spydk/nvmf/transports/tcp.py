@@ -561,7 +561,7 @@ class TcpConnection(asyncio.BufferedProtocol):
             qp.outstanding[cid] = req
             if _TRACE_TCP:
                 _trace.record(_tp.TCP_REQ_TX_H_TO_C, id(self), id(req), 0, id(qp))
-                        buf = self.tr.pool.get(length)
+            buf = self.tr.pool.get(length)
             if buf is None:
                 def got(b: memoryview, req: Request = req) -> None:
                     self._got_buffer(req, b)
