@@ -171,3 +171,25 @@ def test_top_without_target(tmp_path: Path) -> None:
                           "--once"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 1
     assert "no SPDK application is listening at" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_stats_have_exactly_the_members_spdk_top_decodes() -> None:
+    """SPDK v24.01's spdk_top decodes these replies strictly: one member more and it quits."""
+    from spydk.testing import AppHarness
+    h = AppHarness(subsystems=("bdev",)).start()
+    try:
+        c = h.client
+        r = c.call("framework_get_reactors")
+        assert set(r["reactors"][0]) == {"lcore", "busy", "idle", "in_interrupt", "lw_threads"}
+        assert set(r["reactors"][0]["lw_threads"][0]) == {"name", "id", "cpumask", "elapsed"}
+        t = c.call("thread_get_stats")["threads"][0]
+        assert set(t) == {"name", "id", "cpumask", "busy", "idle", "active_pollers_count",
+                          "timed_pollers_count", "paused_pollers_count"}
+        for th in c.call("thread_get_pollers")["threads"]:
+            for kind in ("active_pollers", "timed_pollers", "paused_pollers"):
+                for p in th[kind]:
+                    assert set(p) <= {"name", "id", "state", "run_count", "busy_count", "period_ticks"}
+        s = c.call("framework_get_scheduler")
+        assert s["scheduler_name"] == "static" and isinstance(s["scheduler_period"], int)
+    finally:
+        h.stop()
