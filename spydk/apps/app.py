@@ -231,9 +231,13 @@ class App:
         trace.configure(self.opts.name, self.opts.shm_id, self.opts.num_trace_entries, self.opts.lcore)
         if self.opts.tpoint_group_mask:
             try:
-                trace.apply_arg(self.opts.tpoint_group_mask)
+                unknown = trace.apply_arg(self.opts.tpoint_group_mask)
             except trace.TraceError as e:
                 raise StartupError(f"-e {self.opts.tpoint_group_mask}: {e}") from None
+            if unknown:
+                log.info("-e %s: bits %#x name no spydk trace group (ignored); groups: %s",
+                         self.opts.tpoint_group_mask, unknown,
+                         ", ".join(f"{n}={1 << g:#x}" for g, n in trace.GROUP_NAMES.items()))
         if self.opts.rpc_socket:
             # First, so a second app on a live socket touches nothing (the reactor is per process).
             self.server = RpcServer(self.dispatcher, self.opts.rpc_socket)
