@@ -140,6 +140,7 @@ class CommandPhase(ConnectionCore):
             if staged is not None:
                 self.pool.put(staged)
             self._reject(RejectReason.DATA_DIGEST_ERROR, pdu.header)
+            self.digest_errors += 1
             return self._fail("data digest error on SCSI command")
         if pdu.ahs:
             cdb = self._extended_cdb(pdu, cdb)
@@ -299,6 +300,7 @@ class CommandPhase(ConnectionCore):
         (_, flags, _, _lun, itt, ttt, _esn, datasn, off) = spec.DATA_OUT.unpack_from(pdu.header)
         if not pdu.data_digest_ok:
             self._reject(RejectReason.DATA_DIGEST_ERROR, pdu.header)
+            self.digest_errors += 1
             return self._fail("data digest error on Data-Out")
         cmd = self._cmds.get(itt)
         if cmd is None or not cmd.write or cmd.delivered or cmd.buf is None:

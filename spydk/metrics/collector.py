@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import sys
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -110,6 +111,13 @@ async def _bdevs(app: Any, out: list[Metric]) -> None:
         any_hist = True
     if any_hist:
         out.append(hist)
+    # Queue depth: the I/O in flight on each bdev's channels (kept by the bdev layer).
+    bdev_mod = sys.modules.get("spydk.bdev")
+    if bdev_mod is not None:
+        qd = GaugeMetricFamily("spydk_bdev_queue_depth", "bdev I/O in flight now (all channels)", labels=["bdev"])
+        for b in bdev_mod.bdevs():
+            qd.add_metric([b.name], sum(ch.outstanding for ch in list(b._channels)))
+        out.append(qd)
 
 
 async def _threads(app: Any, out: list[Metric]) -> None:
@@ -201,6 +209,53 @@ async def _nvmf(app: Any, out: list[Metric]) -> None:
         for st, c in by_state.items():
             qpg.add_metric([nqn, st], c)
     out += [nsg, ctg, qpg]
+    _nvmf_objects(out)
+
+
+def _nvmf_objects(out: list[Metric]) -> None:
+    """Per controller and per connection: counters the target keeps for SMART data and in
+    its error paths (nothing is counted per I/O for this)."""
+    mod = sys.modules.get("spydk.nvmf.tgt")
+    if mod is None:
+        return
+    tgt = mod.get_target()
+    lab = ["nqn", "cntlid", "host"]
+    cmds = CounterMetricFamily("spydk_nvmf_controller_commands", "NVMe reads and writes of a controller",
+                               labels=lab + ["type"])
+    byts = CounterMetricFamily("spydk_nvmf_controller_bytes", "Bytes read and written by a controller",
+                               labels=lab + ["type"])
+    errs = CounterMetricFamily("spydk_nvmf_controller_errors", "Commands a controller completed with an error",
+                               labels=lab)
+    for sub in list(tgt.subsystems.values()):
+        for c in list(sub.controllers.values()):
+            k = [sub.nqn, str(c.cntlid), c.hostnqn]
+            cmds.add_metric(k + ["read"], c.reads)
+            cmds.add_metric(k + ["write"], c.writes)
+            byts.add_metric(k + ["read"], c.read_units * 512)
+            byts.add_metric(k + ["write"], c.write_units * 512)
+            errs.add_metric(k, c.error_count)
+    clab = ["peer", "nqn", "cntlid", "qid"]
+    ccmd = CounterMetricFamily("spydk_nvmf_connection_commands", "Commands received on a queue pair", labels=clab)
+    cdig = CounterMetricFamily("spydk_nvmf_connection_digest_errors", "Header and data digest failures",
+                               labels=clab)
+    cprot = CounterMetricFamily("spydk_nvmf_connection_protocol_errors", "Fatal NVMe/TCP protocol errors",
+                                labels=clab)
+    cqd = GaugeMetricFamily("spydk_nvmf_connection_outstanding",
+                            "Commands in flight on a queue pair's general path (fast-path reads and writes "
+                            "show in spydk_bdev_queue_depth)", labels=clab)
+    for tr in list(tgt.transports.values()):
+        for conn in list(getattr(tr, "connections", ())):
+            qp = conn.qp
+            ctrlr = qp.ctrlr
+            peer = getattr(conn, "peer", {}) or {}
+            k = [f"{peer.get('traddr', '?')}:{peer.get('trsvcid', '?')}",
+                 ctrlr.subsys.nqn if ctrlr is not None else "", str(ctrlr.cntlid) if ctrlr is not None else "",
+                 str(qp.qid)]
+            ccmd.add_metric(k, qp.sq_head)
+            cdig.add_metric(k, getattr(conn, "digest_errors", 0))
+            cprot.add_metric(k, getattr(conn, "protocol_errors", 0))
+            cqd.add_metric(k, len(qp.outstanding))
+    out += [cmds, byts, errs, ccmd, cdig, cprot, cqd]
 
 
 async def _iscsi(app: Any, out: list[Metric]) -> None:
@@ -221,3 +276,46 @@ async def _iscsi(app: Any, out: list[Metric]) -> None:
     for k, n in by.items():
         per.add_metric(list(k), n)
     out.append(per)
+    _iscsi_objects(app, out)
+
+
+def _iscsi_objects(app: Any, out: list[Metric]) -> None:
+    """Per connection (queue depth, digest and PDU errors) and per LUN (the SCSI layer's
+    counters), read from the objects that keep them."""
+    mod = sys.modules.get("spydk.iscsi.iscsi_tgt")
+    if mod is None:
+        return
+    tgt = mod.target_of(app)
+    clab = ["id", "initiator", "target"]
+    qd = GaugeMetricFamily("spydk_iscsi_connection_queue_depth", "SCSI commands in flight on a connection",
+                           labels=clab)
+    dig = CounterMetricFamily("spydk_iscsi_connection_digest_errors", "Header and data digest failures",
+                              labels=clab)
+    pdu = CounterMetricFamily("spydk_iscsi_connection_pdu_errors", "PDUs that could not be parsed", labels=clab)
+    for pid, prot in list(tgt.connections.items()):
+        conn = getattr(prot, "conn", None)
+        if conn is None:
+            continue
+        info = prot.info()
+        k = [str(pid), info.get("initiator_name", ""), info.get("target_node_name", "")]
+        qd.add_metric(k, len(conn._cmds))
+        dig.add_metric(k, conn.digest_errors)
+        pdu.add_metric(k, conn.pdu_errors)
+    llab = ["target", "lun"]
+    ops = CounterMetricFamily("spydk_scsi_lun_ops", "SCSI reads and writes of a LUN", labels=llab + ["type"])
+    byt = CounterMetricFamily("spydk_scsi_lun_bytes", "Bytes read and written by a LUN", labels=llab + ["type"])
+    err = CounterMetricFamily("spydk_scsi_lun_errors", "SCSI commands of a LUN that ended in CHECK CONDITION",
+                              labels=llab)
+    for name, node in list(tgt.nodes.items()):
+        dev = getattr(node, "device", None)
+        if dev is None:
+            continue
+        for lun_id, lun in list(dev.luns.items()):
+            st = lun.stats
+            k = [name, str(lun_id)]
+            ops.add_metric(k + ["read"], st.read_ops)
+            ops.add_metric(k + ["write"], st.write_ops)
+            byt.add_metric(k + ["read"], st.read_bytes)
+            byt.add_metric(k + ["write"], st.write_bytes)
+            err.add_metric(k, st.errors)
+    out += [qd, dig, pdu, ops, byt, err]

@@ -98,6 +98,12 @@ def test_scrape_during_io_moves_and_matches_iostat(target: tuple[TargetProcess, 
             assert loop.error is None, loop.error
         assert len(seen) == 3 and seen[0] < seen[1] < seen[2], seen
         assert value(m, "spydk_nvmf_qpairs", poll_group="nvmf_tgt_poll_group_000", type="io") == 1
+        # per controller and per connection, while they exist
+        ctrl = [v for k, v in m.items() if k[0] == "spydk_nvmf_controller_commands_total"
+                and dict(k[1])["type"] == "read" and dict(k[1])["nqn"] == NQN]
+        assert len(ctrl) == 1 and ctrl[0] > 0
+        conns = {dict(k[1])["qid"]: v for k, v in m.items() if k[0] == "spydk_nvmf_connection_commands_total"}
+        assert conns["1"] > 0
     finally:
         loop.stop_ev.set()
         loop.join(30)
@@ -116,6 +122,7 @@ def test_scrape_during_io_moves_and_matches_iostat(target: tuple[TargetProcess, 
     assert value(m, "spydk_bdev_io_latency_seconds_count", bdev="Malloc0") == \
         b["num_read_ops"] + b["num_write_ops"]
     assert value(m, "spydk_nvmf_commands_completed_total", poll_group="nvmf_tgt_poll_group_000") >= loop.done
+    assert value(m, "spydk_bdev_queue_depth", bdev="Malloc0") == 0
     th = t.client.call("thread_get_stats")["threads"][0]
     assert value(m, "spydk_thread_busy_seconds_total", thread=th["name"], id=str(th["id"])) > 0
     assert value(m, "spydk_nvmf_subsystem_namespaces", nqn=NQN) == 1
@@ -185,3 +192,50 @@ def test_grafana_dashboard_uses_only_exported_metrics() -> None:
     finally:
         h.stop()
     assert wanted <= seen, f"the dashboard asks for metrics nobody exports: {sorted(wanted - seen)}"
+
+
+def test_digest_failures_counted_per_connection(target: tuple[TargetProcess, int, int]) -> None:
+    t, port, mport = target
+    a = SocketHost("127.0.0.1", port)
+    c = a.connect_admin(NQN)
+    io = SocketHost("127.0.0.1", port, data_digest=True)
+    assert io.connect_io(NQN, c.dw0 & 0xFFFF).status == 0
+    cid = io.h.write(1, 0, os.urandom(4096), 512)
+    raw = bytearray(io.h.take_output())
+    raw[-1] ^= 0xFF                          # the data digest closes the PDU
+    io.sock.sendall(raw)
+    while cid not in io.h.completions:
+        io.h.feed(io.sock.recv(65536))
+    assert io.h.completions.pop(cid).status != 0   # refused, the connection goes on
+    assert io.wait(io.h.write(1, 0, os.urandom(4096), 512)).status == 0
+    m = scrape(mport)
+    dig = {dict(k[1])["qid"]: v for k, v in m.items() if k[0] == "spydk_nvmf_connection_digest_errors_total"}
+    assert dig == {"0": 0, "1": 1}
+    cmds = {dict(k[1])["qid"]: v for k, v in m.items() if k[0] == "spydk_nvmf_connection_commands_total"}
+    assert cmds["1"] >= 2                    # Connect and the good write
+    io.close()
+    a.close()
+
+
+def test_iscsi_metrics(tmp_path: Path) -> None:
+    from tests.iscsi_tgt.conftest import IQN, iscsi_config
+    from tests.iscsi_tgt.initiator import Initiator
+    port = free_port()
+    h = AppHarness(iscsi_config(port)).start()
+    try:
+        info = h.client.call("metrics_start_exporter", {"port": 0})
+        i = Initiator("127.0.0.1", port)
+        i.login(IQN)
+        data = os.urandom(4096)
+        assert i.write10(0, 0, data).status == 0
+        assert i.read10(0, 0, 8).data == data
+        m = scrape(info["port"])
+        assert value(m, "spydk_iscsi_connections", state="running") == 1
+        assert value(m, "spydk_scsi_lun_ops_total", target=IQN, lun="0", type="read") == 1
+        assert value(m, "spydk_scsi_lun_bytes_total", target=IQN, lun="0", type="write") == 4096
+        conns = [k for k in m if k[0] == "spydk_iscsi_connection_queue_depth"]
+        assert len(conns) == 1 and m[conns[0]] == 0
+        assert [v for k, v in m.items() if k[0] == "spydk_iscsi_connection_digest_errors_total"] == [0]
+        i.logout()
+    finally:
+        h.stop()

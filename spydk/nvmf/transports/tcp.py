@@ -68,6 +68,7 @@ _IO_UNPACK = _IO_SQE.unpack_from
 _FLAGS_SGL = 0x40  # PSDT 01b (SGL, contiguous MPTR), not fused
 _OPC_READ, _OPC_WRITE = 0x02, 0x01
 _CapsuleCommand = tcp.CapsuleCommand
+_FES_HEADER_DIGEST = 0x03  # NVMe/TCP FES: header digest error
 _H2CData = tcp.H2CData
 FABRICS = spec.FABRICS_OPCODE
 _FCTYPE_CONNECT = 0x01
@@ -169,6 +170,9 @@ class TcpConnection(asyncio.BufferedProtocol):
         self.buf_wait: dict[int, tuple[Request, Any]] = {}
         self.closing = False
         self.in_batch = False
+        # Counted where they happen (error paths only): read by the metrics exporter.
+        self.digest_errors = 0
+        self.protocol_errors = 0
         self.flush_scheduled = False
         self.c2h_success = self.opts.c2h_success
         self.max_io = self.opts.max_io_size
@@ -466,6 +470,7 @@ class TcpConnection(asyncio.BufferedProtocol):
             if not self.tq.closed:  # bytes after the ICReq may already have ended the connection
                 self.out += self.tq.send_icresp(cpda=0, maxh2cdata=MAXH2CDATA)
         elif isinstance(ev, tcp.DataDigestError):
+            self.digest_errors += 1
             if ev.pdu_type == 4:
                 self.inflight += 1  # a command that arrived damaged: answered all the same
                 self._fail_cid(ev.cccid, _ST_TRANSIENT)
@@ -477,6 +482,9 @@ class TcpConnection(asyncio.BufferedProtocol):
             else:
                 self.r2t_bad.add(ev.ttag)
         elif isinstance(ev, tcp.ProtocolError):
+            self.protocol_errors += 1
+            if ev.fes == _FES_HEADER_DIGEST:
+                self.digest_errors += 1
             log.error("NVMe/TCP connection from %s: %s (FES %d); terminating it",
                       self.peer.get("traddr", "?"), ev.reason, ev.fes)
             self.out += ev.term_req
