@@ -110,14 +110,14 @@ def inproc(bdev: str, n_ios: int, malloc_mib: int, profile: bool) -> None:
     asyncio.run(run())
 
 
-def instructions(bdev: str, malloc_mib: int) -> None:
+def instructions(bdev: str, malloc_mib: int, trace_groups: str | None = None) -> None:
     """Instructions per I/O: two cachegrind runs of --inproc, their difference divided by
     the difference in I/O count (start-up and set-up cancel out)."""
     counts = []
     for n in (10_000, 40_000):
         cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
                sys.executable, os.path.abspath(__file__), "--inproc", str(n), "--bdev", bdev,
-               "--malloc-mib", str(malloc_mib)]
+               "--malloc-mib", str(malloc_mib)] + (["--trace", trace_groups] if trace_groups else [])
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
         refs = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
         ios = sum(int(m) for m in re.findall(r"^N (\d+) I/Os", out.stdout, re.M))
@@ -125,7 +125,8 @@ def instructions(bdev: str, malloc_mib: int) -> None:
             raise SystemExit(f"valgrind run failed:\n{out.stdout}\n{out.stderr[-2000:]}")
         counts.append((int(refs.group(1).replace(",", "")), ios))
     (i1, n1), (i2, n2) = counts
-    print(f"{bdev} 4k randread QD128: {(i2 - i1) / (n2 - n1):,.0f} instructions per I/O")
+    print(f"{bdev} 4k randread QD128{', trace ' + trace_groups if trace_groups else ''}: "
+          f"{(i2 - i1) / (n2 - n1):,.0f} instructions per I/O")
 
 
 def main() -> int:
@@ -137,9 +138,20 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="with --inproc: cProfile breakdown")
     ap.add_argument("--instructions", action="store_true",
                     help="instructions per I/O of --bdev under valgrind (slow: about a minute)")
+    ap.add_argument("--trace", metavar="GROUPS",
+                    help="with --inproc/--instructions: trace groups to turn on (as -e), to measure their cost")
+    ap.add_argument("--plot", metavar="FILE", help="also draw the table as a bar chart (.png/.svg)")
     a = ap.parse_args()
+    if a.trace:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+        import atexit
+
+        from spydk import trace
+        trace.configure("bench_bdevperf", shm_id=os.getpid())
+        trace.apply_arg(a.trace)
+        atexit.register(trace.close)
     if a.instructions:
-        instructions(a.bdev, a.malloc_mib)
+        instructions(a.bdev, a.malloc_mib, a.trace)
         return 0
     if a.inproc:
         inproc(a.bdev, a.inproc, a.malloc_mib, a.profile)
@@ -156,9 +168,11 @@ def main() -> int:
           f"malloc {a.malloc_mib} MiB (4 KiB blocks)")
     print(f"{'bdev':8} {'workload':10} {'size':>5} {'QD':>4} {'IOPS':>11} {'MiB/s':>9} {'avg us':>8} "
           f"{'IO/CPU-s':>10} {'vs SPDK':>8}")
+    rows: list[tuple[str, float]] = []
     try:
         for bdev, w, size, qd in CASES:
             r = run_case(path, bdev, w, size, qd, a.time)
+            rows.append((f"{bdev} {w} {size} QD{qd}", r["iops"]))
             ref = f"{r['iops'] / SPDK_MALLOC_4K_RANDREAD_QD128:7.1%}" \
                 if (bdev, w, size, qd) == ("Malloc0", "randread", "4k", 128) else ""
             print(f"{bdev:8} {w:10} {size:>5} {qd:>4} {r['iops']:11.0f} {r['mibps']:9.1f} {r['avg_us']:8.1f} "
@@ -167,6 +181,11 @@ def main() -> int:
         os.unlink(path)
     print(f"SPDK C bdevperf reference: malloc 4k randread QD128 one core ~{SPDK_MALLOC_4K_RANDREAD_QD128:,} IOPS")
     print("IO/CPU-s: completions per second of CPU the run used (steadier than IOPS on a shared machine)")
+    if a.plot:
+        from spydk.apps.plots import bar_table
+        bar_table([n for n, _ in rows], {"spydk bdevperf": [v for _, v in rows]}, a.plot,
+                  f"spydk bdevperf, one core, {datetime.date.today()}", "IOPS")
+        print(f"wrote {a.plot}")
     return 0
 
 

@@ -518,6 +518,9 @@ def main() -> None:
                          "valgrind's cachegrind (deterministic; a few minutes)")
     ap.add_argument("--inproc", type=int, metavar="N", help=argparse.SUPPRESS)
     ap.add_argument("--inproc-op", choices=("read", "write"), default="read", help=argparse.SUPPRESS)
+    ap.add_argument("--trace", metavar="GROUPS",
+                    help="with --profile/--instructions: trace groups to turn on (as -e), to measure their cost")
+    ap.add_argument("--plot", metavar="FILE", help="also draw the table's IOPS as a bar chart (.png/.svg)")
     ap.add_argument("--spdk-dir", default=os.environ.get("SPDK_DIR"),
                     help="SPDK tree with a build (default: $SPDK_DIR): spdk_nvme_perf becomes the "
                          "generator, and SPDK's nvmf_tgt is measured too")
@@ -528,6 +531,8 @@ def main() -> None:
                     help="compare initiators instead: `spydk perf` (and spdk_nvme_perf with SPDK_DIR) "
                          "against one target (SPDK's nvmf_tgt with SPDK_DIR, else spydk's)")
     a = ap.parse_args()
+    if a.trace:
+        _trace_on(a.trace)
     if a.profile:
         profile_read()
         return
@@ -535,7 +540,7 @@ def main() -> None:
         inproc_batches(a.inproc, a.inproc_op)
         return
     if a.instructions:
-        instructions()
+        instructions(a.trace)
         return
     names = list(TESTS) if a.tests == "all" else a.tests.split(",")
     if a.spydk_perf:
@@ -575,6 +580,32 @@ def main() -> None:
             sproc.send_signal(2)
             sproc.wait(timeout=30)
     print_table(a, names, results, here, perf is not None)
+    if a.plot:
+        plot_table(a.plot, names, results, here)
+
+
+def plot_table(path: str, names: list[str], results: dict, here: dict) -> None:  # type: ignore[type-arg]
+    from spydk.apps.plots import bar_table
+    groups = {"spydk": [0.0 if "error" in results[n] else results[n]["ios"] / results[n]["elapsed"]
+                        for n in names]}
+    if here:
+        groups["SPDK nvmf_tgt here"] = [0.0 if "error" in here[n] else here[n]["ios"] / here[n]["elapsed"]
+                                        for n in names]
+    quoted = [SPDK[n][0] if n in SPDK else 0.0 for n in names]
+    if any(quoted):
+        groups["SPDK (quoted)"] = quoted
+    bar_table(names, groups, path, f"NVMe/TCP target IOPS, {time.strftime('%Y-%m-%d')}", "IOPS")
+    print(f"wrote {path}")
+
+
+def _trace_on(groups: str) -> None:
+    """Turn trace groups on in this process (the in-process target of --profile/--inproc)."""
+    import atexit
+
+    from spydk import trace
+    trace.configure("bench_nvmf_tcp", shm_id=os.getpid())
+    trace.apply_arg(groups)
+    atexit.register(trace.close)
 
 
 def print_table(a: argparse.Namespace, names: list[str], results: dict, here: dict,  # type: ignore[type-arg]
@@ -755,7 +786,7 @@ def _feed(io, data: bytes) -> None:  # type: ignore[no-untyped-def]
         pos += k
 
 
-def instructions() -> None:
+def instructions(trace_groups: str | None = None) -> None:
     """Instructions per 4 KiB I/O: two cachegrind runs of --inproc per operation, their
     difference divided by the difference in I/O count (start-up and set-up cancel out)."""
     import re
@@ -764,6 +795,8 @@ def instructions() -> None:
         for n in (3_200, 12_800):
             cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
                    sys.executable, os.path.abspath(__file__), "--inproc", str(n), "--inproc-op", op]
+            if trace_groups:
+                cmd += ["--trace", trace_groups]
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
             refs = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
             ios = sum(int(m) for m in re.findall(r"^N (\d+) I/Os", out.stdout, re.M))
@@ -772,7 +805,8 @@ def instructions() -> None:
             counts.append((int(refs.group(1).replace(",", "")), ios))
         (i1, n1), (i2, n2) = counts
         name = "read" if op == "read" else "in-capsule write"
-        print(f"4 KiB {name}, 32 per receive: {(i2 - i1) / (n2 - n1):,.0f} instructions per I/O", flush=True)
+        print(f"4 KiB {name}, 32 per receive{', trace ' + trace_groups if trace_groups else ''}: "
+              f"{(i2 - i1) / (n2 - n1):,.0f} instructions per I/O", flush=True)
 
 
 def profile_read(n: int = 50_000) -> None:

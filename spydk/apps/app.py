@@ -21,12 +21,14 @@ import enum
 import inspect
 import json
 import os
+import sys
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from spydk import log as spydk_log
+from spydk import trace
 from spydk.apps.json_config import ConfigEntry, ConfigError, SubsystemConfig, parse_config, read_config_file
 from spydk.apps.plugins import load_plugins
 from spydk.init.subsystem import Subsystem, all_subsystems, get_subsystem, sorted_subsystems
@@ -71,6 +73,11 @@ class AppOptions:
     poll: bool = False
     lcore: int = 0
     cpumask: int = 1
+    tpoint_group_mask: str | None = None          # -e: trace groups to enable at start
+    shm_id: int = -1                              # -i: names the trace ring like SPDK's shm id
+    num_trace_entries: int = 32768
+    metrics: str | None = None                    # --metrics ADDR:PORT: serve Prometheus metrics
+    metrics_allow_remote: bool = False            # --metrics-allow-remote: bind a non-loopback ADDR
 
 
 def default_config() -> dict[str, Any]:
@@ -221,6 +228,16 @@ class App:
         """Bring the app up: reactor, RPC server, config pass 1, init (unless --wait-for-rpc),
         config pass 2. Raises StartupError; everything started is torn down first."""
         load_plugins()
+        trace.configure(self.opts.name, self.opts.shm_id, self.opts.num_trace_entries, self.opts.lcore)
+        if self.opts.tpoint_group_mask:
+            try:
+                unknown = trace.apply_arg(self.opts.tpoint_group_mask)
+            except trace.TraceError as e:
+                raise StartupError(f"-e {self.opts.tpoint_group_mask}: {e}") from None
+            if unknown:
+                log.info("-e %s: bits %#x name no spydk trace group (ignored); groups: %s",
+                         self.opts.tpoint_group_mask, unknown,
+                         ", ".join(f"{n}={1 << g:#x}" for g, n in trace.GROUP_NAMES.items()))
         if self.opts.rpc_socket:
             # First, so a second app on a live socket touches nothing (the reactor is per process).
             self.server = RpcServer(self.dispatcher, self.opts.rpc_socket)
@@ -242,6 +259,12 @@ class App:
                     await self.server.start()
                 except SocketInUse as e:
                     raise StartupError(str(e)) from None
+            if self.opts.metrics:
+                from spydk import metrics
+                try:
+                    await metrics.start(self, self.opts.metrics, allow_remote=self.opts.metrics_allow_remote)
+                except metrics.MetricsError as e:
+                    raise StartupError(f"--metrics {self.opts.metrics}: {e}") from None
             startup, runtime = self._split_config(configs)
             await self._apply(startup)
             self._pending_runtime = runtime
@@ -389,6 +412,9 @@ class App:
                 log.warning("app_thread still holds io_channels or pollers at exit")
         if self.reactor is not None:
             self.reactor.stop()
+        if "spydk.metrics" in sys.modules:
+            sys.modules["spydk.metrics"].stop_exporter()
+        trace.close()
         spydk_log.flush()
         if self._shutdown_done is not None:
             self._shutdown_done.set()

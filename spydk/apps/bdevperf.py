@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-T", dest="bdev_names", action="append", help="run only on this bdev (repeatable)")
     p.add_argument("-C", dest="every_core", action="store_true", help="a job per bdev on every core")
     p.add_argument("-s", "--seed", dest="seed", type=int, default=0, help="random seed (default: time)")
+    p.add_argument("--plot-latency", metavar="FILE",
+                   help="write a latency histogram (.png/.svg; turns on the bdev latency histogram)")
+    p.add_argument("--plot-iops", metavar="FILE", help="write IOPS over time (.png/.svg), sampled every 0.1 s")
     return p
 
 
@@ -315,6 +318,8 @@ class Runner:
         self.app_thread = app_thread
         self.out = out
         self.threads: dict[int, Thread] = {}
+        self.iops_samples: list[tuple[float, float]] = []   # (seconds since start, IOPS)
+        self.hist_names: list[str] = []
 
     def thread_for(self, core: int) -> Thread:
         t = self.threads.get(core)
@@ -342,6 +347,13 @@ class Runner:
     async def run(self) -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         jobs = self.make_jobs()
+        if getattr(self.args, "plot_latency", None):
+            # The bdev layer's histogram (as bdev_enable_histogram), before the channels exist.
+            self.hist_names = sorted({j.name for j in jobs})
+            for n in self.hist_names:
+                b = get_bdev(n)
+                if b is not None and b.histogram is None:
+                    b.enable_histogram(True)
         for j in jobs:
             await self.reactor.call_on(j.thread, j.setup)
         # Move the set-up's objects out of the collector's way: a full collection over
@@ -366,9 +378,17 @@ class Runner:
             resetter = loop.create_task(self._resets(jobs))
         deadline = loop.time() + self.args.time
         last = (loop.time(), 0)
+        sample_iops = bool(getattr(self.args, "plot_iops", None))
+        t0 = prev_t = loop.time()
+        prev_n = 0
         while loop.time() < deadline and not finished.done():
-            step = min(self.args.progress or 0.1, deadline - loop.time())
+            step = min(0.1 if sample_iops else (self.args.progress or 0.1), deadline - loop.time())
             await asyncio.wait([finished], timeout=max(step, 0))
+            if sample_iops:
+                now_t, ndone = loop.time(), sum(j.done for j in jobs)
+                if now_t > prev_t:
+                    self.iops_samples.append((now_t - t0, (ndone - prev_n) / (now_t - prev_t)))
+                prev_t, prev_n = now_t, ndone
             if self.args.progress and not finished.done():
                 now, total = loop.time(), sum(j.done for j in jobs)
                 if now - last[0] >= self.args.progress * 0.99:
@@ -394,7 +414,26 @@ class Runner:
         total = sum(j.done + j.failed for j in jobs)
         print(f" CPU: {cpu:.2f} s over {wall:.2f} s wall ({cpu / wall:.0%}); "
               f"{total / cpu if cpu else 0:.0f} I/O per CPU second", file=self.out, flush=True)
+        self.write_plots()
         return results
+
+    def write_plots(self) -> None:
+        from spydk.apps import plots
+        a = self.args
+        what = f"{a.workload} {a.io_size} B, QD {a.queue_depth}"
+        if getattr(a, "plot_iops", None):
+            plots.iops_series(self.iops_samples, a.plot_iops, f"bdevperf IOPS ({what})")
+            print(f"wrote {a.plot_iops}", file=self.out)
+        if getattr(a, "plot_latency", None):
+            buckets: dict[tuple[int, int], int] = {}
+            for n in self.hist_names:
+                b = get_bdev(n)
+                if b is not None and b.histogram is not None:
+                    for s, e, c in b.histogram.iter_nonzero():
+                        buckets[(s, e)] = buckets.get((s, e), 0) + c
+            plots.latency_histogram([(s, e, c) for (s, e), c in sorted(buckets.items())], a.plot_latency,
+                                    f"bdevperf latency ({what})")
+            print(f"wrote {a.plot_latency}", file=self.out)
 
     async def _resets(self, jobs: list[Job]) -> None:
         while True:

@@ -7,10 +7,12 @@
     spydk bdevperf ...          spydk.apps.bdevperf:main(argv), when present
     spydk perf|identify|hello_world|discover ...   the NVMe host tools (spydk.apps.nvme_*)
     spydk blobcli IMAGE ...     inspect and check a blobstore (spydk.apps.blobcli)
+    spydk top ...               spydk.apps.top (SPDK's spdk_top)
+    spydk trace ...             spydk.apps.trace_tool (SPDK's spdk_trace)
 
-Target options are SPDK's (-m, -r, -c/--json, --wait-for-rpc, -L, ...) plus --poll and
---default-config. Options SPDK needs for DPDK (--no-huge, -s, -i, -e) are accepted and
-ignored: spydk needs no hugepages or shared memory.
+Target options are SPDK's (-m, -r, -c/--json, --wait-for-rpc, -L, -e, -i, ...) plus --poll,
+--default-config and --metrics. Options SPDK needs for DPDK (--no-huge, -s) are accepted and
+ignored: spydk needs no hugepages.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from spydk.rpc.server import DEFAULT_SOCKET
 NVME_TOOLS = {"perf": "spydk.apps.nvme_perf", "identify": "spydk.apps.nvme_identify",
               "hello_world": "spydk.apps.nvme_hello", "discover": "spydk.apps.nvme_discover"}
 APP_NAMES = {"tgt": "spydk_tgt", "nvmf_tgt": "nvmf_tgt", "iscsi_tgt": "iscsi_tgt", "vhost": "vhost"}
-USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,vhost,rpc,bdevperf,perf,identify,hello_world,discover,blobcli} [options]
+USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,vhost,rpc,bdevperf,perf,identify,hello_world,discover,blobcli,top,trace} [options]
 
   tgt        start a target with every subsystem (like SPDK's spdk_tgt)
   nvmf_tgt   start an NVMe-oF target (bdev + nvmf subsystems)
@@ -42,6 +44,8 @@ USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,vhost,rpc,bdevperf,perf,identify
   hello_world  write "Hello world!" to a namespace and read it back (like SPDK's example)
   discover   list a discovery controller's log (like SPDK's discovery example)
   blobcli    inspect and check a blobstore / lvol store image (read-only unless --repair)
+  top        live view of a running target's threads, pollers, cores and bdevs (like spdk_top)
+  trace      print a trace ring like spdk_trace, or export Chrome/Perfetto JSON
 
 `spydk tgt --default-config` starts with a 64 MiB Malloc0 bdev; `spydk COMMAND -h` for options.
 """
@@ -88,11 +92,20 @@ def target_parser(cmd: str) -> argparse.ArgumentParser:
     if cmd in ("vhost", "tgt"):
         p.add_argument("-S", "--vhost-socket-dir", dest="socket_dir", metavar="DIR",
                        help="directory of the vhost-user sockets (default: the working directory)")
+    p.add_argument("-e", "--tpoint-group-mask", "--tpoint-group", metavar="GROUPS",
+                   help="trace groups to enable: a group mask (0x8) or names[:tpoint mask], comma-separated "
+                        "(bdev,nvmf_tcp,nvmf_ctrlr,iscsi_conn,scsi,thread,all); see docs/observability.md")
+    p.add_argument("-i", "--shm-id", type=int, default=-1,
+                   help="shared memory id: names the trace ring /dev/shm/<app>_trace.<id> (default: .pid<pid>)")
+    p.add_argument("--num-trace-entries", type=int, default=32768, help="size of the trace ring (default 32768)")
+    p.add_argument("--metrics", metavar="ADDR:PORT",
+                   help="serve Prometheus metrics at http://ADDR:PORT/metrics (loopback unless "
+                        "--metrics-allow-remote)")
+    p.add_argument("--metrics-allow-remote", action="store_true",
+                   help="let --metrics bind a non-loopback address (the endpoint has no authentication)")
     # Accepted for command-line compatibility with SPDK's apps; they change nothing here.
-    p.add_argument("-e", "--tpoint-group-mask", help=argparse.SUPPRESS)
     p.add_argument("--no-huge", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-s", "--mem-size", help=argparse.SUPPRESS)
-    p.add_argument("-i", "--shm-id", help=argparse.SUPPRESS)
     return p
 
 
@@ -114,7 +127,10 @@ def run_target(cmd: str, argv: Sequence[str]) -> int:
         return 2
     opts = AppOptions(name=APP_NAMES[cmd], rpc_socket=args.rpc_socket, json_config=args.json,
                       json_ignore_init_errors=args.json_ignore_init_errors, wait_for_rpc=args.wait_for_rpc,
-                      subsystems=APP_SUBSYSTEMS[cmd], poll=args.poll, lcore=lcore, cpumask=1 << lcore)
+                      subsystems=APP_SUBSYSTEMS[cmd], poll=args.poll, lcore=lcore, cpumask=1 << lcore,
+                      tpoint_group_mask=args.tpoint_group_mask, shm_id=args.shm_id,
+                      num_trace_entries=args.num_trace_entries, metrics=args.metrics,
+                      metrics_allow_remote=args.metrics_allow_remote)
     if args.default_config:
         opts.config, opts.config_source = default_config(), "<default config>"
     log = spydk_log.get_logger("app")
@@ -182,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cmd == "blobcli":
         from spydk.apps.blobcli import main as blobcli_main
         return blobcli_main(rest)
+    if cmd == "top":
+        from spydk.apps.top import main as top_main
+        return top_main(rest)
+    if cmd == "trace":
+        from spydk.apps.trace_tool import main as trace_main
+        return trace_main(rest)
     if cmd == "bdevperf":
         try:
             mod = importlib.import_module("spydk.apps.bdevperf")

@@ -10,6 +10,7 @@ from typing import Any
 import spydk
 from spydk import log as spydk_log
 from spydk import notify
+from spydk.apps import trace_rpc as _trace_rpc  # noqa: F401,E402  (registers the trace_* methods)
 from spydk.init.subsystem import get_subsystem
 from spydk.rpc import errors
 from spydk.rpc.errors import RpcError, invalid_params
@@ -96,6 +97,12 @@ def framework_get_reactors(ctx: RpcContext) -> dict[str, Any]:
     """Busy/idle time and lightweight threads of each reactor (one per process)."""
     r = _reactor(ctx)
     return {"tick_rate": TICK_RATE, "pid": os.getpid(), "reactors": [r.stats()]}
+
+
+@rpc_method("framework_get_scheduler")
+def framework_get_scheduler(ctx: RpcContext) -> dict[str, Any]:
+    """The thread scheduler: "static" (threads stay where they were created), as SPDK's default."""
+    return {"scheduler_name": "static", "scheduler_period": 1_000_000}
 
 
 @rpc_method("thread_get_stats")

@@ -16,10 +16,12 @@ KILL_SIGNALS = ["SIGINT", "SIGTERM", "SIGQUIT", "SIGHUP", "SIGKILL", "SIGUSR1"]
 
 
 def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
+    from spydk.apps import trace_rpc_cli
     _app(sub, call)
     _log(sub, call)
     _notify(sub, call)
     _config(sub, call)
+    trace_rpc_cli.add_commands(sub, call)
 
 
 def _app(sub: argparse._SubParsersAction, call: Call) -> None:
@@ -39,6 +41,7 @@ def _app(sub: argparse._SubParsersAction, call: Call) -> None:
     add_simple(sub, call, "framework_wait_init", "Wait until the subsystems are initialized", None)
     add_simple(sub, call, "framework_get_reactors", "Show the reactors and their threads")
     add_simple(sub, call, "framework_get_subsystems", "List the subsystems in initialization order")
+    add_simple(sub, call, "framework_get_scheduler", "Show the thread scheduler and its period")
 
     p = sub.add_parser("framework_get_config", help="Print a subsystem's configuration")
     p.add_argument("name", help="subsystem name")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import itertools
 import logging
 import uuid as _uuid
 from collections import deque
@@ -68,6 +69,7 @@ for _t in ("bdev_register", "bdev_unregister", "bdev_resize"):
     notify.register_type(_t)
 
 log = logging.getLogger("spydk.bdev")
+_trace_ids = itertools.count(1)
 
 class BdevError(Exception):
     """Local API misuse or a refused control-plane request; ``errno`` is positive."""
@@ -167,6 +169,7 @@ class Bdev:
         self._descs: list[BdevDesc] = []
         self._claims: dict[str, ClaimType] = {}  # module name -> type
         self._channels: set[BdevChannel] = set()
+        self.trace_id = next(_trace_ids)  # owner id of its trace records
         self._retained = IoStat()
         self._supported: list[bool] = []
         self.histogram: Histogram | None = None

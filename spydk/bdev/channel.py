@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from spydk import trace as _trace
 from spydk.bdev.io import (
     COMPARE,
     COMPARE_AND_WRITE,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from spydk.bdev.bdev import Bdev
 
 from spydk.bdev.bdev import log, options
+from spydk.trace import tpoints as _tp
 
 _now = time.perf_counter_ns
 
@@ -73,7 +75,7 @@ class BdevChannel:
     __slots__ = ("bdev", "thread", "io_ch", "module_ch", "ctx", "submit_fn", "free", "cq",
                  "_spare", "drain", "finish", "stat", "outstanding", "blocked", "slow",
                  "split_check", "boundary", "max_blocks", "queued", "nomem", "hist",
-                 "hist_opc", "_nomem_poller", "supported", "cpl_ns")
+                 "hist_opc", "_nomem_poller", "supported", "cpl_ns", "traced")
 
     def __init__(self, bdev: Bdev, io_ch: IoChannel):
         self.bdev = bdev
@@ -102,6 +104,9 @@ class BdevChannel:
         self._nomem_poller: Any = None
         self.supported = bdev._supported
         self.cpl_ns = 0  # when the completions being delivered now were collected
+        self.traced = False
+        if _trace.group_on(_tp.GROUP_BDEV):
+            self.set_traced(True)
         if bdev.qos is not None and bdev.qos.active:
             self._set_blocked(BLOCK_QOS, True)
 
@@ -114,7 +119,15 @@ class BdevChannel:
             self.blocked |= flag
         else:
             self.blocked &= ~flag
-        self.slow = bool(self.blocked or self.split_check)
+        self.slow = bool(self.blocked or self.split_check or self.traced)
+
+    def set_traced(self, on: bool) -> None:
+        """Record BDEV_IO_START/DONE: swap in the traced submit and completion paths, so with
+        tracing off the I/O path runs exactly as without trace points (zero added cost)."""
+        self.traced = on
+        self.slow = bool(self.blocked or self.split_check or on)
+        self.drain = self._drain_traced if on else self._drain
+        self.finish = self._finish_traced if on else self._finish
 
     def new_io(self) -> BdevIO | None:
         global _io_allocated
@@ -153,6 +166,12 @@ class BdevChannel:
         return self._submit_slow(io)
 
     def _submit_slow(self, io: BdevIO) -> int:
+        if self.traced:
+            _trace.record(_tp.BDEV_IO_START, self.bdev.trace_id, id(io), io.nbytes, io.type,
+                          _trace.take_ctx(id(io.cb_arg)), io.offset_blocks, self.bdev.name.encode())
+        return self._submit_body(io)
+
+    def _submit_body(self, io: BdevIO) -> int:
         if io.type == RESET:
             self._start_reset(io)
             return 0
@@ -171,7 +190,7 @@ class BdevChannel:
         """Submit the I/O that waited for a reset (unless another reset froze us again)."""
         q = self.queued
         while q and not (self.blocked & BLOCK_RESET):
-            self._submit_slow(q.popleft())
+            self._submit_body(q.popleft())
 
     def qos_release(self, io: BdevIO) -> None:
         """QoS let ``io`` through (on this channel's thread)."""
@@ -359,6 +378,16 @@ class BdevChannel:
         self.outstanding -= done
         batch.clear()
         self._spare = batch
+
+    def _drain_traced(self) -> None:
+        tid = self.bdev.trace_id
+        for io in self.cq:
+            _trace.record(_tp.BDEV_IO_DONE, tid, id(io), 0, id(io.cb_arg))
+        self._drain()
+
+    def _finish_traced(self, io: BdevIO, now: int = 0) -> None:
+        _trace.record(_tp.BDEV_IO_DONE, self.bdev.trace_id, id(io), 0, id(io.cb_arg))
+        self._finish(io, now)
 
     def _finish(self, io: BdevIO, now: int = 0) -> None:
         """Deliver one completion (inline completions and the special stages)."""
@@ -724,6 +753,8 @@ def create_channel(bdev: Bdev, ioch: IoChannel) -> None:
     ch = BdevChannel(bdev, ioch)
     ioch.ctx = ch
     bdev._channels.add(ch)
+    if ch.traced:
+        _trace.record(_tp.BDEV_IOCH_CREATE, bdev.trace_id, 0, 0, ch.thread.id, s=bdev.name.encode())
 
 
 def destroy_channel(bdev: Bdev, ioch: IoChannel) -> None:

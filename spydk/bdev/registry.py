@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from spydk import notify
+from spydk import trace as _trace
 from spydk.bdev import channel
 from spydk.bdev.bdev import Bdev, BdevError, BdevEvent, EventCb, _Status, log, options
 from spydk.bdev.channel import create_channel, destroy_channel
@@ -19,6 +20,7 @@ from spydk.thread import (
     io_device_register,
     io_device_unregister,
 )
+from spydk.trace import tpoints as _tp
 
 _bdevs: dict[str, Bdev] = {}          # primary names, registration order
 _names: dict[str, Bdev] = {}          # names and aliases
@@ -229,3 +231,15 @@ def _reset_for_tests() -> None:
     _examine_waiters.clear()
     channel._reset_for_tests()
     options.__init__()  # type: ignore[misc]
+
+
+def _trace_changed() -> None:
+    """The bdev trace group went on or off: every channel swaps its submit/complete paths."""
+    on = _trace.group_on(_tp.GROUP_BDEV)
+    for b in _bdevs.values():
+        for ch in b._channels:
+            if ch.traced != on:
+                ch.set_traced(on)
+
+
+_trace.on_change(_trace_changed)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from crc32c import crc32c as _crc
 
+from spydk import trace as _trace
 from spydk.iscsi import spec
 from spydk.iscsi.conn_core import (
     _AHS_HDR,
@@ -40,6 +41,10 @@ from spydk.iscsi.session import (
 )
 from spydk.iscsi.spec import Opcode, RejectReason
 from spydk.scsi.task import ScsiStatus, ScsiTask
+from spydk.trace import tpoints as _tp
+
+_TRACE_ISCSI = False
+_trace.bind_flag(globals(), "_TRACE_ISCSI", _tp.GROUP_ISCSI)
 
 
 class CommandPhase(ConnectionCore):
@@ -135,6 +140,7 @@ class CommandPhase(ConnectionCore):
             if staged is not None:
                 self.pool.put(staged)
             self._reject(RejectReason.DATA_DIGEST_ERROR, pdu.header)
+            self.digest_errors += 1
             return self._fail("data digest error on SCSI command")
         if pdu.ahs:
             cdb = self._extended_cdb(pdu, cdb)
@@ -235,6 +241,8 @@ class CommandPhase(ConnectionCore):
                 self._busy_done(cmd)
             elif not cmd.write or cmd.received >= edtl:
                 cmd.delivered = True
+                if _TRACE_ISCSI:
+                    _trace.record(_tp.ISCSI_TASK_QUEUE, id(self), id(cmd.task), cmd.edtl, id(cmd))
                 self._events.append(cmd.ready)
             if s.deferred:
                 s.advance_deferred()
@@ -253,6 +261,8 @@ class CommandPhase(ConnectionCore):
             self._busy_done(cmd)
         elif not cmd.write or cmd.received >= cmd.edtl:
             cmd.delivered = True
+            if _TRACE_ISCSI:
+                _trace.record(_tp.ISCSI_TASK_QUEUE, id(self), id(cmd.task), cmd.edtl, id(cmd))
             self._events.append(cmd.ready)
 
     def _extended_cdb(self, pdu: Pdu, cdb: bytes) -> bytes | None:
@@ -290,6 +300,7 @@ class CommandPhase(ConnectionCore):
         (_, flags, _, _lun, itt, ttt, _esn, datasn, off) = spec.DATA_OUT.unpack_from(pdu.header)
         if not pdu.data_digest_ok:
             self._reject(RejectReason.DATA_DIGEST_ERROR, pdu.header)
+            self.digest_errors += 1
             return self._fail("data digest error on Data-Out")
         cmd = self._cmds.get(itt)
         if cmd is None or not cmd.write or cmd.delivered or cmd.buf is None:
@@ -323,12 +334,16 @@ class CommandPhase(ConnectionCore):
             self._send_r2ts(cmd)
         if cmd.received >= cmd.edtl and cmd.ordered:
             cmd.delivered = True
+            if _TRACE_ISCSI:
+                _trace.record(_tp.ISCSI_TASK_QUEUE, id(self), id(cmd.task), cmd.edtl, id(cmd))
             self._events.append(cmd.ready)
 
     def complete_task(self, task: ScsiTask) -> list[Buffer]:
         """The SCSI layer finished ``task``: queue Data-In/SCSI Response and return everything
         to send.  The task object is recycled: do not touch it afterwards."""
         cmd = task.ctx
+        if _TRACE_ISCSI:
+            _trace.record(_tp.ISCSI_TASK_DONE, id(self), id(task))
         if type(cmd) is not _Cmd or cmd.task is not task:
             raise LocalProtocolError("task does not belong to this connection")
         if self._cmds.pop(cmd.itt, None) is not cmd:

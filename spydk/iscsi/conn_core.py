@@ -258,6 +258,9 @@ class ConnectionCore:
         # full feature
         self._cmds: dict[int, _Cmd] = {}
         self._free: list[_Cmd] = []
+        # Failures counted where they end the connection (never on the I/O path): metrics.
+        self.digest_errors = 0
+        self.pdu_errors = 0
         self._staged: bytearray | None = None  # write buffer placed for the PDU being parsed
         self._ttt = 0
         self._text = TextCollector()
@@ -325,6 +328,9 @@ class ConnectionCore:
             try:
                 pdu = reader.next_pdu()
             except PduError as e:
+                self.pdu_errors += 1
+                if "digest" in e.reason:
+                    self.digest_errors += 1
                 if e.reject is not None and e.header and state is ConnState.FULL_FEATURE:
                     self._reject(e.reject, e.header)
                 elif state is not ConnState.FULL_FEATURE:

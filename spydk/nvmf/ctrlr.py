@@ -12,6 +12,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from spydk import keyring
+from spydk import trace as _trace
 from spydk.log import get_logger
 from spydk.nvme import spec
 from spydk.nvme.auth import dhchap
@@ -32,12 +33,15 @@ from spydk.nvmf import auth as nvmf_auth
 from spydk.nvmf import io as nvmf_io
 from spydk.nvmf import reservation_cmds as resv
 from spydk.nvmf.request import Qpair, Request
+from spydk.trace import tpoints as _tp
 
 if TYPE_CHECKING:
     from spydk.nvmf.subsystem import Namespace, Subsystem
     from spydk.nvmf.tgt import Target
 
 log = get_logger("nvmf")
+_TRACE_CTRLR = False
+_trace.bind_flag(globals(), "_TRACE_CTRLR", _tp.GROUP_NVMF_CTRLR)
 
 SCT_GENERIC = StatusCodeType.GENERIC
 SCT_SPECIFIC = StatusCodeType.COMMAND_SPECIFIC
@@ -101,6 +105,11 @@ def exec_request(tgt: Target, req: Request) -> None:
     qp = req.qpair
     qp.outstanding[req.cid] = req
     ctrlr = qp.ctrlr
+    if _TRACE_CTRLR:
+        # ctx: the transport's request is the same object (its id), the innermost started last
+        _trace.record(_tp.NVMF_CTRLR_IO_START, ctrlr.cntlid if ctrlr is not None else 0, id(req), req.length,
+                      req.opcode, id(req), req.nsid,
+                      ctrlr.subsys.nqn.rsplit(":", 1)[-1].encode() if ctrlr is not None else b"")
     if req.opcode == spec.FABRICS_OPCODE:
         fctype = req.sqe[4]
         if fctype == fab.FabricsCommandType.CONNECT:

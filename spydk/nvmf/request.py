@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from spydk import trace as _trace
+from spydk.trace import tpoints as _tp
+
 if TYPE_CHECKING:
     from spydk.nvmf.ctrlr import Controller
     from spydk.nvmf.subsystem import ListenAddress
@@ -16,6 +19,8 @@ Buffer = bytes | bytearray | memoryview
 
 # Status field values (CQE DW3 bits 31:17 shifted down, phase bit 0 left clear).
 STATUS_SUCCESS = 0
+_TRACE_CTRLR = False
+_trace.bind_flag(globals(), "_TRACE_CTRLR", _tp.GROUP_NVMF_CTRLR)
 
 
 class QpairOwner(Protocol):
@@ -54,6 +59,8 @@ class Request:
         """Send the completion (and read data) for this request."""
         qp = self.qpair
         qp.outstanding.pop(self.cid, None)
+        if _TRACE_CTRLR:
+            _trace.record(_tp.NVMF_CTRLR_IO_DONE, 0, id(self), 0, self.status)
         if self.status and qp.ctrlr is not None:
             qp.ctrlr.record_error(self)
         qp.owner.send_completion(self)

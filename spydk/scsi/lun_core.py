@@ -5,6 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from spydk import trace as _trace
 from spydk.scsi.backend import BlockBackend
 from spydk.scsi.errors import CheckCondition, ReservationConflict, illegal, invalid_field_in_cdb
 from spydk.scsi.inquiry import (
@@ -20,6 +21,10 @@ from spydk.scsi.spec import (
     sense,
 )
 from spydk.scsi.task import ScsiStatus, ScsiTask, TmfResponse
+from spydk.trace import tpoints as _tp
+
+_TRACE_SCSI = False
+_trace.bind_flag(globals(), "_TRACE_SCSI", _tp.GROUP_SCSI)
 
 if TYPE_CHECKING:  # avoids an import cycle
     from spydk.scsi.device import ScsiDevice
@@ -261,6 +266,8 @@ class LunCore:
         return list(self._ua.get(initiator_port, ()))
 
     def execute(self, task: ScsiTask) -> None:
+        if _TRACE_SCSI:
+            _trace.record(_tp.SCSI_TASK_START, self.id, id(task))
         cdb = task.cdb
         port = task.initiator_port
         self._tasks.add(task)
@@ -291,6 +298,8 @@ class LunCore:
     # ------------------------------------------------------------------ completion
 
     def _done(self, task: ScsiTask) -> None:
+        if _TRACE_SCSI:
+            _trace.record(_tp.SCSI_TASK_DONE, self.id, id(task), 0, task.status)
         self._tasks.discard(task)
         if task.aborted:
             task.status = ScsiStatus.TASK_ABORTED

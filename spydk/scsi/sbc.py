@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from spydk import trace as _trace
 from spydk.scsi.errors import CheckCondition, illegal, invalid_field_in_cdb
 from spydk.scsi.spec import (
     CDB6_RW,
@@ -47,6 +48,10 @@ from spydk.scsi.lun_core import (
     _short_data,
     _trim_iovs,
 )
+from spydk.trace import tpoints as _tp
+
+_TRACE_SCSI = False
+_trace.bind_flag(globals(), "_TRACE_SCSI", _tp.GROUP_SCSI)
 
 
 class BlockCommands(LunCore):
@@ -61,6 +66,8 @@ class BlockCommands(LunCore):
         if num > self.max_transfer_blocks:
             raise invalid_field_in_cdb()
         buf = memoryview(bytearray(num * self._bs))
+        if _TRACE_SCSI:
+            _trace.set_ctx(id(task))  # the bdev I/O started next belongs to this task
         self.backend.read(lba, num, [buf], lambda ok: self._read_done(task, buf, ok))
 
     def _read_done(self, task: ScsiTask, buf: memoryview, ok: bool) -> None:
@@ -133,6 +140,8 @@ class BlockCommands(LunCore):
                      fua: int) -> None:
         if not fua and not self.mode.wce and self.backend.write_cache:
             fua = 1  # write cache disabled through MODE SELECT: make every write durable
+        if _TRACE_SCSI:
+            _trace.set_ctx(id(task))
         self.backend.write(lba, num, iovs, lambda ok: self._write_done(task, lba, num, fua, ok))
 
     def _write_done(self, task: ScsiTask, lba: int, num: int, fua: int, ok: bool) -> None:

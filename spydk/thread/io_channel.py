@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from spydk import trace as _trace
 from spydk.thread.thread import Thread, get_thread, set_thread
+from spydk.trace import tpoints as _tp
+
+_TRACE_THREAD = False
+_trace.bind_flag(globals(), "_TRACE_THREAD", _tp.GROUP_THREAD)
 
 CreateCb = Callable[[Any, "IoChannel"], Any]
 DestroyCb = Callable[[Any, "IoChannel"], Any]
@@ -110,6 +115,8 @@ def get_io_channel(obj: Any) -> IoChannel:
     if ch is not None:
         ch.ref += 1
         ch.destroy_pending = False
+        if _TRACE_THREAD:
+            _trace.record(_tp.THREAD_IOCH_GET, a0=ch.ref, s=dev.name.encode())
         return ch
     if dev.unregistering:
         raise RuntimeError(f"io_device {dev.name} is being unregistered; no new channels")
@@ -122,6 +129,8 @@ def get_io_channel(obj: Any) -> IoChannel:
         del thread.io_channels[_key(obj)]
         del dev.channels[thread.id]
         raise
+    if _TRACE_THREAD:
+        _trace.record(_tp.THREAD_IOCH_GET, a0=ch.ref, s=dev.name.encode())
     return ch
 
 
@@ -133,6 +142,8 @@ def put_io_channel(ch: IoChannel) -> None:
     if get_thread() is not ch.thread:
         raise RuntimeError(f"{ch!r} must be released on its own thread")
     ch.ref -= 1
+    if _TRACE_THREAD:
+        _trace.record(_tp.THREAD_IOCH_PUT, a0=ch.ref, s=ch.device.name.encode())
     if ch.ref == 0 and not ch.destroy_pending:
         ch.destroy_pending = True
         ch.thread.send_msg(_destroy_channel, ch)

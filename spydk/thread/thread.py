@@ -15,7 +15,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from spydk import trace as _trace
 from spydk.log import get_logger
+from spydk.trace import tpoints as _tp
 
 if TYPE_CHECKING:
     from spydk.thread.io_channel import IoChannel
@@ -34,6 +36,15 @@ _ids = itertools.count(1)
 _poller_ids = itertools.count(1)
 
 _current: Thread | None = None
+_TRACE_THREAD = False
+_trace.bind_flag(globals(), "_TRACE_THREAD", _tp.GROUP_THREAD)
+
+
+def _current_id() -> int:
+    return _current.id if _current is not None else 0
+
+
+_trace.set_thread_getter(_current_id)
 
 
 def get_thread() -> Thread | None:
@@ -125,6 +136,8 @@ class Thread:
         self.critical_msg = None
         self.msg_failures = 0
         self._msg_failed_names: set[str] = set()
+        if _TRACE_THREAD:
+            _trace.record(_tp.THREAD_CREATE, self.id, a0=self.id, s=name.encode())
 
     # -- messages ---------------------------------------------------------------------
 
@@ -149,6 +162,8 @@ class Thread:
         if period_us < 0:
             raise ValueError("poller period must be >= 0 microseconds")
         p = Poller(self, fn, arg, period_us, name or str(getattr(fn, "__qualname__", "poller")))
+        if _TRACE_THREAD:
+            _trace.record(_tp.POLLER_REGISTER, self.id, a0=p.id, a1=period_us, s=p.name.encode())
         self._add_running(p)
         self.reactor.wake()
         return p
@@ -170,11 +185,15 @@ class Thread:
         if p.state in (PollerState.PAUSED, PollerState.PAUSING, PollerState.UNREGISTERED):
             return
         self._detach(p)
+        if _TRACE_THREAD:
+            _trace.record(_tp.POLLER_PAUSE, self.id, a0=p.id, s=p.name.encode())
         p.state = PollerState.PAUSED
         self._paused.append(p)
 
     def _resume_poller(self, p: Poller) -> None:
         if p.state is PollerState.PAUSED:
+            if _TRACE_THREAD:
+                _trace.record(_tp.POLLER_RESUME, self.id, a0=p.id, s=p.name.encode())
             self._paused.remove(p)
             self._add_running(p)
             self.reactor.wake()
@@ -182,6 +201,8 @@ class Thread:
     def _unregister_poller(self, p: Poller) -> None:
         if p.state is PollerState.UNREGISTERED:
             return
+        if _TRACE_THREAD:
+            _trace.record(_tp.POLLER_UNREGISTER, self.id, a0=p.id, s=p.name.encode())
         if p.state is PollerState.PAUSED:
             self._paused.remove(p)
         else:
@@ -319,6 +340,8 @@ class Thread:
         if self._timed_set or self._paused:
             return
         self.exited = True
+        if _TRACE_THREAD:
+            _trace.record(_tp.THREAD_EXIT, self.id, a0=self.id, s=self.name.encode())
         self.reactor._thread_exited(self)
         if self._exit_cb is not None:
             self._exit_cb()
@@ -331,6 +354,7 @@ class Thread:
         return active, timed, list(self._paused)
 
     def stats(self, now_ns: int) -> dict[str, Any]:
+        """One entry of thread_get_stats: exactly SPDK's members (spdk_top decodes strictly)."""
         elapsed = now_ns - self.created_ns
         active, timed, paused = self.pollers()
         return {
@@ -339,7 +363,6 @@ class Thread:
             "cpumask": format(self.cpumask, "x"),
             "busy": self.busy_ns,
             "idle": max(0, elapsed - self.busy_ns),
-            "in_interrupt": self.in_interrupt,
             "active_pollers_count": len(active),
             "timed_pollers_count": len(timed),
             "paused_pollers_count": len(paused),

@@ -22,16 +22,17 @@ import spydk
 # not import each other.
 LAYERS: dict[int, tuple[str, ...]] = {
     0: ("log", "notify", "sysio"),            # base: logging, notifications, Linux I/O syscalls
-    1: ("thread",),                           # reactor, threads, pollers, io_channels
-    2: ("rpc",),                              # JSON-RPC registry, server, client, `spydk rpc`
-    3: ("init",),                             # subsystem registry
-    4: ("bdev", "keyring"),                   # the generic block device layer; named keys
-    5: ("nvme", "scsi", "blob"),              # NVMe spec/codec/host driver; SCSI; blobstore
-    6: ("lvol",),                             # logical volumes on a blobstore
-    7: ("nvmf", "iscsi", "vhost", "nbd"),     # the protocol targets
-    8: ("modules",),                          # pluggable modules (bdev modules, ...)
-    9: ("apps",),                             # the applications (spydk tgt, bdevperf, ...)
-    10: ("testing",),                         # the public test harness (starts apps)
+    1: ("trace",),                            # trace points: thread, bdev, nvmf, iscsi record into it
+    2: ("thread",),                           # reactor, threads, pollers, io_channels
+    3: ("rpc",),                              # JSON-RPC registry, server, client, `spydk rpc`
+    4: ("init",),                             # subsystem registry
+    5: ("bdev", "keyring"),                   # the generic block device layer; named keys
+    6: ("nvme", "scsi", "blob"),              # NVMe spec/codec/host driver; SCSI; blobstore
+    7: ("lvol",),                             # logical volumes on a blobstore
+    8: ("nvmf", "iscsi", "vhost", "nbd"),     # the protocol targets
+    9: ("modules", "metrics"),                # pluggable modules (bdev modules, ...); Prometheus exporter
+    10: ("apps",),                            # the applications (spydk tgt, bdevperf, ...)
+    11: ("testing",),                         # the public test harness (starts apps)
 }
 RANK = {name: rank for rank, names in LAYERS.items() for name in names}
 ROOT = Path(spydk.__file__).parent

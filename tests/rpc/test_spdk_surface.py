@@ -39,6 +39,10 @@ OUR_METHODS = {
     **{m: "spydk's NBD network server, no SPDK counterpart" for m in (
         "nbd_server_listen", "nbd_server_stop_listen", "nbd_server_start_export",
         "nbd_server_stop_export", "nbd_server_get_exports", "nbd_server_get_listeners")},
+    # The built-in Prometheus endpoint (issue 16); SPDK has no exporter of its own.
+    "metrics_start_exporter": "Prometheus endpoint start, no SPDK counterpart",
+    "metrics_stop_exporter": "Prometheus endpoint stop, no SPDK counterpart",
+    "metrics_get_exporter": "Prometheus endpoint state, no SPDK counterpart",
 }
 
 # Every method the foundation, bdev, NVMe-oF and iSCSI issues (2, 3, 5, 6) ask for.

@@ -25,6 +25,7 @@ import struct
 import time
 from typing import TYPE_CHECKING, Any
 
+from spydk import trace as _trace
 from spydk.bdev import iobuf
 from spydk.log import NOTICE, get_logger
 from spydk.nvme import spec, tcp
@@ -36,6 +37,7 @@ from spydk.nvmf.request import Qpair, Request
 from spydk.nvmf.subsystem import ListenAddress, NvmfConfigError
 from spydk.nvmf.transport import Transport, TransportOptions, register_transport
 from spydk.thread.thread import get_thread, set_thread
+from spydk.trace import tpoints as _tp
 
 if TYPE_CHECKING:
     from spydk.nvmf.tgt import Target
@@ -66,6 +68,7 @@ _IO_UNPACK = _IO_SQE.unpack_from
 _FLAGS_SGL = 0x40  # PSDT 01b (SGL, contiguous MPTR), not fused
 _OPC_READ, _OPC_WRITE = 0x02, 0x01
 _CapsuleCommand = tcp.CapsuleCommand
+_FES_HEADER_DIGEST = 0x03  # NVMe/TCP FES: header digest error
 _H2CData = tcp.H2CData
 FABRICS = spec.FABRICS_OPCODE
 _FCTYPE_CONNECT = 0x01
@@ -73,6 +76,22 @@ CONNECT_DATA_LEN = 1024  # the Connect command's data is exactly this (NVMe over
 _ST_ABORTED = GenericStatus.ABORTED_BY_REQUEST << 1
 _CAPSULE_HDR = struct.Struct("<BBBBI")
 _now = time.monotonic_ns
+
+# Trace points. _TRACE_TCP: the nvmf_tcp group is on. _TRACE_PATH: nvmf_tcp or nvmf_ctrlr is
+# on, so commands leave the fast path for the general one, where every layer records them.
+# Both are tested once per receive batch on the fast path, per command on the general path.
+_TRACE_TCP = False
+_TRACE_PATH = False
+_trace.bind_flag(globals(), "_TRACE_TCP", _tp.GROUP_NVMF_TCP)
+
+
+def _trace_changed() -> None:
+    global _TRACE_PATH
+    _TRACE_PATH = _trace.group_on(_tp.GROUP_NVMF_TCP) or _trace.group_on(_tp.GROUP_NVMF_CTRLR)
+
+
+_trace.on_change(_trace_changed)
+_trace_changed()
 
 
 @register_transport
@@ -151,6 +170,9 @@ class TcpConnection(asyncio.BufferedProtocol):
         self.buf_wait: dict[int, tuple[Request, Any]] = {}
         self.closing = False
         self.in_batch = False
+        # Counted where they happen (error paths only): read by the metrics exporter.
+        self.digest_errors = 0
+        self.protocol_errors = 0
         self.flush_scheduled = False
         self.c2h_success = self.opts.c2h_success
         self.max_io = self.opts.max_io_size
@@ -193,6 +215,8 @@ class TcpConnection(asyncio.BufferedProtocol):
         tr.connections.add(self)
         self.tgt.qpair_opened(self.qp)
         self.thread = self.tgt.thread
+        if _TRACE_TCP:
+            _trace.record(_tp.TCP_QP_CREATE, id(self))
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # driven without an event loop (tests)
@@ -243,6 +267,8 @@ class TcpConnection(asyncio.BufferedProtocol):
         else:
             tr.per_listener.pop(self.listen_address, None)
         self.tr.connections.discard(self)
+        if _TRACE_TCP:
+            _trace.record(_tp.TCP_QP_DESTROY, id(self))
         prev = set_thread(self.thread) if self.thread is not None else get_thread()
         try:
             self.tgt.qpair_closed(self.qp)
@@ -294,6 +320,10 @@ class TcpConnection(asyncio.BufferedProtocol):
             if ctrlr is not None and qp.qid > 0 and not ctrlr.subsys.ana_reporting \
                     and not ctrlr.subsys.reservations_active and not ctrlr.subsys.masking:
                 nss = ctrlr.subsys.namespaces
+            if _TRACE_PATH:
+                nss = None
+                if _TRACE_TCP:
+                    _trace.record(_tp.TCP_READ_DONE, id(self), 0, 0, id(qp))
             max_io = self.max_io
             read_cb = self._read_cb
             write_cb = self._write_cb
@@ -440,6 +470,7 @@ class TcpConnection(asyncio.BufferedProtocol):
             if not self.tq.closed:  # bytes after the ICReq may already have ended the connection
                 self.out += self.tq.send_icresp(cpda=0, maxh2cdata=MAXH2CDATA)
         elif isinstance(ev, tcp.DataDigestError):
+            self.digest_errors += 1
             if ev.pdu_type == 4:
                 self.inflight += 1  # a command that arrived damaged: answered all the same
                 self._fail_cid(ev.cccid, _ST_TRANSIENT)
@@ -451,6 +482,9 @@ class TcpConnection(asyncio.BufferedProtocol):
             else:
                 self.r2t_bad.add(ev.ttag)
         elif isinstance(ev, tcp.ProtocolError):
+            self.protocol_errors += 1
+            if ev.fes == _FES_HEADER_DIGEST:
+                self.digest_errors += 1
             log.error("NVMe/TCP connection from %s: %s (FES %d); terminating it",
                       self.peer.get("traddr", "?"), ev.reason, ev.fes)
             self.out += ev.term_req
@@ -528,9 +562,13 @@ class TcpConnection(asyncio.BufferedProtocol):
                              f"CID {cid} reused while that command is outstanding", _capsule_header(ev))
             return
         req = Request(qp, sqe, cid, opc, flags, nsid, xfer, length, data)
+        if _TRACE_TCP:
+            _trace.record(_tp.TCP_REQ_NEW, id(self), id(req), length, id(qp))
         if xfer == 1 and data is None and length:
             # Ask for the data, received straight into a pooled buffer (once one is free).
             qp.outstanding[cid] = req
+            if _TRACE_TCP:
+                _trace.record(_tp.TCP_REQ_TX_H_TO_C, id(self), id(req), 0, id(qp))
             buf = self.tr.pool.get(length)
             if buf is None:
                 def got(b: memoryview, req: Request = req) -> None:
@@ -540,6 +578,8 @@ class TcpConnection(asyncio.BufferedProtocol):
                 return
             self._send_r2t(req, buf)
             return
+        if _TRACE_TCP:
+            self._trace_execute(req)
         nvmf_ctrlr.exec_request(self.tgt, req)
         if opc == FABRICS and qp.qid > 0 and self.tq.max_incapsule_data != self.opts.in_capsule_data_size:
             self.tq.max_incapsule_data = self.opts.in_capsule_data_size
@@ -600,7 +640,14 @@ class TcpConnection(asyncio.BufferedProtocol):
             self.r2t_bad.discard(ttag)
             req.io_done(_ST_TRANSIENT)
             return
+        if _TRACE_TCP:
+            self._trace_execute(req)
         nvmf_ctrlr.exec_request(self.tgt, req)
+
+    def _trace_execute(self, req: Request) -> None:
+        me, r, q = id(self), id(req), id(self.qp)
+        _trace.record(_tp.TCP_REQ_RDY_TO_EXECUTE, me, r, 0, q)
+        _trace.record(_tp.TCP_REQ_EXECUTING, me, r, 0, q)
 
     # -- send path -------------------------------------------------------------------------------
 
@@ -614,7 +661,12 @@ class TcpConnection(asyncio.BufferedProtocol):
         tq = self.tq
         qp = self.qp
         data = req.data
-        if req.xfer == 2 and data is not None and req.length and not req.status:
+        c2h = req.xfer == 2 and data is not None and req.length and not req.status
+        if _TRACE_TCP:
+            me, r, q = id(self), id(req), id(qp)
+            _trace.record(_tp.TCP_REQ_EXECUTED, me, r, 0, q)
+            _trace.record(_tp.TCP_REQ_TRANSFER_C2H if c2h else _tp.TCP_REQ_RDY_TO_COMPLETE, me, r, 0, q)
+        if c2h and data is not None:
             if self.c2h_success and not req.dw0 and not req.dw1:
                 self.out += tq.send_c2h_data(req.cid, 0, data, last=True, success=True)
             else:
@@ -632,6 +684,8 @@ class TcpConnection(asyncio.BufferedProtocol):
             req.ctx = None
             ctx.release()
         self.tgt.completed_nvme_io += 1
+        if _TRACE_TCP:
+            _trace.record(_tp.TCP_REQ_COMPLETED, id(self), id(req), 0, id(qp))
         if not self.in_batch and not self.flush_scheduled:
             self._schedule_flush()
 
@@ -671,6 +725,8 @@ class TcpConnection(asyncio.BufferedProtocol):
         if self.closing:
             return
         self.closing = True
+        if _TRACE_TCP:
+            _trace.record(_tp.TCP_QP_DISCONNECT, id(self))
         if self.transport is None:
             return
         if self.out:
