@@ -30,14 +30,25 @@ class _Trap(logging.Handler):
             raise LoggedTraceback(record.getMessage()) from record.exc_info[1]
 
 
-def install_trap() -> None:
-    """Make contained exceptions fatal (logging.raiseExceptions must stay on)."""
-    logging.raiseExceptions = True
+def install_trap() -> Callable[[], None]:
+    """Make contained exceptions fatal (logging.raiseExceptions must stay on); returns the
+    function that puts the "spydk" logger back as it was (tests share one process)."""
     root = logging.getLogger("spydk")
+    saved = (logging.raiseExceptions, root.level, root.propagate)
+    logging.raiseExceptions = True
+    trap = None
     if not any(isinstance(h, _Trap) for h in root.handlers):
-        root.addHandler(_Trap(logging.ERROR))
+        trap = _Trap(logging.ERROR)
+        root.addHandler(trap)
     root.setLevel(logging.ERROR)
     root.propagate = False
+
+    def remove() -> None:
+        if trap is not None:
+            root.removeHandler(trap)
+        logging.raiseExceptions, level, root.propagate = saved
+        root.setLevel(level)
+    return remove
 
 
 def _chunks(data: bytes, size: int) -> list[bytes]:

@@ -121,16 +121,18 @@ class Env:
 
 
 @pytest.fixture
-def env(rh: Any) -> Iterator[Env]:
+def env(rh: Any, request: pytest.FixtureRequest) -> Iterator[Env]:
     core._reset_for_tests()
     notify._reset_for_tests()
     pool.__init__()  # type: ignore[misc]
     malloc_module.count = 0
     if "test" not in _modules:
         register_module(test_module)
-    # These tests count every I/O a bdev sees: hide modules that read new bdevs on examine
-    # (lvol, raid look for their super blocks) when another test file has loaded them.
-    readers = {n: m for n, m in _modules.items() if m.has_examine_disk() and n != "test"}
+    # The bdev layer's own tests count every I/O a bdev sees: for them, hide modules that read
+    # new bdevs on examine (lvol, raid look for their super blocks) when another test file has
+    # loaded them. Module tests that reuse this fixture (raid, lvol) keep them.
+    own = request.path.parent.name == "bdev"
+    readers = {n: m for n, m in _modules.items() if own and m.has_examine_disk() and n != "test"}
     for n in readers:
         del _modules[n]
     try:

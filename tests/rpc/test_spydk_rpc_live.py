@@ -464,6 +464,66 @@ def test_nvmf_targets_and_masking_commands(tgt: TargetProcess, capsys: pytest.Ca
     assert c.json("nvmf_get_targets") == ["nvmf_tgt"]
 
 
+def test_nvme_host_vhost_virtio_trace_and_metrics_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           used: set[str]) -> None:
+    """The target attaches to its own NVMe/TCP listener (bdev_nvme) and to its own vhost-user
+    socket (bdev_virtio), so every one of these commands runs against a real peer."""
+    sockdir = tmp_path / "vhost"
+    sockdir.mkdir()
+    t = start_target(tmp_path / "t", extra_args=["-S", str(sockdir)])
+    try:
+        c = Cli(t.sock, capsys, used)
+        port = str(free_port())
+        c.out("bdev_nvme_set_options", "-k", "10000")
+        c.out("bdev_malloc_create", "-b", "M0", "8", "512")
+        c.out("bdev_malloc_create", "-b", "M1", "8", "512")
+        c.out("nvmf_create_transport", "-t", "TCP")
+        c.out("nvmf_create_subsystem", NQN, "-a", "-s", "SPDK0007")
+        # its own UUID: the attached namespace becomes a bdev in the same process
+        c.out("nvmf_subsystem_add_ns", NQN, "M0", "-u", "0f0e0d0c-0b0a-4908-8706-050403020100")
+        c.out("nvmf_subsystem_add_listener", NQN, "-t", "tcp", "-a", "127.0.0.1", "-s", port)
+        c.out("nvmf_subsystem_add_listener", "discovery", "-t", "tcp", "-a", "127.0.0.1", "-s", port)
+        assert c.out("bdev_nvme_attach_controller", "-b", "Nvme0", "-t", "tcp", "-a", "127.0.0.1",
+                     "-s", port, "-f", "ipv4", "-n", NQN).split() == ["Nvme0n1"]
+        assert c.json("bdev_nvme_get_controllers", "-n", "Nvme0")[0]["name"] == "Nvme0"
+        assert c.json("bdev_nvme_get_io_paths", "-n", "Nvme0n1")["poll_groups"] is not None
+        c.out("bdev_nvme_set_multipath_policy", "-b", "Nvme0n1", "-p", "active_passive")
+        c.out("bdev_nvme_reset_controller", "Nvme0")
+        c.out("bdev_nvme_start_discovery", "-b", "Disc", "-t", "tcp", "-a", "127.0.0.1", "-s", port, "-w")
+        assert isinstance(c.json("bdev_nvme_get_discovery_info"), list)
+        c.out("bdev_nvme_stop_discovery", "-b", "Disc")
+        c.out("bdev_nvme_detach_controller", "Nvme0")
+        # vhost, and the virtio initiator attached to our own blk controller
+        c.out("vhost_create_blk_controller", "vhost.0", "M1")
+        c.out("vhost_controller_set_coalescing", "vhost.0", "0", "0")
+        c.out("vhost_create_scsi_controller", "--delay", "vhost.1")
+        c.out("vhost_scsi_controller_add_target", "vhost.1", "0", "M0")
+        c.out("vhost_start_scsi_controller", "vhost.1")
+        assert {x["ctrlr"] for x in c.json("vhost_get_controllers")} == {"vhost.0", "vhost.1"}
+        c.out("vhost_scsi_controller_remove_target", "vhost.1", "0")
+        c.out("bdev_virtio_attach_controller", "-t", "user", "-a", str(sockdir / "vhost.0"), "-d", "blk", "Virtio0")
+        assert c.json("bdev_virtio_scsi_get_devices") == []
+        c.out("bdev_virtio_blk_set_hotplug", "-d")
+        c.out("bdev_virtio_detach_controller", "Virtio0")
+        c.out("vhost_delete_controller", "vhost.1")
+        c.out("vhost_delete_controller", "vhost.0")
+        # trace points, metrics, scheduler
+        c.out("trace_enable_tpoint_group", "bdev")
+        assert c.json("trace_get_tpoint_group_mask")["tpoint_group_mask"]
+        c.out("trace_set_tpoint_mask", "bdev", "0x1")
+        c.out("trace_clear_tpoint_mask", "bdev", "0x1")
+        assert isinstance(c.json("trace_get_info"), dict)
+        c.out("trace_disable_tpoint_group", "bdev")
+        c.out("trace_clear")
+        mport = str(free_port())
+        c.out("metrics_start_exporter", "-a", "127.0.0.1", "-p", mport)
+        assert str(c.json("metrics_get_exporter")).count(mport)
+        c.out("metrics_stop_exporter")
+        assert "scheduler_name" in c.json("framework_get_scheduler")
+    finally:
+        t.stop()
+
+
 # Areas with commands of their own add a test above that runs them through Cli (and so into
 # `used`); this check stays last in the module.
 def test_every_subcommand_ran_end_to_end(used: set[str]) -> None:
