@@ -22,6 +22,8 @@ def test_virtio_bdev_against_qsd(rh, qsd_target) -> None:  # type: ignore[no-unt
     data = os.urandom(1 << 20)
 
     async def go() -> None:
+        from spydk.thread import set_thread
+        set_thread(rh.thread)  # as the RPC dispatcher does for a coroutine handler
         b = await attach_blk("VirtioQsd0", str(qsd.socket_path), 1, 128)
         assert b.num_blocks * b.block_size == 16 << 20
         a = await AsyncDesc.open("VirtioQsd0", write=True)

@@ -373,12 +373,20 @@ async def attach_blk(name: str, path: str, vq_count: int = 1, vq_size: int = 512
     from spydk.bdev import get_bdev
     if get_bdev(name) is not None:
         raise BdevError(errno.EEXIST, f"bdev {name!r} already exists")
+    from spydk.thread import get_thread, set_thread
+    thread = get_thread()  # registration (and the examine it starts) belongs on the caller's thread
     dev = VirtioUserDev(name, path, vq_count, vq_size, DRIVER_FEATURES, BLK_CONFIG.size)
     info = await dev.connect()
+    resumed_on = get_thread()
+    if thread is not None:
+        set_thread(thread)  # a caller that awaits us outside the RPC dispatcher loses its thread
     try:
         bdev = VirtioBlkBdev(name, dev, info)
         register_bdev(bdev)
     except BaseException:
         dev.close()
         raise
+    finally:
+        if thread is not None:
+            set_thread(resumed_on)
     return bdev
