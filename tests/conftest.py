@@ -32,6 +32,15 @@ class ReactorHarness:
         self.run_until(lambda: True)
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_current_thread() -> Iterator[None]:
+    """A test that enters a spydk Thread by hand must not leave it current for the next test."""
+    from spydk.thread.thread import set_thread
+    prev = set_thread(None)
+    yield
+    set_thread(prev)
+
+
 @pytest.fixture
 def rh() -> Iterator[ReactorHarness]:
     loop = asyncio.new_event_loop()

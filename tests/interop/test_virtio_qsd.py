@@ -23,7 +23,13 @@ def test_virtio_bdev_against_qsd(rh, qsd_target) -> None:  # type: ignore[no-unt
 
     async def go() -> None:
         from spydk.thread import set_thread
-        set_thread(rh.thread)  # as the RPC dispatcher does for a coroutine handler
+        prev = set_thread(rh.thread)  # as the RPC dispatcher does for a coroutine handler
+        try:
+            await body()
+        finally:
+            set_thread(prev)
+
+    async def body() -> None:
         b = await attach_blk("VirtioQsd0", str(qsd.socket_path), 1, 128)
         assert b.num_blocks * b.block_size == 16 << 20
         a = await AsyncDesc.open("VirtioQsd0", write=True)
