@@ -123,27 +123,30 @@ def nvmf_controller(data: bytes) -> None:
     from tests.nvmf.conftest import Env
     from tests.nvmf.helpers import push_bytes
     env = Env()
-    adm, cntlid = env.admin()
-    io = env.io(cntlid)
-    links = (adm, io)
-    pos = 0
-    while pos + 67 <= len(data):
-        which = data[pos]
-        sqe = bytearray(data[pos + 1:pos + 65])
-        dlen = min(int.from_bytes(data[pos + 65:pos + 67], "little"), 8192)
-        payload = data[pos + 67:pos + 67 + dlen]
-        pos += 67 + dlen
-        if which & 2:  # keep the SQE's opcode but make its SGL describe the payload (more reach)
-            sqe[1] = (sqe[1] & 0x3F) | 0x40
-            sqe[24:40] = spec.build_sgl(0, len(payload), 0, 1) if payload else \
-                spec.build_sgl(0, int.from_bytes(sqe[32:36], "little") & 0x1FFFF, 5, 0xA)
-        lk = links[which & 1]
-        if lk.conn.closing:
-            continue
-        hdr = _CH.pack(4, 0, 72, 72 if payload else 0, 72 + len(payload))
-        push_bytes(lk.conn, hdr + bytes(sqe) + payload)
-        lk.ft.written.clear()
-    env.tgt.check_keep_alive(env.clock.now + 10**12)
+    try:
+        adm, cntlid = env.admin()
+        io = env.io(cntlid)
+        links = (adm, io)
+        pos = 0
+        while pos + 67 <= len(data):
+            which = data[pos]
+            sqe = bytearray(data[pos + 1:pos + 65])
+            dlen = min(int.from_bytes(data[pos + 65:pos + 67], "little"), 8192)
+            payload = data[pos + 67:pos + 67 + dlen]
+            pos += 67 + dlen
+            if which & 2:  # keep the SQE's opcode but make its SGL describe the payload (more reach)
+                sqe[1] = (sqe[1] & 0x3F) | 0x40
+                sqe[24:40] = spec.build_sgl(0, len(payload), 0, 1) if payload else \
+                    spec.build_sgl(0, int.from_bytes(sqe[32:36], "little") & 0x1FFFF, 5, 0xA)
+            lk = links[which & 1]
+            if lk.conn.closing:
+                continue
+            hdr = _CH.pack(4, 0, 72, 72 if payload else 0, 72 + len(payload))
+            push_bytes(lk.conn, hdr + bytes(sqe) + payload)
+            lk.ft.written.clear()
+        env.tgt.check_keep_alive(env.clock.now + 10**12)
+    finally:
+        env.close()  # as the hosts' sockets would close: the shared buffer pool gets its buffers back
 
 
 # ---------------------------------------------------------------------------------------------

@@ -83,9 +83,20 @@ class Env:
         self.subsys.listeners.append(Listener(ADDR))
         self.backend = MemoryBackend()
         self.subsys.add_namespace("Mem0", self.backend, nsid=1)
+        self.links: list[Link] = []
 
     def link(self, **kw: bool) -> Link:
-        return Link(self.tr, TestHost(**kw))
+        lk = Link(self.tr, TestHost(**kw))
+        self.links.append(lk)
+        return lk
+
+    def close(self) -> None:
+        """The hosts go away: each connection still up is lost, as a real socket's would be,
+        so what it holds of the process-wide buffer pool (buffers, waits) goes back."""
+        for lk in self.links:
+            if lk.conn.transport is not None:
+                lk.conn.connection_lost(None)
+        self.links.clear()
 
     def admin(self, **kw: bool) -> tuple[Link, int]:
         """An enabled admin queue; returns the link and the controller ID."""
@@ -105,4 +116,6 @@ class Env:
 
 @pytest.fixture
 def env() -> Iterator[Env]:
-    yield Env()
+    e = Env()
+    yield e
+    e.close()
