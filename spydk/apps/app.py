@@ -37,6 +37,8 @@ from spydk.rpc.errors import RpcError
 from spydk.rpc.registry import State
 from spydk.rpc.server import DEFAULT_SOCKET, Dispatcher, RpcServer, SocketInUse
 from spydk.thread import Reactor, Thread, init_reactor
+from spydk.thread.cores import Worker, WorkerSet
+from spydk.thread.link import LinkClosed
 from spydk.thread.thread import set_thread
 
 log = spydk_log.get_logger("app")
@@ -78,6 +80,7 @@ class AppOptions:
     num_trace_entries: int = 32768
     metrics: str | None = None                    # --metrics ADDR:PORT: serve Prometheus metrics
     metrics_allow_remote: bool = False            # --metrics-allow-remote: bind a non-loopback ADDR
+    workers: WorkerSet | None = None              # worker reactors forked for the other cores of -m
 
 
 def default_config() -> dict[str, Any]:
@@ -253,6 +256,12 @@ class App:
         self.thread = self.reactor.create_thread("app_thread", self.opts.cpumask)
         self.subsystems = select_subsystems(self.opts.subsystems)
         try:
+            if self.opts.workers is not None:
+                try:
+                    await asyncio.wait_for(self.opts.workers.attach(self.loop, self.run_on_app_thread,
+                                                                    self._worker_lost), timeout=10)
+                except (LinkClosed, TimeoutError) as e:
+                    raise StartupError(f"a worker reactor did not start: {e or 'no answer in 10 s'}") from None
             configs = self._load_config()
             if self.server is not None:
                 try:
@@ -279,8 +288,10 @@ class App:
             await self._teardown()
             raise StartupError(str(e)) from None
         where = f"RPC at {self.opts.rpc_socket}" if self.opts.rpc_socket else "no RPC server"
-        spydk_log.notice(log, "%s started (pid %d, %s, state %s, %s mode)", self.opts.name, self.pid, where,
-                         self.state.value, "poll" if self.opts.poll else "event")
+        cores = f"core {self.opts.lcore}" + "".join(f", worker on core {w.core} (pid {w.pid})"
+                                                     for w in self.opts.workers or ())
+        spydk_log.notice(log, "%s started (pid %d, %s, state %s, %s mode, %s)", self.opts.name, self.pid, where,
+                         self.state.value, "poll" if self.opts.poll else "event", cores)
 
     def _load_config(self) -> list[SubsystemConfig]:
         if self.opts.json_config:
@@ -378,6 +389,13 @@ class App:
             self.server.stop_accepting()
         self._shutdown_task = self.loop.create_task(self._teardown())
 
+    def _worker_lost(self, w: Worker, why: str) -> None:
+        # A reactor's threads, channels and connections died with its process; what remains
+        # cannot serve them, so the app goes down (exit code 1) rather than limp on.
+        log.error("%s exited (%s, exit status %s): stopping the app", w.describe(), why, w.exit_status)
+        self.exit_code = 1
+        self.shutdown(f"{w.describe()} exited")
+
     async def wait_shutdown(self) -> None:
         assert self._shutdown_done is not None
         await self._shutdown_done.wait()
@@ -403,6 +421,8 @@ class App:
         if self.server is not None:
             await self.server.close()
             self.server = None
+        if self.opts.workers is not None:
+            await self.opts.workers.stop()
         if self.thread is not None and not self.thread.exited:
             exited = asyncio.Event()
             self.thread.exit(exited.set)

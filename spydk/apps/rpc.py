@@ -16,7 +16,8 @@ from spydk.rpc import errors
 from spydk.rpc.errors import RpcError, invalid_params
 from spydk.rpc.registry import RpcContext, State, all_methods, rpc_method
 from spydk.rpc.schema import Param
-from spydk.thread import TICK_RATE, Reactor
+from spydk.thread import TICK_RATE, Reactor, get_reactor
+from spydk.thread.cores import register_op, workers
 from spydk.thread.io_channel import io_devices
 
 ANY = State.STARTUP | State.RUNTIME
@@ -92,24 +93,25 @@ def framework_get_config(ctx: RpcContext, name: str, with_batches: bool = False)
     return s.config(ctx.app)
 
 
-@rpc_method("framework_get_reactors")
-def framework_get_reactors(ctx: RpcContext) -> dict[str, Any]:
-    """Busy/idle time and lightweight threads of each reactor (one per process)."""
-    r = _reactor(ctx)
-    return {"tick_rate": TICK_RATE, "pid": os.getpid(), "reactors": [r.stats()]}
+def _fan_out(op: str) -> Any:
+    """The answers of every worker reactor to ``op`` (none on a single-core app)."""
+    ws = workers()
+    if ws is None:
+        return _no_workers()
+    return ws.call_all(op)
 
 
-@rpc_method("framework_get_scheduler")
-def framework_get_scheduler(ctx: RpcContext) -> dict[str, Any]:
-    """The thread scheduler: "static" (threads stay where they were created), as SPDK's default."""
-    return {"scheduler_name": "static", "scheduler_period": 1_000_000}
+async def _no_workers() -> list[Any]:
+    return []
 
 
-@rpc_method("thread_get_stats")
-def thread_get_stats(ctx: RpcContext) -> dict[str, Any]:
-    """Busy/idle time and poller counts of each thread."""
+def reactor_stats(reactor: Reactor) -> dict[str, Any]:
+    return reactor.stats()
+
+
+def threads_stats(reactor: Reactor) -> list[dict[str, Any]]:
     now = time.monotonic_ns()
-    return {"tick_rate": TICK_RATE, "threads": [t.stats(now) for t in _reactor(ctx).threads]}
+    return [t.stats(now) for t in reactor.threads]
 
 
 def _poller_json(p: Any, state: str) -> dict[str, Any]:
@@ -120,11 +122,9 @@ def _poller_json(p: Any, state: str) -> dict[str, Any]:
     return d
 
 
-@rpc_method("thread_get_pollers")
-def thread_get_pollers(ctx: RpcContext) -> dict[str, Any]:
-    """Active, timed and paused pollers of each thread with their run and busy counts."""
+def pollers_json(reactor: Reactor) -> list[dict[str, Any]]:
     threads = []
-    for t in _reactor(ctx).threads:
+    for t in reactor.threads:
         active, timed, paused = t.pollers()
         threads.append({
             "name": t.name, "id": t.id,
@@ -132,26 +132,71 @@ def thread_get_pollers(ctx: RpcContext) -> dict[str, Any]:
             "timed_pollers": [_poller_json(p, "waiting") for p in timed],
             "paused_pollers": [_poller_json(p, "paused") for p in paused],
         })
-    return {"tick_rate": TICK_RATE, "threads": threads}
+    return threads
 
 
-@rpc_method("thread_get_io_channels")
-def thread_get_io_channels(ctx: RpcContext) -> dict[str, Any]:
-    """The io_channels each thread holds, with their reference counts."""
+def io_channels_json(reactor: Reactor) -> list[dict[str, Any]]:
     by_thread: dict[int, list[dict[str, Any]]] = {}
     for dev in io_devices():
         for tid, ch in dev.channels.items():
             by_thread.setdefault(tid, []).append({"name": dev.name, "ref": ch.ref})
-    return {"tick_rate": TICK_RATE,
-            "threads": [{"name": t.name, "id": t.id, "io_channels": by_thread.get(t.id, [])}
-                        for t in _reactor(ctx).threads]}
+    return [{"name": t.name, "id": t.id, "io_channels": by_thread.get(t.id, [])} for t in reactor.threads]
+
+
+# What a worker reactor answers when main fans a stats RPC out (run on its reactor_<core> Thread).
+register_op("reactor_stats", lambda *, fds: reactor_stats(get_reactor()))
+register_op("thread_stats", lambda *, fds: threads_stats(get_reactor()))
+register_op("thread_pollers", lambda *, fds: pollers_json(get_reactor()))
+register_op("thread_io_channels", lambda *, fds: io_channels_json(get_reactor()))
+register_op("set_poll_mode", lambda enabled, *, fds: get_reactor().set_poll_mode(enabled))
+
+
+@rpc_method("framework_get_reactors")
+async def framework_get_reactors(ctx: RpcContext) -> dict[str, Any]:
+    """Busy/idle time and lightweight threads of each reactor (one per core, each a process)."""
+    r = _reactor(ctx)
+    others = await _fan_out("reactor_stats")
+    return {"tick_rate": TICK_RATE, "pid": os.getpid(), "reactors": [r.stats(), *others]}
+
+
+@rpc_method("framework_get_scheduler")
+def framework_get_scheduler(ctx: RpcContext) -> dict[str, Any]:
+    """The thread scheduler: "static" (threads stay where they were created), as SPDK's default."""
+    return {"scheduler_name": "static", "scheduler_period": 1_000_000}
+
+
+@rpc_method("thread_get_stats")
+async def thread_get_stats(ctx: RpcContext) -> dict[str, Any]:
+    """Busy/idle time and poller counts of each thread, on every reactor."""
+    mine = threads_stats(_reactor(ctx))
+    others = await _fan_out("thread_stats")
+    return {"tick_rate": TICK_RATE, "threads": [*mine, *(t for o in others for t in o)]}
+
+
+@rpc_method("thread_get_pollers")
+async def thread_get_pollers(ctx: RpcContext) -> dict[str, Any]:
+    """Active, timed and paused pollers of each thread, on every reactor, with run and busy counts."""
+    mine = pollers_json(_reactor(ctx))
+    others = await _fan_out("thread_pollers")
+    return {"tick_rate": TICK_RATE, "threads": [*mine, *(t for o in others for t in o)]}
+
+
+@rpc_method("thread_get_io_channels")
+async def thread_get_io_channels(ctx: RpcContext) -> dict[str, Any]:
+    """The io_channels each thread holds (on every reactor), with their reference counts."""
+    mine = io_channels_json(_reactor(ctx))
+    others = await _fan_out("thread_io_channels")
+    return {"tick_rate": TICK_RATE, "threads": [*mine, *(t for o in others for t in o)]}
 
 
 @rpc_method("spydk_set_poll_mode", [Param("enabled", "boolean", required=True)], states=ANY)
-def spydk_set_poll_mode(ctx: RpcContext, enabled: bool) -> bool:
+async def spydk_set_poll_mode(ctx: RpcContext, enabled: bool) -> bool:
     """spydk only: busy-poll the reactor (lower latency, one core at 100%) or go back to events."""
     _reactor(ctx).set_poll_mode(enabled)
     ctx.app.opts.poll = enabled
+    ws = workers()
+    if ws is not None:
+        await ws.call_all("set_poll_mode", enabled)
     return True
 
 
