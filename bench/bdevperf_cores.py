@@ -62,7 +62,7 @@ def main() -> int:
                 iops = run([*cmd, *common, *masks[n]], timeout=a.time * 4 + 60)
                 best[(name, n)] = max(best.get((name, n), 0.0), iops)
     print(f"bdevperf malloc 4 KiB randread QD128, {a.time:g} s, best of {a.rounds}, "
-          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}")
+          f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}")
     print(f"{'':8} {'-m 0x1 IOPS':>14} {'-m 0x3 -C IOPS':>16} {'ratio':>7}")
     ratios = {}
     for name in impls:

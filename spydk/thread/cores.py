@@ -42,9 +42,17 @@ STOP_TIMEOUT_S = 5.0
 _ops: dict[str, Handler] = {}
 
 
-def register_op(name: str, fn: Handler) -> Handler:
-    """Make ``fn(*args, fds=[...])`` callable from the other reactors as ``name``."""
+_inline_ops: set[str] = set()
+
+
+def register_op(name: str, fn: Handler, *, inline: bool = False) -> Handler:
+    """Make ``fn(*args, fds=[...])`` callable from the other reactors as ``name``.
+
+    ``inline``: run it in the link's read callback (no Thread current, no task): for ops that
+    only route a message on, as ``thread_msg`` does."""
     _ops[name] = fn
+    if inline:
+        _inline_ops.add(name)
     return fn
 
 
@@ -132,7 +140,8 @@ class WorkerSet:
         def lost_cb(w: Worker) -> Callable[[str], None]:
             return lambda why: self._lost(w, why, on_lost)
         for w in self.workers:
-            w.link = Link(w.sock, loop, _ops, name=f"core {w.core}", run=run, on_close=lost_cb(w))
+            w.link = Link(w.sock, loop, _ops, name=f"core {w.core}", run=run, on_close=lost_cb(w),
+                          inline=_inline_ops)
         await asyncio.gather(*(w.link.call("ready") for w in self.workers if w.link is not None))
 
     def _lost(self, w: Worker, why: str, on_lost: Callable[[Worker, str], None]) -> None:
@@ -229,6 +238,81 @@ def worker_core() -> int | None:
 WorkerBody = Callable[[int, socket.socket], int]
 
 
+def link_to(core: int) -> Link:
+    """The link that reaches the reactor of ``core`` (a worker's own link to main reaches every
+    other core too: main relays). Raises LinkClosed naming the core when there is none."""
+    if _workers is not None:
+        w = _workers.by_core(core)
+        if w is not None and w.link is not None:
+            return w.link
+    elif _main_link is not None and core != _worker_core:
+        return _main_link
+    raise LinkClosed(f"no reactor on core {core} is reachable from this one")
+
+
+@dataclass(frozen=True)
+class RemoteThread:
+    """A spydk Thread on another reactor. ``send_msg(fn, *args)`` runs ``fn(*args)`` on it, in
+    order with the other messages sent to it from here; ``fn`` must be a module-level function
+    (it crosses by name), ``args`` picklable. Messages of one loop turn leave in one batch."""
+    core: int
+    id: int
+    name: str = ""
+
+    def send_msg(self, fn: Callable[..., Any], *args: Any) -> None:
+        link_to(self.core).notify("thread_msg", self.core, self.id, fn, args)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Like send_msg, with a future of fn's result (or of its error)."""
+        return link_to(self.core).call("thread_call", self.core, self.id, fn, args)
+
+
+def _thread_msg(core: int, tid: int, fn: Callable[..., Any], args: tuple[Any, ...], *, fds: list[int]) -> None:
+    if core != _here():   # main relays messages between workers
+        link_to(core).notify("thread_msg", core, tid, fn, args)
+        return
+    _local_thread(core, tid).send_msg(fn, *args)
+
+
+def _thread_call(core: int, tid: int, fn: Callable[..., Any], args: tuple[Any, ...], *,
+                 fds: list[int]) -> asyncio.Future[Any]:
+    if core != _here():
+        return link_to(core).call("thread_call", core, tid, fn, args)
+    from spydk.thread.reactor import get_reactor
+    return get_reactor().call_on(_local_thread(core, tid), fn, *args)
+
+
+def _here() -> int:
+    if _worker_core is not None:
+        return _worker_core
+    from spydk.thread.reactor import get_reactor
+    return get_reactor().lcore
+
+
+def _local_thread(core: int, tid: int) -> Any:
+    from spydk.thread.reactor import get_reactor
+    t = get_reactor().thread_by_id(tid)
+    if t is None or t.exited:
+        raise LookupError(f"thread {tid} on core {core} has exited (or never existed); "
+                          f"thread_get_stats lists the live ones")
+    return t
+
+
+def _thread_list(*, fds: list[int]) -> list[tuple[int, str]]:
+    from spydk.thread.reactor import get_reactor
+    return [(t.id, t.name) for t in get_reactor().threads if not t.exited]
+
+
+register_op("thread_msg", _thread_msg, inline=True)
+register_op("thread_call", _thread_call, inline=True)
+register_op("thread_list", _thread_list)
+
+
+async def remote_threads(core: int) -> list[RemoteThread]:
+    """The live Threads of the reactor on ``core``."""
+    return [RemoteThread(core, tid, name) for tid, name in await link_to(core).call("thread_list")]
+
+
 def spawn_workers(cores: list[int], body: WorkerBody) -> WorkerSet:
     """Fork one process per core; the child runs ``body(core, sock)`` and exits with its code.
 
@@ -277,5 +361,6 @@ def serve_worker(core: int, sock: socket.socket, loop: asyncio.AbstractEventLoop
 
     register_op("ready", ready)
     register_op("stop", stop)
-    _main_link = Link(sock, loop, _ops, name="main", run=run, on_close=lambda why: on_stop())
+    _main_link = Link(sock, loop, _ops, name="main", run=run, on_close=lambda why: on_stop(),
+                      inline=_inline_ops)
     return _main_link

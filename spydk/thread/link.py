@@ -61,13 +61,14 @@ class Link:
 
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, ops: dict[str, Handler],
                  *, name: str = "link", run: Runner = _run_inline,
-                 on_close: Callable[[str], None] | None = None):
+                 on_close: Callable[[str], None] | None = None, inline: frozenset[str] | set[str] = frozenset()):
         sock.setblocking(False)
         self.sock = sock
         self.loop = loop
         self.ops = ops
         self.name = name
         self._run = run
+        self._inline = inline   # ops cheap and safe to run right in the read callback (no task)
         self._on_close = on_close
         self._enc = FrameEncoder()
         self._dec = FrameDecoder()
@@ -216,7 +217,23 @@ class Link:
             else:
                 log.error("%s", msg)
             return
-        task = asyncio.ensure_future(self._run(lambda: fn(*args, fds=fds)), loop=self.loop)
+        if op in self._inline:
+            try:
+                res = fn(*args, fds=fds)
+            except Exception as e:
+                if kind == KIND_CALL:
+                    self._queue(KIND_ERROR, cid, pickle.dumps(f"{op}: {e}"), ())
+                else:
+                    log.error("%s: operation %s failed: %s", self.name, op, e)
+                return
+            if kind != KIND_CALL:
+                return
+            if not inspect.isawaitable(res):
+                self._queue(KIND_REPLY, cid, pickle.dumps(res, pickle.HIGHEST_PROTOCOL), ())
+                return
+            task = asyncio.ensure_future(res, loop=self.loop)
+        else:
+            task = asyncio.ensure_future(self._run(lambda: fn(*args, fds=fds)), loop=self.loop)
         self._tasks.add(task)
         task.add_done_callback(lambda t: self._done(t, kind, cid, op))
 
