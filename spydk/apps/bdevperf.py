@@ -17,7 +17,6 @@ import asyncio
 import gc
 import itertools
 import random
-import signal
 import struct
 import sys
 import time
@@ -509,6 +508,13 @@ async def _run_on_worker(args: argparse.Namespace, specs: list[tuple[str, int, i
     reactor = get_reactor()
     thread = get_thread()
     assert thread is not None
+    examined: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def examine_done() -> None:
+        if not examined.done():
+            examined.set_result(True)
+    thread.send_msg(wait_for_examine, examine_done)
+    await examined
     runner = Runner(args, reactor, thread)
     jobs = runner.make_jobs(specs)
     cpu, wall = await runner.run_jobs(jobs)
@@ -585,47 +591,6 @@ def perform_tests(ctx: RpcContext, **params: Any) -> Any:
 # -- main ---------------------------------------------------------------------------------
 
 
-def _worker_body(args: argparse.Namespace) -> Any:
-    """What a bdevperf worker process runs: an App of its own (bdev subsystem, the same
-    -c config: every reactor has its own copy of the bdevs), serving the link to main."""
-    def body(core: int, sock: Any) -> int:
-        from spydk.apps.app import App, AppOptions
-        from spydk.apps.worker import ID_SHIFT, new_loop
-        from spydk.thread.cores import serve_worker
-        from spydk.thread.thread import start_ids_at
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        start_ids_at(core << ID_SHIFT)
-        loop = new_loop()
-        asyncio.set_event_loop(loop)
-        app = App(AppOptions(name=f"bdevperf_core{core}", rpc_socket=None, json_config=args.config,
-                             subsystems=("bdev",), cpumask=1 << core, lcore=core))
-
-        async def serve() -> int:
-            await app.start()
-            examined: asyncio.Future[bool] = loop.create_future()
-            assert app.thread is not None
-
-            def examine_done() -> None:
-                if not examined.done():
-                    examined.set_result(True)
-            app.thread.send_msg(wait_for_examine, examine_done)
-            await examined
-            done = asyncio.Event()
-            link = serve_worker(core, sock, loop, app.run_on_app_thread, done.set)
-            await done.wait()
-            await asyncio.sleep(0)
-            link.flush()
-            app.shutdown()
-            await app.wait_shutdown()
-            link.close()
-            return app.exit_code
-        try:
-            return loop.run_until_complete(serve())
-        finally:
-            loop.close()
-    return body
-
-
 async def amain(args: argparse.Namespace, ws: Any = None) -> int:
     from spydk.apps.app import App, AppOptions, StartupError
     opts = AppOptions(name="bdevperf", rpc_socket=args.rpc_socket if args.wait_for_tests else None,
@@ -693,7 +658,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A reactor process per extra core, forked before any loop exists (see spydk.thread.cores).
         from spydk.apps.plugins import load_plugins
         load_plugins()
-        ws = cores.spawn_workers(args.cpumask[1:], _worker_body(args))
+        from spydk.apps.worker import worker_main
+        # Replica reactors: the bdevs of -c are created on main and repeated on each (malloc
+        # memory shared), as a multi-core target does.
+        ws = cores.spawn_workers(args.cpumask[1:], lambda core, sock: worker_main(core, sock, False, ("bdev",),
+                                                                                  "bdevperf"))
     cores.pin_to_core(args.cpumask[0])
     loop: asyncio.AbstractEventLoop
     try:

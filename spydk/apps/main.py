@@ -147,8 +147,9 @@ def run_target(cmd: str, argv: Sequence[str]) -> int:
         from spydk.apps.plugins import load_plugins
         from spydk.apps.worker import worker_main
         load_plugins()
-        poll = args.poll
-        opts.workers = cores.spawn_workers(others, lambda core, sock: worker_main(core, sock, poll))
+        poll, subsystems, name = args.poll, APP_SUBSYSTEMS[cmd], APP_NAMES[cmd]
+        opts.workers = cores.spawn_workers(others, lambda core, sock: worker_main(core, sock, poll, subsystems,
+                                                                                 name))
     cores.pin_to_core(lcore)
 
     def say_what_is_exported() -> None:

@@ -1,29 +1,32 @@
 """The body of a worker reactor process (one per extra core of ``-m``).
 
 Forked by ``spydk.thread.cores.spawn_workers`` before the main process creates its loop.
-The worker runs its own Reactor with one Thread, ``reactor_<core>``, serves the operations
-registered with ``register_op`` (they run on that Thread), and ends when main says "stop"
-or its link closes. It ignores SIGINT/SIGTERM: the main process decides when reactors stop
-(and the kernel kills the worker if main dies: PR_SET_PDEATHSIG).
+The worker runs a *replica* App: its own Reactor and one Thread, ``reactor_<core>``, the
+same subsystems as main, no RPC socket and no config file of its own. Its state comes from
+main: every replicated RPC (``spydk.rpc.replica``) main applies is repeated here, in order
+(op ``rpc_replica``), and main's framework init is too (op ``replica_start_init``). It serves
+the operations registered with ``register_op`` (run on that Thread) and ends when main says
+"stop" or its link closes. It ignores SIGINT/SIGTERM: the main process decides when
+reactors stop (and the kernel kills the worker if main dies: PR_SET_PDEATHSIG).
 """
 from __future__ import annotations
 
 import asyncio
-import inspect
 import signal
 import socket
-from collections.abc import Callable
 from typing import Any
 
 from spydk import log as spydk_log
-from spydk.thread import Reactor, Thread, init_reactor
-from spydk.thread.cores import serve_worker
+from spydk.rpc.replica import replication_of
+from spydk.thread.cores import register_op, serve_worker
 from spydk.thread.thread import start_ids_at
 
 log = spydk_log.get_logger("app")
 
 # Thread and poller ids of the worker on core c start at c << ID_SHIFT: unique per app.
 ID_SHIFT = 20
+
+_app: Any = None   # the replica App of this worker process
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -35,45 +38,56 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def make_runner(reactor: Reactor, thread: Thread) -> Callable[[Callable[[], Any]], Any]:
-    async def run(fn: Callable[[], Any]) -> Any:
-        from spydk.apps.app import on_thread
-        res = await reactor.call_on(thread, fn)
-        if inspect.isawaitable(res):
-            res = await on_thread(res, thread)
-        return res
-    return run
-
-
-def worker_main(core: int, sock: socket.socket, poll: bool = False) -> int:
+def worker_main(core: int, sock: socket.socket, poll: bool = False,
+                subsystems: tuple[str, ...] | None = None, name: str = "spydk_tgt") -> int:
+    from spydk.apps.app import App, AppOptions
+    global _app
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     start_ids_at(core << ID_SHIFT)
     loop = new_loop()
     asyncio.set_event_loop(loop)
-    reactor = init_reactor(loop, poll_mode=poll, lcore=core)
-    thread = reactor.create_thread(f"reactor_{core}", 1 << core)
-    done = asyncio.Event()
-    link = serve_worker(core, sock, loop, make_runner(reactor, thread), done.set)
+    app = _app = App(AppOptions(name=f"{name}_core{core}", rpc_socket=None, wait_for_rpc=True,
+                                subsystems=subsystems, poll=poll, lcore=core, cpumask=1 << core,
+                                thread_name=f"reactor_{core}", replica=True))
 
-    async def serve() -> None:
+    async def serve() -> int:
+        await app.start()
+        done = asyncio.Event()
+        link = serve_worker(core, sock, loop, app.run_on_app_thread, done.set)
         await done.wait()
         await asyncio.sleep(0)   # let the answer to "stop" be queued, then send it
         link.flush()
-        exited = asyncio.Event()
-        thread.exit(exited.set)
-        try:
-            await asyncio.wait_for(exited.wait(), timeout=2)
-        except TimeoutError:
-            log.warning("reactor_%d still holds io_channels or pollers at exit", core)
-        reactor.stop()
+        app.shutdown()
+        await app.wait_shutdown()
         link.close()
+        code: int = app.exit_code
+        return code
 
     try:
-        loop.run_until_complete(serve())
+        return loop.run_until_complete(serve())
     finally:
         spydk_log.flush()
         loop.close()
-    return 0
 
 
-__all__ = ["worker_main"]
+async def _rpc_replica(method: str, params: Any, *, fds: list[int]) -> Any:
+    """Repeat a config-changing RPC main applied (on this worker's reactor_<core> Thread)."""
+    if _app is None:
+        raise RuntimeError("not a worker reactor")
+    r = replication_of(method)
+    if r is not None and r.adopt is not None:
+        r.adopt(params, fds)
+    return await _app.dispatcher.call(method, params)
+
+
+async def _replica_start_init(*, fds: list[int]) -> bool:
+    if _app is None:
+        raise RuntimeError("not a worker reactor")
+    await _app.start_init()
+    return True
+
+
+register_op("rpc_replica", _rpc_replica)
+register_op("replica_start_init", _replica_start_init)
+
+__all__ = ["ID_SHIFT", "new_loop", "worker_main"]

@@ -18,6 +18,7 @@ from spydk.bdev.registry import get_bdev
 from spydk.init.subsystem import Subsystem, register_subsystem
 from spydk.rpc import STARTUP, AppContext, Param, RpcContext, RpcError, rpc_method
 from spydk.rpc.errors import invalid_params, not_found
+from spydk.rpc.replica import replicated
 from spydk.thread import TICK_RATE, get_thread
 
 RESET_MODES = ("all", "maxmin", "error", "none")
@@ -300,3 +301,19 @@ register_subsystem(Subsystem("bdev", init=bdev_subsystem_init, fini=bdev_subsyst
                              config=bdev_subsystem_config))
 
 __all__ = ["Histogram", "bdev_info", "bdev_subsystem_config", "lookup", "rpc_error", "unregister_future"]
+
+
+# -- several cores: which bdev RPCs every reactor repeats (spydk.rpc.replica) -----------------
+
+def same_bdev_on_every_reactor(params: Any, result: Any) -> tuple[Any, list[int]]:
+    """A create's params as the worker reactors repeat them: the name and UUID main chose, so
+    the bdev is the same object (same identity on every reactor)."""
+    b = get_bdev(result) if isinstance(result, str) else None
+    out = dict(params or {})
+    if b is not None:
+        out["name"] = b.name
+        out["uuid"] = str(b.uuid)
+    return out, []
+
+
+replicated("bdev_set_options")
