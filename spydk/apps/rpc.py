@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import time
@@ -159,10 +160,80 @@ async def framework_get_reactors(ctx: RpcContext) -> dict[str, Any]:
     return {"tick_rate": TICK_RATE, "pid": os.getpid(), "reactors": [r.stats(), *others]}
 
 
+_scheduler = {"scheduler_name": "static", "scheduler_period": 1_000_000}
+
+
 @rpc_method("framework_get_scheduler")
 def framework_get_scheduler(ctx: RpcContext) -> dict[str, Any]:
     """The thread scheduler: "static" (threads stay where they were created), as SPDK's default."""
-    return {"scheduler_name": "static", "scheduler_period": 1_000_000}
+    return dict(_scheduler)
+
+
+@rpc_method("framework_set_scheduler", [Param("name", "string", required=True), Param("period", "uint64"),
+                                        Param("load_limit", "uint8"), Param("core_limit", "uint8"),
+                                        Param("core_busy", "uint8"), Param("mappings", "string")], states=ANY)
+def framework_set_scheduler(ctx: RpcContext, name: str, period: int | None = None, **tuning: Any) -> bool:
+    """Select the thread scheduler: "static" only (spydk threads never move between reactor processes)."""
+    if name != "static":
+        raise invalid_params(f"scheduler {name!r} is not available: spydk has the \"static\" scheduler only "
+                             f"(a thread's state lives in its reactor's process, so threads do not move)")
+    if tuning:
+        raise invalid_params(f"{', '.join(sorted(tuning))}: options of the dynamic/gscheduler schedulers, "
+                             f"which spydk does not have")
+    if period is not None:
+        if period < 1:
+            raise invalid_params("parameter 'period' must be at least 1 microsecond")
+        _scheduler["scheduler_period"] = period
+    return True
+
+
+def _set_cpumask(tid: int, mask: int) -> bool:
+    t = get_reactor().thread_by_id(tid)
+    if t is None:
+        raise RpcError(-errno.ENOENT, f"thread {tid} does not exist (thread_get_stats lists the threads)")
+    core = get_reactor().lcore
+    if not mask >> core & 1:
+        raise invalid_params(f"thread {tid} ({t.name}) lives on core {core}, in that reactor's process: "
+                             f"a cpumask without core {core} would move it, which spydk threads cannot do")
+    t.cpumask = mask
+    return True
+
+
+register_op("thread_set_cpumask", lambda tid, mask, *, fds: _set_cpumask(tid, mask))
+
+
+@rpc_method("thread_set_cpumask", [Param("id", "uint64", required=True), Param("cpumask", "string", required=True)])
+async def thread_set_cpumask(ctx: RpcContext, id: int, cpumask: str) -> bool:
+    """Set a thread's cpumask (it must keep the thread's own core: threads stay on their reactor)."""
+    try:
+        mask = int(cpumask, 16) if not cpumask.startswith("[") else \
+            sum(1 << c for c in _core_list(cpumask))
+    except ValueError:
+        raise invalid_params(f"cpumask {cpumask!r} is neither a hex mask (0x3) nor a core list ([0,1])") from None
+    app_mask = 1 << ctx.app.opts.lcore
+    ws = workers()
+    for w in ws or ():
+        app_mask |= 1 << w.core
+    if not mask or mask & ~app_mask:
+        raise invalid_params(f"cpumask {cpumask} is not within the app's cores ({app_mask:#x})")
+    from spydk.apps.worker import ID_SHIFT
+    core = id >> ID_SHIFT
+    w = ws.by_core(core) if ws is not None and core else None
+    if w is not None and w.link is not None:
+        try:
+            result: bool = await w.link.call("thread_set_cpumask", id, mask)
+        except Exception as e:
+            raise invalid_params(str(e).split(": ", 1)[-1]) from None
+        return result
+    return _set_cpumask(id, mask)
+
+
+def _core_list(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.strip("[]").split(","):
+        lo, _, hi = part.partition("-")
+        out += range(int(lo), int(hi or lo) + 1)
+    return out
 
 
 @rpc_method("thread_get_stats")

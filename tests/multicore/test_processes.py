@@ -54,6 +54,12 @@ def test_two_reactors_pinned_reported_and_stopped_in_order(tmp_path):
         ids = [th["id"] for th in t.client.call("thread_get_pollers")["threads"]]
         assert len(set(ids)) == 2
         assert len(t.client.call("thread_get_io_channels")["threads"]) == 2
+        wid = next(th["id"] for th in t.client.call("thread_get_stats")["threads"] if th["name"] == "reactor_1")
+        assert t.client.call("thread_set_cpumask", {"id": wid, "cpumask": "0x3"}) is True
+        moved = t.rpc("thread_set_cpumask", "-i", str(wid), "-m", "0x1", check=False)
+        assert moved.returncode != 0 and "lives on core 1" in moved.stderr + moved.stdout
+        bad = t.rpc("framework_set_scheduler", "dynamic", check=False)
+        assert bad.returncode != 0 and "static" in bad.stderr + bad.stdout
         assert t.client.call("spdk_kill_instance", {"sig_name": "SIGTERM"}) is True
         assert t.wait(30) == 0
         assert _gone(worker)
