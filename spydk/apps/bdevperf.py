@@ -3,8 +3,8 @@
     spydk bdevperf -c bdev.json -q 128 -o 4096 -w randread -t 5
 
 Flags follow SPDK's bdevperf. Each job is one bdev on one lightweight thread (one per core
-of -m; with -C every core runs a job on every bdev). spydk runs one reactor per process,
-so the threads of a multi-core mask share one OS core. Without -z no RPC server is
+of -m; with -C every core runs a job on every bdev, on its own slice of it). Each core of -m
+is a reactor process pinned to that core; a core's jobs run on its reactor. Without -z no RPC server is
 started; with -z the app waits for the perform_tests RPC and runs once per call.
 
 Latency is measured by the bdev layer's timestamps: from submission to the moment the
