@@ -25,6 +25,22 @@ def bdev_facts(name: str) -> tuple[str, bytes] | None:
     return str(b.uuid), bytes(b.mem[:16]) if hasattr(b, "mem") else b""
 
 
+def read_twice(name: str) -> bool:
+    from spydk.bdev import open_ext
+    desc = open_ext(name, False, lambda *a: None)
+    ch = desc.get_io_channel()
+    left = [2]
+
+    def done(io, ok, arg):
+        left[0] -= 1
+        if not left[0]:
+            desc.put_io_channel(ch)
+            desc.close()
+    for _ in range(2):
+        assert desc.read_blocks(ch, memoryview(bytearray(512)), 0, 1, done, None) == 0
+    return True
+
+
 def _with_app(body):
     allowed = sorted(os.sched_getaffinity(0))
     main_core, other = allowed[0], allowed[1]
@@ -90,3 +106,23 @@ def test_save_config_of_a_multicore_target_replays_to_the_same(tmp_path):
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
     bdevs = [e for s in second["subsystems"] if s["subsystem"] == "bdev" for e in s["config"]]
     assert {e["params"].get("name") for e in bdevs if e["method"].endswith("_create")} == {"M0", "N0"}
+
+
+def test_iostat_sums_every_reactor():
+    async def body(app, core):
+        (t,) = [t for t in await cores.remote_threads(core) if t.name == f"reactor_{core}"]
+        await app.dispatcher.call("bdev_malloc_create", {"name": "M0", "block_size": 512, "num_blocks": 64})
+        await app.dispatcher.call("bdev_wait_for_examine", {})
+        await asyncio.sleep(0.2)   # the worker's examine reads (counted too) finish
+        before = (await app.dispatcher.call("bdev_get_iostat", {"name": "M0"}))["bdevs"][0]
+        assert await t.call(read_twice, "M0")
+        for _ in range(100):
+            st = (await app.dispatcher.call("bdev_get_iostat", {"name": "M0"}))["bdevs"][0]
+            if st["num_read_ops"] - before["num_read_ops"] == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert st["num_read_ops"] - before["num_read_ops"] == 2
+        assert st["bytes_read"] - before["bytes_read"] == 1024
+        per = (await app.dispatcher.call("bdev_get_iostat", {"name": "M0", "per_channel": True}))["bdevs"][0]
+        assert isinstance(per["channels"], list)   # open channels of every reactor (none open here)
+    _with_app(body)
