@@ -294,6 +294,9 @@ class App:
         where = f"RPC at {self.opts.rpc_socket}" if self.opts.rpc_socket else "no RPC server"
         cores = f"core {self.opts.lcore}" + "".join(f", worker on core {w.core} (pid {w.pid})"
                                                      for w in self.opts.workers or ())
+        if self.opts.replica:   # main reports the app once it is up, naming its workers
+            log.debug("worker reactor %s started (pid %d)", self.opts.name, self.pid)
+            return
         spydk_log.notice(log, "%s started (pid %d, %s, state %s, %s mode, %s)", self.opts.name, self.pid, where,
                          self.state.value, "poll" if self.opts.poll else "event", cores)
 
