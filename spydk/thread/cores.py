@@ -31,6 +31,7 @@ from typing import Any
 
 from spydk.log import get_logger
 from spydk.thread.link import Handler, Link, LinkClosed, Runner
+from spydk.thread.reactor import get_reactor
 
 log = get_logger("thread")
 
@@ -278,19 +279,16 @@ def _thread_call(core: int, tid: int, fn: Callable[..., Any], args: tuple[Any, .
                  fds: list[int]) -> asyncio.Future[Any]:
     if core != _here():
         return link_to(core).call("thread_call", core, tid, fn, args)
-    from spydk.thread.reactor import get_reactor
     return get_reactor().call_on(_local_thread(core, tid), fn, *args)
 
 
 def _here() -> int:
     if _worker_core is not None:
         return _worker_core
-    from spydk.thread.reactor import get_reactor
     return get_reactor().lcore
 
 
 def _local_thread(core: int, tid: int) -> Any:
-    from spydk.thread.reactor import get_reactor
     t = get_reactor().thread_by_id(tid)
     if t is None or t.exited:
         raise LookupError(f"thread {tid} on core {core} has exited (or never existed); "
@@ -299,7 +297,6 @@ def _local_thread(core: int, tid: int) -> Any:
 
 
 def _thread_list(*, fds: list[int]) -> list[tuple[int, str]]:
-    from spydk.thread.reactor import get_reactor
     return [(t.id, t.name) for t in get_reactor().threads if not t.exited]
 
 

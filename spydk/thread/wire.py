@@ -84,8 +84,20 @@ class FrameDecoder:
         buf = self._buf
         pos = 0
         n = len(buf)
+        view = memoryview(buf)   # payloads are copied once, out of the view (no bytearray slice)
+        try:
+            pos = self._frames(view, n, out)
+        finally:
+            view.release()
+        if pos:
+            del buf[:pos]
+        return out
+
+    def _frames(self, buf: memoryview, n: int, out: list[Frame]) -> int:
+        pos = 0
+        unpack = HEADER.unpack_from
         while n - pos >= HEADER.size:
-            length, call_id, kind, nfds = HEADER.unpack_from(buf, pos)
+            length, call_id, kind, nfds = unpack(buf, pos)
             if kind not in KINDS:
                 raise WireError(f"frame kind {kind} at offset {pos} is unknown (stream corrupt)")
             if length > MAX_PAYLOAD or nfds > MAX_FDS:
@@ -100,6 +112,4 @@ class FrameDecoder:
             fds = [self._fds.popleft() for _ in range(nfds)]
             out.append(Frame(kind, call_id, bytes(buf[pos + HEADER.size:end]), fds))
             pos = end
-        if pos:
-            del buf[:pos]
-        return out
+        return pos
