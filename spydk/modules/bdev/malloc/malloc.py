@@ -133,6 +133,11 @@ class MallocBdev(Bdev):
                 raise
         else:
             self._map = _disk_memory(block_size * num_blocks)
+        if self._memfd >= 0 and block_size * num_blocks <= _mem_available() // 2:
+            try:   # map every page now (shared memory gets no huge pages): no faults on the I/O path
+                self._map.madvise(MADV_POPULATE_WRITE)
+            except OSError:
+                pass
         self.mem = memoryview(self._map)
         self.io_device = module.io_device()
         self._shift = block_size.bit_length() - 1
