@@ -298,6 +298,7 @@ class Job:
             self.ch = None
         if self.desc is not None:
             self.desc.close()
+            self.desc = None
 
     # -- results ----------------------------------------------------------------------------
 
@@ -417,8 +418,13 @@ class Runner:
                 b = get_bdev(n)
                 if b is not None and b.histogram is None:
                     b.enable_histogram(True)
-        for j in jobs:
-            await self.reactor.call_on(j.thread, j.setup)
+        try:
+            for j in jobs:
+                await self.reactor.call_on(j.thread, j.setup)
+        except BaseException:
+            for j in jobs:   # close what the failed set-up opened, or shutdown waits for it
+                await self.reactor.call_on(j.thread, j.teardown)
+            raise
         # Move the set-up's objects out of the collector's way: a full collection over
         # them would show up as a multi-millisecond latency spike.
         gc.collect()
