@@ -41,3 +41,16 @@ def test_a_bdev_too_small_for_its_slices_is_named(tmp_path):
     r = _bdevperf(tmp_path, "-q", "8", "-w", "randread", "-m", "0x3", "-C", "-o", str(4 << 20))
     assert r.returncode == 1
     assert "smaller than one I/O" in r.stderr
+
+
+def test_a_bdev_that_lives_on_main_only_is_refused_on_a_worker_by_name(tmp_path):
+    cfg = tmp_path / "ee.json"
+    cfg.write_text(json.dumps({"subsystems": [{"subsystem": "bdev", "config": [
+        {"method": "bdev_malloc_create", "params": {"name": "M0", "num_blocks": 8192, "block_size": 512}},
+        {"method": "bdev_error_create", "params": {"base_name": "M0"}}]}]}))
+    r = subprocess.run([sys.executable, "-m", "spydk.apps.main", "bdevperf", "-c", str(cfg), "-o", "4096", "-t", "1",
+                        "-q", "8", "-w", "randread", "-m", "0x3", "-C", "-T", "EE_M0"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "bdev 'EE_M0' does not exist on the reactor of core 1" in r.stderr
+    assert "main reactor only" in r.stderr
