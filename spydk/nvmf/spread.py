@@ -32,6 +32,7 @@ with ``send`` works, so tests run a main Target and a worker Target in one proce
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 from collections.abc import Callable, Sequence
@@ -40,13 +41,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from spydk.log import get_logger
 from spydk.nvme import spec, tcp
+from spydk.nvme.spec import AnaState
 from spydk.nvmf import io as nvmf_io
 from spydk.nvmf import reservation_cmds as resv
 from spydk.nvmf.request import Qpair, Request
-from spydk.nvmf.subsystem import ListenAddress
+from spydk.nvmf.subsystem import ListenAddress, Listener, Subsystem
 
 if TYPE_CHECKING:
-    from spydk.nvmf.subsystem import Namespace, Subsystem
+    from spydk.nvmf.io import NamespaceBackend
+    from spydk.nvmf.subsystem import Namespace
     from spydk.nvmf.tgt import Target
     from spydk.nvmf.transports.tcp import TcpConnection
 
@@ -95,6 +98,64 @@ class IoQueueHandoff:
 
 
 # --------------------------------------------------------------------------------------------
+# Replicas: what a reactor needs of a subsystem to run its I/O queues
+# --------------------------------------------------------------------------------------------
+
+
+def replica_spec(tgt: Target, s: Subsystem) -> Message:
+    """The parts of ``s`` (and the TCP transport) an I/O queue reads, as JSON values."""
+    tr = tgt.transports.get("TCP")
+    return {
+        "transport": tr.opts.to_json() if tr is not None else {},
+        "nqn": s.nqn, "serial_number": s.serial_number, "model_number": s.model_number,
+        "max_namespaces": s.max_namespaces_set, "allow_any_host": s.allow_any_host,
+        "ana_reporting": s.ana_reporting, "min_cntlid": s.min_cntlid, "max_cntlid": s.max_cntlid,
+        "hosts": list(s.hosts),
+        "namespaces": [{"nsid": n.nsid, "bdev_name": n.bdev_name, "uuid": n.uuid.hex(), "nguid": n.nguid.hex(),
+                        "eui64": n.eui64.hex(), "anagrpid": n.anagrpid, "auto_visible": n.auto_visible,
+                        "hosts": sorted(n.hosts)} for n in sorted(s.namespaces.values(), key=lambda n: n.nsid)],
+        "listeners": [{"address": lst.address.to_json(), "default_state": int(lst.default_state),
+                       "ana_states": {str(g): int(st) for g, st in sorted(lst.ana_states.items())},
+                       "secure_channel": lst.secure_channel} for lst in s.listeners],
+    }
+
+
+def apply_replica(tgt: Target, sp: Message, open_backend: Callable[[str], NamespaceBackend]) -> Subsystem:
+    """Create or update this reactor's replica of a subsystem from ``replica_spec``'s output.
+    Nothing listens here: the listeners only answer ANA questions. Raises NvmfConfigError or
+    the backend's error when a namespace's bdev cannot be opened here."""
+    from spydk.nvmf.transport import TransportOptions
+    from spydk.nvmf.transports.tcp import TcpTransport
+    if "TCP" not in tgt.transports:
+        tgt.add_transport(TcpTransport(tgt, TransportOptions(**sp["transport"])))
+    s = tgt.subsystems.get(sp["nqn"])
+    if s is None:
+        s = Subsystem(sp["nqn"], serial_number=sp["serial_number"], model_number=sp["model_number"],
+                      max_namespaces=sp["max_namespaces"], allow_any_host=sp["allow_any_host"],
+                      ana_reporting=sp["ana_reporting"], min_cntlid=sp["min_cntlid"], max_cntlid=sp["max_cntlid"])
+        tgt.add_subsystem(s)
+    s.allow_any_host = sp["allow_any_host"]
+    s.ana_reporting = sp["ana_reporting"]
+    s.hosts = list(sp["hosts"])
+    want = {n["nsid"]: n for n in sp["namespaces"]}
+    for nsid in [k for k, ns in s.namespaces.items() if k not in want or ns.bdev_name != want[k]["bdev_name"]]:
+        s.remove_namespace(nsid).backend.close()
+    for nsid, n in want.items():
+        ns = s.namespaces.get(nsid)
+        if ns is None:
+            ns = s.add_namespace(n["bdev_name"], open_backend(n["bdev_name"]), nsid=nsid,
+                                 nguid=bytes.fromhex(n["nguid"]), eui64=bytes.fromhex(n["eui64"]),
+                                 uuid=bytes.fromhex(n["uuid"]), anagrpid=n["anagrpid"],
+                                 auto_visible=n["auto_visible"])
+        ns.hosts = set(n["hosts"])
+    s.masking = any(not n.auto_visible for n in s.namespaces.values())
+    s.listeners = [Listener(ListenAddress(**lst["address"]),
+                            {int(g): AnaState(v) for g, v in lst["ana_states"].items()},
+                            AnaState(lst["default_state"]), lst["secure_channel"]) for lst in sp["listeners"]]
+    return s
+
+
+# --------------------------------------------------------------------------------------------
 # Main reactor
 # --------------------------------------------------------------------------------------------
 
@@ -140,10 +201,15 @@ class Spreader:
     come in through ``on_message(peer_index, msg)``."""
 
     def __init__(self, tgt: Target, peers: Sequence[Channel],
-                 take_socket: Callable[[TcpConnection], list[int] | None] = dup_socket):
+                 take_socket: Callable[[TcpConnection], list[int] | None] = dup_socket,
+                 share_bdev: Callable[[str], tuple[Message, list[int]] | None] | None = None):
         self.tgt = tgt
         self.peers = list(peers)
         self.take_socket = take_socket
+        # A bdev's memory for another process (descriptors the caller keeps), or None when the
+        # other reactor opens the bdev by name itself.
+        self.share_bdev = share_bdev
+        self.sent_specs: dict[tuple[int, str], str] = {}  # (peer, nqn) -> replica last sent
         self.next = 0
         self.next_token = 1
         self.remote: dict[int, Qpair] = {}  # token -> placeholder in its controller's io_qpairs
@@ -190,15 +256,55 @@ class Spreader:
         ctrlr.io_qpairs[qp.qid] = ph
         self.remote[token] = ph
         subsys.on_reservations_changed = self._resv_changed
+        subsys.on_replica_changed = self._replica_changed
         self.tgt.io_qpairs -= 1  # counted by the reactor that runs it
         conn.moved()
+        msg = ho.to_msg()
+        self._add_replica(i - 1, subsys, msg, fds)
         try:
-            self.peers[i - 1].send(ho.to_msg(), fds)
+            self.peers[i - 1].send(msg, fds)
         finally:
             for fd in fds:
                 os.close(fd)  # the channel passed (or copied) it
         self.placed[i] += 1
         return True
+
+    def _add_replica(self, peer: int, subsys: Subsystem, msg: Message, fds: list[int],
+                     force: bool = False) -> bool:
+        """Put the subsystem's replica in ``msg`` unless ``peer`` has this one already."""
+        sp = replica_spec(self.tgt, subsys)
+        key = (peer, subsys.nqn)
+        js = json.dumps(sp, sort_keys=True)
+        if self.sent_specs.get(key) == js:
+            return False
+        self.sent_specs[key] = js
+        bdevs = []
+        if self.share_bdev is not None:
+            for n in sp["namespaces"]:
+                got = self.share_bdev(n["bdev_name"])
+                if got is not None:
+                    info, bfds = got
+                    bdevs.append({**info, "fds": list(range(len(fds), len(fds) + len(bfds)))})
+                    fds.extend(os.dup(fd) for fd in bfds)
+        msg["replica"] = sp
+        msg["bdevs"] = bdevs
+        return True
+
+    def _replica_changed(self, subsys: Subsystem) -> None:
+        """A namespace or ANA state of ``subsys`` changed: reactors that hold a replica follow."""
+        for peer, nqn in list(self.sent_specs):
+            if nqn != subsys.nqn:
+                continue
+            if subsys.nqn not in self.tgt.subsystems:
+                continue
+            msg: Message = {"op": "replica"}
+            fds: list[int] = []
+            if self._add_replica(peer, subsys, msg, fds):
+                try:
+                    self.peers[peer].send(msg, fds)
+                finally:
+                    for fd in fds:
+                        os.close(fd)
 
     def _resv_changed(self, subsys: Subsystem) -> None:
         msg = {"op": "resv_active", "subnqn": subsys.nqn, "active": subsys.reservations_active}
@@ -298,22 +404,41 @@ class IoQueueHost:
     ``connect_accepted_socket``, then ``conn.resumed()``)."""
 
     def __init__(self, tgt: Target, to_main: Channel,
-                 attach: Callable[[TcpConnection, Sequence[int]], None] | None = None):
+                 attach: Callable[[TcpConnection, Sequence[int]], None] | None = None,
+                 open_backend: Callable[[str], NamespaceBackend] | None = None,
+                 attach_bdev: Callable[[Message, list[int]], None] | None = None):
         self.tgt = tgt
         self.to_main = to_main
         self.attach = attach or attach_socket
+        self.open_backend = open_backend or _bdev_backend
+        # Makes a bdev shared by the main reactor usable here (its descriptors are the
+        # callee's); None: bdevs are opened by name.
+        self.attach_bdev = attach_bdev
         self.queues: dict[int, TcpConnection] = {}
         self.forwarded: dict[tuple[int, int], Request] = {}
         self.adopted = 0
 
     def on_message(self, msg: Message, fds: Sequence[int] = ()) -> None:
         op = msg.get("op")
+        fds = list(fds)
+        if "replica" in msg:
+            err = self._replica(msg, fds)
+            if err and op == "ioq_adopt":
+                ho = IoQueueHandoff.from_msg(msg)
+                log.error("I/O queue %d of controller %d of %s handed to this reactor: %s; closing it",
+                          ho.qid, ho.cntlid, ho.subnqn, err)
+                for fd in fds:
+                    os.close(fd)
+                self.to_main.send({"op": "ioq_closed", "token": ho.token})
+                return
         if op == "ioq_adopt":
             self._adopt(IoQueueHandoff.from_msg(msg), fds)
             return
         for fd in fds:  # only ioq_adopt carries one
             os.close(fd)
-        if op == "ioq_disconnect":
+        if op == "replica":
+            pass
+        elif op == "ioq_disconnect":
             conn = self.queues.get(msg["token"])
             if conn is not None:
                 conn.disconnect(msg.get("reason", "controller state changed"))
@@ -335,6 +460,33 @@ class IoQueueHost:
             req.io_done(msg["status"])
         else:
             log.error("the main reactor sent an unknown NVMe-oF message %r; ignored", op)
+
+    def _replica(self, msg: Message, fds: list[int]) -> str:
+        """Apply a subsystem replica (and attach the bdevs it shares); takes the bdevs'
+        descriptors out of ``fds``. Returns an error message, or ""."""
+        from spydk.nvmf.subsystem import NvmfConfigError
+        used: set[int] = set()
+        err = ""
+        for b in msg.get("bdevs", ()):
+            mine = [fds[i] for i in b["fds"]]
+            used.update(b["fds"])
+            if self.attach_bdev is None:
+                for fd in mine:
+                    os.close(fd)
+                continue
+            try:
+                self.attach_bdev(b, mine)
+            except Exception as e:  # noqa: BLE001 - reported, the queue is refused
+                err = err or f"bdev {b.get('name')} cannot be attached here: {e}"
+        keep = [fd for i, fd in enumerate(fds) if i not in used]
+        fds[:] = keep
+        if err:
+            return err
+        try:
+            apply_replica(self.tgt, msg["replica"], self.open_backend)
+        except (NvmfConfigError, Exception) as e:  # noqa: BLE001 - the bdev layer's errors too
+            return f"its subsystem cannot be replicated here: {e}"
+        return ""
 
     def _adopt(self, ho: IoQueueHandoff, fds: Sequence[int]) -> None:
         from spydk.nvmf.transports.tcp import TcpConnection, TcpTransport
@@ -383,6 +535,11 @@ class IoQueueHost:
         self.to_main.send({"op": "ioq_closed", "token": rc.token, "reads": rc.reads, "writes": rc.writes,
                            "read_units": rc.read_units, "write_units": rc.write_units,
                            "errors": rc.errors})
+
+
+def _bdev_backend(name: str) -> NamespaceBackend:
+    from spydk.nvmf.bdev_ns import BdevBackend
+    return BdevBackend(name)
 
 
 def attach_socket(conn: TcpConnection, fds: Sequence[int]) -> None:

@@ -273,6 +273,9 @@ class Subsystem:
         # True while any namespace has a registrant: I/O then takes the checked path.
         self.reservations_active = False
         self.on_reservations_changed: Callable[[Subsystem], None] | None = None
+        # Called after a namespace, its hosts or an ANA state changed: replicas on other
+        # reactors follow (spread.py).
+        self.on_replica_changed: Callable[[Subsystem], None] | None = None
         # True while a namespace is hidden from some hosts: I/O then takes the checked path.
         self.masking = False
 
@@ -408,6 +411,8 @@ class Subsystem:
                 c.namespace_changed(nsid)
         for cb in list(self.ns_change_listeners):
             cb(self, nsid)
+        if self.on_replica_changed is not None:
+            self.on_replica_changed(self)
 
     # -- listeners ----------------------------------------------------------------------------
 
@@ -438,6 +443,8 @@ class Subsystem:
         for c in list(self.controllers.values()):
             if c.listen_address == addr:
                 c.ana_changed()
+        if self.on_replica_changed is not None:
+            self.on_replica_changed(self)
 
     def ana_groups(self) -> list[int]:
         return sorted({ns.anagrpid for ns in self.namespaces.values()})

@@ -14,10 +14,9 @@ from spydk.nvme import spec, tcp
 from spydk.nvme.spec import NvmOpcode
 from spydk.nvme.spec import fabrics as fab
 from spydk.nvmf.spread import IoQueueHandoff, IoQueueHost, LocalLink, Spreader
-from spydk.nvmf.subsystem import Listener, Subsystem
+from spydk.nvmf.subsystem import Subsystem
 from spydk.nvmf.tgt import Target
-from spydk.nvmf.transport import TransportOptions
-from spydk.nvmf.transports.tcp import TcpConnection, TcpTransport
+from spydk.nvmf.transports.tcp import TcpConnection
 from tests.nvmf.helpers import HOSTID, HOSTNQN, FakeTransport, TestHost, sgl_incapsule
 
 from .conftest import ADDR, NQN, Env, Link
@@ -30,22 +29,29 @@ class SpreadEnv:
 
     def __init__(self) -> None:
         self.main = Env()
-        self.wtgt = Target(clock=self.main.clock)
-        self.wtr = TcpTransport(self.wtgt, TransportOptions())
-        self.wtgt.add_transport(self.wtr)
-        # The worker's replica of the subsystem; its namespace reads the same blocks (across
-        # processes: the shared malloc memory).
-        self.wsub = Subsystem(NQN, serial_number="SPDYK0001", model_number="spydk test ctrl",
-                              allow_any_host=True)
-        self.wtgt.add_subsystem(self.wsub)
-        self.wsub.listeners.append(Listener(ADDR))
-        self.wsub.add_namespace("Mem0", self.main.backend, nsid=1)
+        self.wtgt = Target(clock=self.main.clock)  # empty: the replica comes with the first queue
+        self.open_fails = False
         self.adopted: list[tuple[TcpConnection, FakeTransport]] = []
         self.to_worker = LocalLink(lambda m, fds: self.host.on_message(m, fds))
         self.to_main = LocalLink(lambda m, fds: self.spreader.on_message(0, m))
-        self.host = IoQueueHost(self.wtgt, self.to_main, attach=self._attach)
+        self.host = IoQueueHost(self.wtgt, self.to_main, attach=self._attach, open_backend=self._open)
         self.spreader = Spreader(self.main.tgt, [self.to_worker], take_socket=lambda conn: [])
         self.main.tr.spreader = self.spreader
+
+    @property
+    def wtr(self) -> Any:
+        return self.wtgt.transports.get("TCP")
+
+    @property
+    def wsub(self) -> Subsystem:
+        return self.wtgt.subsystems[NQN]
+
+    def _open(self, bdev_name: str) -> Any:
+        # Across processes the replica's bdev reads the same memory (shared malloc); here
+        # it is the same in-memory namespace.
+        if self.open_fails:
+            raise OSError(f"no bdev {bdev_name} here")
+        return self.main.backend
 
     def _attach(self, conn: TcpConnection, fds: Sequence[int]) -> None:
         ft = FakeTransport()
@@ -238,16 +244,38 @@ def test_reservation_commands_on_a_worker_queue_run_on_main(senv: SpreadEnv) -> 
     assert senv.wtgt.completed_nvme_io == done + 1
 
 
-def test_a_queue_with_nothing_to_run_it_on_the_worker_is_closed_and_freed_on_main(senv: SpreadEnv) -> None:
+def test_a_queue_whose_namespace_cannot_be_opened_on_the_worker_is_closed_and_freed_on_main(
+        senv: SpreadEnv, caplog: Any) -> None:
     adm, cntlid = senv.admin()
     senv.io(cntlid, 1)
-    del senv.wtgt.subsystems[NQN]  # the worker has no replica of the subsystem
+    senv.open_fails = True
     lk = senv.main.link()
     lk.host.icreq()
     lk.pump()
     lk.host.connect(NQN, qid=2, cntlid=cntlid, sqsize=63)
     senv.pump(lk)
     assert 2 not in senv.main.subsys.controllers[cntlid].io_qpairs and senv.spreader.remote == {}
+    assert "no bdev Mem0 here" in caplog.text
+    assert senv.wait(adm, adm.host.identify(1)).status == 0
+
+
+def test_namespace_and_ana_changes_reach_the_replica(senv: SpreadEnv) -> None:
+    from spydk.nvme.spec import AnaState
+    senv.main.subsys.ana_reporting = True
+    adm, cntlid = senv.admin()
+    senv.io(cntlid, 1)
+    q2 = senv.io(cntlid, 2)
+    assert senv.on_worker(q2) and senv.wsub.ana_reporting and list(senv.wsub.namespaces) == [1]
+    senv.main.subsys.set_ana_state(ADDR, AnaState.INACCESSIBLE)
+    senv.pump()
+    r = senv.wait(q2, q2.host.read(1, 0, 1, BS))
+    assert (r.sct, r.sc) == (3, 0x02)  # path error: ANA inaccessible
+    senv.main.subsys.set_ana_state(ADDR, AnaState.OPTIMIZED)
+    senv.main.subsys.remove_namespace(1)
+    senv.pump()
+    assert senv.wsub.namespaces == {}
+    r = senv.wait(q2, q2.host.read(1, 0, 1, BS))
+    assert r.sc == spec.GenericStatus.INVALID_NAMESPACE_OR_FORMAT
 
 
 def test_codec_state_moves_with_the_bytes_already_received() -> None:
