@@ -59,7 +59,8 @@ Message = dict[str, Any]
 
 
 class Channel(Protocol):
-    """One direction of a link between two reactors: a message, with descriptors to pass."""
+    """One direction of a link between two reactors: a message, with descriptors to pass.
+    ``send`` owns the descriptors: it closes them once they are passed (or cannot be)."""
 
     def send(self, msg: Message, fds: Sequence[int] = ()) -> None: ...
 
@@ -261,11 +262,7 @@ class Spreader:
         conn.moved()
         msg = ho.to_msg()
         self._add_replica(i - 1, subsys, msg, fds)
-        try:
-            self.peers[i - 1].send(msg, fds)
-        finally:
-            for fd in fds:
-                os.close(fd)  # the channel passed (or copied) it
+        self.peers[i - 1].send(msg, fds)  # closes the descriptors once passed
         self.placed[i] += 1
         return True
 
@@ -300,11 +297,7 @@ class Spreader:
             msg: Message = {"op": "replica"}
             fds: list[int] = []
             if self._add_replica(peer, subsys, msg, fds):
-                try:
-                    self.peers[peer].send(msg, fds)
-                finally:
-                    for fd in fds:
-                        os.close(fd)
+                self.peers[peer].send(msg, fds)
 
     def _resv_changed(self, subsys: Subsystem) -> None:
         msg = {"op": "resv_active", "subnqn": subsys.nqn, "active": subsys.reservations_active}
@@ -573,7 +566,7 @@ class LocalLink:
 
     def send(self, msg: Message, fds: Sequence[int] = ()) -> None:
         self.sent += 1
-        self.queue.append((msg, [os.dup(fd) for fd in fds]))
+        self.queue.append((msg, list(fds)))  # the receiver gets them as SCM_RIGHTS would
         try:
             asyncio.get_running_loop().call_soon(self.pump)
         except RuntimeError:

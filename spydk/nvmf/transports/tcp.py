@@ -110,7 +110,8 @@ class TcpTransport(Transport):
         self.refused = 0  # connections closed at accept (over the cap)
         # Multi-core: decides, after each I/O queue's Connect, whether another reactor takes
         # the connection (spydk.nvmf.spread.Spreader); None = every queue stays here.
-        self.spreader: Any = None
+        from spydk.nvmf.spread_ops import spreader_for
+        self.spreader: Any = spreader_for(self)
 
     async def listen(self, addr: ListenAddress) -> None:
         loop = asyncio.get_running_loop()
