@@ -35,8 +35,11 @@ from spydk.init.subsystem import Subsystem, all_subsystems, get_subsystem, sorte
 from spydk.rpc import errors
 from spydk.rpc.errors import RpcError
 from spydk.rpc.registry import State
+from spydk.rpc.replica import replication_of
 from spydk.rpc.server import DEFAULT_SOCKET, Dispatcher, RpcServer, SocketInUse
 from spydk.thread import Reactor, Thread, init_reactor
+from spydk.thread.cores import Worker, WorkerSet
+from spydk.thread.link import LinkClosed
 from spydk.thread.thread import set_thread
 
 log = spydk_log.get_logger("app")
@@ -78,6 +81,9 @@ class AppOptions:
     num_trace_entries: int = 32768
     metrics: str | None = None                    # --metrics ADDR:PORT: serve Prometheus metrics
     metrics_allow_remote: bool = False            # --metrics-allow-remote: bind a non-loopback ADDR
+    workers: WorkerSet | None = None              # worker reactors forked for the other cores of -m
+    thread_name: str = "app_thread"
+    replica: bool = False                         # a worker reactor's App: state comes from main
 
 
 def default_config() -> dict[str, Any]:
@@ -250,9 +256,16 @@ class App:
         self._init_done = asyncio.Event()
         self._shutdown_done = asyncio.Event()
         self.reactor = init_reactor(self.loop, poll_mode=self.opts.poll, lcore=self.opts.lcore)
-        self.thread = self.reactor.create_thread("app_thread", self.opts.cpumask)
+        self.thread = self.reactor.create_thread(self.opts.thread_name, self.opts.cpumask)
         self.subsystems = select_subsystems(self.opts.subsystems)
         try:
+            if self.opts.workers is not None:
+                try:
+                    await asyncio.wait_for(self.opts.workers.attach(self.loop, self.run_on_app_thread,
+                                                                    self._worker_lost), timeout=10)
+                except (LinkClosed, TimeoutError) as e:
+                    raise StartupError(f"a worker reactor did not start: {e or 'no answer in 10 s'}") from None
+                self.dispatcher.replicate = self._replicate
             configs = self._load_config()
             if self.server is not None:
                 try:
@@ -279,8 +292,13 @@ class App:
             await self._teardown()
             raise StartupError(str(e)) from None
         where = f"RPC at {self.opts.rpc_socket}" if self.opts.rpc_socket else "no RPC server"
-        spydk_log.notice(log, "%s started (pid %d, %s, state %s, %s mode)", self.opts.name, self.pid, where,
-                         self.state.value, "poll" if self.opts.poll else "event")
+        cores = f"core {self.opts.lcore}" + "".join(f", worker on core {w.core} (pid {w.pid})"
+                                                     for w in self.opts.workers or ())
+        if self.opts.replica:   # main reports the app once it is up, naming its workers
+            log.debug("worker reactor %s started (pid %d)", self.opts.name, self.pid)
+            return
+        spydk_log.notice(log, "%s started (pid %d, %s, state %s, %s mode, %s)", self.opts.name, self.pid, where,
+                         self.state.value, "poll" if self.opts.poll else "event", cores)
 
     def _load_config(self) -> list[SubsystemConfig]:
         if self.opts.json_config:
@@ -354,6 +372,11 @@ class App:
                     raise StartupError(f"subsystem {s.name!r} failed to initialize: {e}") from e
             self.initialized.append(s)
             log.debug("subsystem %s initialized", s.name)
+        if self.opts.workers is not None:
+            try:
+                await self.opts.workers.call_all("replica_start_init")
+            except Exception as e:
+                raise StartupError(f"a worker reactor failed to initialize its subsystems: {e}") from e
         if self.state is AppState.STARTUP:
             self.state = AppState.RUNTIME
         pending, self._pending_runtime = self._pending_runtime, []
@@ -377,6 +400,34 @@ class App:
         if self.server is not None:
             self.server.stop_accepting()
         self._shutdown_task = self.loop.create_task(self._teardown())
+
+    async def _replicate(self, method: str, params: Any, result: Any) -> None:
+        """After ``method`` succeeded here: apply it on every worker reactor, before the answer."""
+        r = replication_of(method)
+        ws = self.opts.workers
+        if r is None or ws is None:
+            return
+        fds: list[int] = []
+        if r.share is not None:
+            params, fds = r.share(params, result)
+        futs = [(w, w.link.call("rpc_replica", method, params, fds=fds)) for w in ws if w.link is not None]
+        failed = []
+        for w, fut in futs:
+            try:
+                await fut
+            except Exception as e:
+                failed.append(f"core {w.core}: {e}")
+        if failed:
+            raise RpcError(errors.INTERNAL_ERROR,
+                           f"{method} was applied on the main reactor but failed on {'; '.join(failed)}; "
+                           f"the reactors now differ: undo it (or restart the app)")
+
+    def _worker_lost(self, w: Worker, why: str) -> None:
+        # A reactor's threads, channels and connections died with its process; what remains
+        # cannot serve them, so the app goes down (exit code 1) rather than limp on.
+        log.error("%s exited (%s, exit status %s): stopping the app", w.describe(), why, w.exit_status)
+        self.exit_code = 1
+        self.shutdown(f"{w.describe()} exited")
 
     async def wait_shutdown(self) -> None:
         assert self._shutdown_done is not None
@@ -403,6 +454,8 @@ class App:
         if self.server is not None:
             await self.server.close()
             self.server = None
+        if self.opts.workers is not None:
+            await self.opts.workers.stop()
         if self.thread is not None and not self.thread.exited:
             exited = asyncio.Event()
             self.thread.exit(exited.set)

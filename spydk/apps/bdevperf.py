@@ -3,8 +3,8 @@
     spydk bdevperf -c bdev.json -q 128 -o 4096 -w randread -t 5
 
 Flags follow SPDK's bdevperf. Each job is one bdev on one lightweight thread (one per core
-of -m; with -C every core runs a job on every bdev). spydk runs one reactor per process,
-so the threads of a multi-core mask share one OS core. Without -z no RPC server is
+of -m; with -C every core runs a job on every bdev, on its own slice of it). Each core of -m
+is a reactor process pinned to that core; a core's jobs run on its reactor. Without -z no RPC server is
 started; with -z the app waits for the perform_tests RPC and runs once per call.
 
 Latency is measured by the bdev layer's timestamps: from submission to the moment the
@@ -26,7 +26,8 @@ from typing import Any
 from spydk.bdev import BdevError, bdevs, get_bdev, open_ext, wait_for_examine
 from spydk.bdev.io import BdevIO
 from spydk.rpc import Param, RpcContext, rpc_method
-from spydk.thread import Thread
+from spydk.thread import Thread, get_reactor, get_thread
+from spydk.thread.cores import register_op, workers
 
 WORKLOADS = ("read", "write", "randread", "randwrite", "rw", "randrw", "verify", "reset", "unmap",
              "flush", "write_zeroes")
@@ -80,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
 class Job:
     """One bdev on one thread, keeping ``qd`` I/Os in flight until told to stop."""
 
-    def __init__(self, name: str, thread: Thread, core: int, args: argparse.Namespace, seed: int):
+    def __init__(self, name: str, thread: Thread, core: int, args: argparse.Namespace, seed: int,
+                 part: tuple[int, int] = (0, 1)):
         self.name = name
+        self.part = part   # (i, n): this job drives the i-th of n equal slices of the bdev (-C)
         self.thread = thread
         self.core = core
         self.workload: str = args.workload
@@ -117,12 +120,17 @@ class Job:
         if self.io_size % bs:
             raise BdevError(22, f"I/O size {self.io_size} is not a multiple of {self.name}'s block size {bs}")
         self.nblocks = self.io_size // bs
-        self.slots = bdev.num_blocks // self.nblocks
+        # With -C the jobs of one bdev split it into disjoint slices (as SPDK's bdevperf does),
+        # so two cores never write the same blocks and verify never sees the other's data.
+        per_job = bdev.num_blocks // self.part[1]
+        self.base = self.part[0] * per_job
+        self.slots = per_job // self.nblocks
         if self.slots < 1:
-            raise BdevError(22, f"bdev {self.name} is smaller than one I/O of {self.io_size} bytes")
+            raise BdevError(22, f"bdev {self.name} is smaller than one I/O of {self.io_size} bytes"
+                                + (f" per job ({self.part[1]} jobs share it)" if self.part[1] > 1 else ""))
         self.ch = self.desc.get_io_channel()
         rng = self.rng
-        self.offsets = [rng.randrange(self.slots) * self.nblocks for _ in range(RANDOM_TABLE)]
+        self.offsets = [self.base + rng.randrange(self.slots) * self.nblocks for _ in range(RANDOM_TABLE)]
         self._rand_offsets = itertools.cycle(self.offsets)  # next() is cheaper than index arithmetic
         self.mix = [rng.randrange(100) < self.rwmixread for _ in range(RANDOM_TABLE)]
         self.bufs = [memoryview(bytearray(rng.randbytes(self.io_size))) for _ in range(self.qd)]
@@ -171,7 +179,7 @@ class Job:
         w = self.workload
         if w in ("randread", "randwrite", "randrw"):
             return next(self._rand_offsets)
-        off = self.seq
+        off = self.base + self.seq
         self.seq += self.nblocks
         if self.seq + self.nblocks > self.slots * self.nblocks:
             self.seq = 0
@@ -290,6 +298,7 @@ class Job:
             self.ch = None
         if self.desc is not None:
             self.desc.close()
+            self.desc = None
 
     # -- results ----------------------------------------------------------------------------
 
@@ -305,6 +314,7 @@ class Job:
             "min_latency_us": self.lat_min / 1000 if n else 0.0,
             "max_latency_us": self.lat_max / 1000 if n else 0.0,
             "miscompares": self.miscompares,
+            "slice": list(self.part), "done": self.done, "io_failed_count": self.failed,
         }
 
 
@@ -317,6 +327,7 @@ class Runner:
         self.reactor = reactor
         self.app_thread = app_thread
         self.out = out
+        self.home_core: int = reactor.lcore
         self.threads: dict[int, Thread] = {}
         self.iops_samples: list[tuple[float, float]] = []   # (seconds since start, IOPS)
         self.hist_names: list[str] = []
@@ -324,12 +335,13 @@ class Runner:
     def thread_for(self, core: int) -> Thread:
         t = self.threads.get(core)
         if t is None:
-            t = self.app_thread if not self.threads and core == self.args.cpumask[0] else \
+            t = self.app_thread if core == self.home_core else \
                 self.reactor.create_thread(f"bdevperf_core{core}", 1 << core)
             self.threads[core] = t
         return t
 
-    def make_jobs(self) -> list[Job]:
+    def job_specs(self) -> list[tuple[str, int, int, tuple[int, int]]]:
+        """(bdev, core, seed, slice) of every job of the run, whichever reactor runs it."""
         names = self.args.bdev_names or [b.name for b in bdevs() if not b.claimed]
         for n in names:
             if get_bdev(n) is None:
@@ -338,15 +350,67 @@ class Runner:
             raise BdevError(19, "no bdevs to test: create some with -c/--json (e.g. bdev_malloc_create)")
         cores = self.args.cpumask
         seed = self.args.seed or time.time_ns()
-        jobs: list[Job] = []
+        specs: list[tuple[str, int, int, tuple[int, int]]] = []
         for i, n in enumerate(names):
-            for core in (cores if self.args.every_core else [cores[i % len(cores)]]):
-                jobs.append(Job(n, self.thread_for(core), core, self.args, seed + len(jobs)))
-        return jobs
+            if self.args.every_core:
+                for k, core in enumerate(cores):
+                    specs.append((n, core, seed + len(specs), (k, len(cores))))
+            else:
+                specs.append((n, cores[i % len(cores)], seed + len(specs), (0, 1)))
+        return specs
+
+    def make_jobs(self, specs: list[tuple[str, int, int, tuple[int, int]]] | None = None) -> list[Job]:
+        return [Job(n, self.thread_for(core), core, self.args, seed, part)
+                for n, core, seed, part in (self.job_specs() if specs is None else specs)]
 
     async def run(self) -> list[dict[str, Any]]:
+        """Run every job (those of other cores on their worker reactors), print, return results."""
+        specs = self.job_specs()
+        ws = workers()
+        remote: dict[int, list[tuple[str, int, int, tuple[int, int]]]] = {}
+        local = []
+        for sp in specs:
+            if ws is not None and sp[1] != self.home_core and ws.by_core(sp[1]) is not None:
+                remote.setdefault(sp[1], []).append(sp)
+            else:
+                local.append(sp)
+        jobs = self.make_jobs(local)
+        futs = []
+        for core, sps in sorted(remote.items()):
+            w = ws.by_core(core) if ws is not None else None
+            assert w is not None and w.link is not None
+            futs.append(w.link.call("bdevperf_run", self.args, sps))
+        print(f"Running I/O for {self.args.time:g} seconds...", file=self.out, flush=True)
+        try:
+            cpu, wall = await self.run_jobs(jobs)
+        finally:
+            others = await asyncio.gather(*futs, return_exceptions=True)
+        results = [j.result() for j in jobs]
+        errors = [f"job {j.name}: {j.error}" for j in jobs if j.error]
+        for o in others:
+            if isinstance(o, BaseException):
+                raise BdevError(5, f"a worker reactor failed its jobs: {o}")
+            results += o["results"]
+            errors += o["errors"]
+            cpu += o["cpu"]
+            wall = max(wall, o["wall"])
+        order = {(sp[0], sp[1], sp[3]): i for i, sp in enumerate(specs)}
+        results.sort(key=lambda r: order.get((r["job"], int(r["core_mask"], 16).bit_length() - 1,
+                                              tuple(r["slice"])), 0))
+        for e in errors:
+            print(e, file=self.out)
+        print_results(results, self.out)
+        # Not in SPDK's output: on a shared machine, completions per CPU second are steadier.
+        total = sum(r["done"] + r["io_failed_count"] for r in results)
+        print(f" CPU: {cpu:.2f} s over {wall:.2f} s wall ({cpu / wall:.0%}); "
+              f"{total / cpu if cpu else 0:.0f} I/O per CPU second", file=self.out, flush=True)
+        self.write_plots()
+        return results
+
+    async def run_jobs(self, jobs: list[Job]) -> tuple[float, float]:
+        """Set up, run for the test time, stop and tear down ``jobs`` (all on this reactor);
+        returns (CPU seconds, wall seconds) of the run."""
         loop = asyncio.get_running_loop()
-        jobs = self.make_jobs()
         if getattr(self.args, "plot_latency", None):
             # The bdev layer's histogram (as bdev_enable_histogram), before the channels exist.
             self.hist_names = sorted({j.name for j in jobs})
@@ -354,14 +418,21 @@ class Runner:
                 b = get_bdev(n)
                 if b is not None and b.histogram is None:
                     b.enable_histogram(True)
-        for j in jobs:
-            await self.reactor.call_on(j.thread, j.setup)
+        try:
+            for j in jobs:
+                await self.reactor.call_on(j.thread, j.setup)
+        except BaseException:
+            for j in jobs:   # close what the failed set-up opened, or shutdown waits for it
+                await self.reactor.call_on(j.thread, j.teardown)
+            raise
         # Move the set-up's objects out of the collector's way: a full collection over
         # them would show up as a multi-millisecond latency spike.
         gc.collect()
         gc.freeze()
         finished = loop.create_future()
         left = [len(jobs)]
+        if not jobs:
+            finished.set_result(True)
 
         def one_done(job: Job) -> None:
             left[0] -= 1
@@ -369,7 +440,6 @@ class Runner:
                 loop.call_soon(finished.set_result, True)
         for j in jobs:
             j.on_finished = one_done
-        print(f"Running I/O for {self.args.time:g} seconds...", file=self.out, flush=True)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for j in jobs:
             j.thread.send_msg(j.start)
@@ -405,17 +475,7 @@ class Runner:
         gc.unfreeze()
         for j in jobs:
             await self.reactor.call_on(j.thread, j.teardown)
-        results = [j.result() for j in jobs]
-        for j in jobs:
-            if j.error:
-                print(f"job {j.name}: {j.error}", file=self.out)
-        print_results(results, self.out)
-        # Not in SPDK's output: on a shared machine, completions per CPU second are steadier.
-        total = sum(j.done + j.failed for j in jobs)
-        print(f" CPU: {cpu:.2f} s over {wall:.2f} s wall ({cpu / wall:.0%}); "
-              f"{total / cpu if cpu else 0:.0f} I/O per CPU second", file=self.out, flush=True)
-        self.write_plots()
-        return results
+        return cpu, wall
 
     def write_plots(self) -> None:
         from spydk.apps import plots
@@ -446,6 +506,29 @@ class Runner:
                         if rc:
                             j.outstanding -= 1
                 j.thread.send_msg(go)
+
+
+async def _run_on_worker(args: argparse.Namespace, specs: list[tuple[str, int, int, tuple[int, int]]], *,
+                         fds: list[int]) -> dict[str, Any]:
+    """A worker reactor's share of a run: its jobs, on its reactor, with its copy of the bdevs."""
+    reactor = get_reactor()
+    thread = get_thread()
+    assert thread is not None
+    examined: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def examine_done() -> None:
+        if not examined.done():
+            examined.set_result(True)
+    thread.send_msg(wait_for_examine, examine_done)
+    await examined
+    runner = Runner(args, reactor, thread)
+    jobs = runner.make_jobs(specs)
+    cpu, wall = await runner.run_jobs(jobs)
+    return {"results": [j.result() for j in jobs], "errors": [f"job {j.name}: {j.error}" for j in jobs if j.error],
+            "cpu": cpu, "wall": wall}
+
+
+register_op("bdevperf_run", _run_on_worker)
 
 
 def _reset_done(io: BdevIO, ok: bool, job: Job) -> None:
@@ -514,11 +597,11 @@ def perform_tests(ctx: RpcContext, **params: Any) -> Any:
 # -- main ---------------------------------------------------------------------------------
 
 
-async def amain(args: argparse.Namespace) -> int:
+async def amain(args: argparse.Namespace, ws: Any = None) -> int:
     from spydk.apps.app import App, AppOptions, StartupError
     opts = AppOptions(name="bdevperf", rpc_socket=args.rpc_socket if args.wait_for_tests else None,
                       json_config=args.config, subsystems=("bdev",), cpumask=1 << args.cpumask[0],
-                      lcore=args.cpumask[0])
+                      lcore=args.cpumask[0], workers=ws)
     app = App(opts)
     try:
         await app.start()
@@ -570,6 +653,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.rwmixread <= 100:
         print("bdevperf: -M must be 0..100", file=sys.stderr)
         return 2
+    from spydk.thread import cores
+    try:
+        cores.check_cores(args.cpumask)
+    except cores.CoreError as e:
+        print(f"bdevperf: -m: {e}", file=sys.stderr)
+        return 2
+    ws = None
+    if len(args.cpumask) > 1:
+        # A reactor process per extra core, forked before any loop exists (see spydk.thread.cores).
+        from spydk.apps.plugins import load_plugins
+        load_plugins()
+        from spydk.apps.worker import worker_main
+        # Replica reactors: the bdevs of -c are created on main and repeated on each (malloc
+        # memory shared), as a multi-core target does.
+        ws = cores.spawn_workers(args.cpumask[1:], lambda core, sock: worker_main(core, sock, False, ("bdev",),
+                                                                                  "bdevperf"))
+    cores.pin_to_core(args.cpumask[0])
     loop: asyncio.AbstractEventLoop
     try:
         import uvloop
@@ -577,8 +677,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         loop = asyncio.new_event_loop()
     try:
-        return loop.run_until_complete(amain(args))
+        return loop.run_until_complete(amain(args, ws))
     finally:
+        if ws is not None and not ws.stopping:
+            ws.kill()
         loop.close()
 
 

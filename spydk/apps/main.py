@@ -125,6 +125,12 @@ def run_target(cmd: str, argv: Sequence[str]) -> int:
     if args.main_core is not None and args.main_core not in args.cpumask:
         print(f"spydk {cmd}: main core {args.main_core} is not in the cpumask", file=sys.stderr)
         return 2
+    from spydk.thread import cores
+    try:
+        cores.check_cores(args.cpumask)
+    except cores.CoreError as e:
+        print(f"spydk {cmd}: -m: {e}", file=sys.stderr)
+        return 2
     opts = AppOptions(name=APP_NAMES[cmd], rpc_socket=args.rpc_socket, json_config=args.json,
                       json_ignore_init_errors=args.json_ignore_init_errors, wait_for_rpc=args.wait_for_rpc,
                       subsystems=APP_SUBSYSTEMS[cmd], poll=args.poll, lcore=lcore, cpumask=1 << lcore,
@@ -134,9 +140,17 @@ def run_target(cmd: str, argv: Sequence[str]) -> int:
     if args.default_config:
         opts.config, opts.config_source = default_config(), "<default config>"
     log = spydk_log.get_logger("app")
-    if len(args.cpumask) > 1:
-        log.warning("cpumask has %d cores: spydk runs one reactor per process, on core %d "
-                    "(see docs/architecture.md)", len(args.cpumask), lcore)
+    others = [c for c in args.cpumask if c != lcore]
+    if others:
+        # Fork before any loop, socket or config exists: a worker starts with the plugins
+        # imported (every operation registered) and nothing of main's state to undo.
+        from spydk.apps.plugins import load_plugins
+        from spydk.apps.worker import worker_main
+        load_plugins()
+        poll, subsystems, name = args.poll, APP_SUBSYSTEMS[cmd], APP_NAMES[cmd]
+        opts.workers = cores.spawn_workers(others, lambda core, sock: worker_main(core, sock, poll, subsystems,
+                                                                                 name))
+    cores.pin_to_core(lcore)
 
     def say_what_is_exported() -> None:
         for line in describe_exports(opts.config or {}):
@@ -180,6 +194,8 @@ def _run(app: App, logflags: list[str], cmd: str, started: Callable[[], None] | 
         print(f"spydk {cmd}: cannot start: {e}", file=sys.stderr)
         return 1
     finally:
+        if app.opts.workers is not None and not app.opts.workers.stopping:
+            app.opts.workers.kill()   # start-up failed before the app could stop them in order
         spydk_log.flush()
         loop.close()
 

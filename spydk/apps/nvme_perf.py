@@ -71,7 +71,7 @@ class Worker:
     """The tasks of one namespace on one qpair."""
 
     def __init__(self, run: Run, ctrlr: Controller, ns: Namespace, q: Qpair, stats: NsStats,
-                 range_slots: int) -> None:
+                 range_slots: int, slot_base: int = 0) -> None:
         self.run = run
         self.ctrlr = ctrlr
         self.ns = ns
@@ -80,6 +80,7 @@ class Worker:
         self.stats = stats
         self.nlb = run.io_size // ns.block_size
         self.slots = range_slots
+        self.base = slot_base  # first slot of this queue's range (--verify with -P > 1)
         self.next_slot = 0
         self.inflight: set[int] = set()
         self.generation: dict[int, int] = {}  # slot -> generation written (verify)
@@ -111,7 +112,7 @@ class Worker:
         is_read = r.mix == 100 or (r.mix and r.rng.randrange(100) < r.mix)
         task[1] = slot
         task[3] = is_read
-        lba = slot * self.nlb
+        lba = (self.base + slot) * self.nlb
         if r.verify:
             self.inflight.add(slot)
             if not is_read:
@@ -166,7 +167,7 @@ class Worker:
             return
         buf = task[0]
         bs = self.ns.block_size
-        lba = slot * self.nlb
+        lba = (self.base + slot) * self.nlb
         for i in range(self.nlb):
             if _TAG.unpack_from(buf, i * bs) != (lba + i, gen):
                 self.stats.miscompares += 1
@@ -243,12 +244,16 @@ async def run_perf(args: argparse.Namespace, out: Any = None) -> int:
             st = NsStats(args.enable_sw_latency_tracking > 0)
             stats.append((name, st))
             qps = c.io_qpairs[:args.num_qpairs]
-            for q in qps:
+            # --verify tracks what each queue wrote: queues of one namespace then get disjoint
+            # ranges, else writes of two queues to one block would race (no order across queues).
+            per = slots // len(qps) if args.verify and len(qps) > 1 else slots
+            for k, q in enumerate(qps):
                 if q.depth <= args.io_depth:
                     print(f"Controller IO queue size {q.depth}, less than required.\n"
                           "Consider using lower queue depth or smaller IO size, because "
                           "IO requests may be queued at the NVMe driver.", file=out)
-                workers.append((name, Worker(r, c, ns, q, st, slots)))
+                workers.append((name, Worker(r, c, ns, q, st, max(per, 1),
+                                             k * per if per < slots else 0)))
             print(f"Associating {name} with lcore 0", file=out)
     if not workers:
         print("spydk perf: no valid namespaces to test", file=sys.stderr)

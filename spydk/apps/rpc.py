@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import time
@@ -16,7 +17,8 @@ from spydk.rpc import errors
 from spydk.rpc.errors import RpcError, invalid_params
 from spydk.rpc.registry import RpcContext, State, all_methods, rpc_method
 from spydk.rpc.schema import Param
-from spydk.thread import TICK_RATE, Reactor
+from spydk.thread import TICK_RATE, Reactor, get_reactor
+from spydk.thread.cores import register_op, workers
 from spydk.thread.io_channel import io_devices
 
 ANY = State.STARTUP | State.RUNTIME
@@ -92,24 +94,25 @@ def framework_get_config(ctx: RpcContext, name: str, with_batches: bool = False)
     return s.config(ctx.app)
 
 
-@rpc_method("framework_get_reactors")
-def framework_get_reactors(ctx: RpcContext) -> dict[str, Any]:
-    """Busy/idle time and lightweight threads of each reactor (one per process)."""
-    r = _reactor(ctx)
-    return {"tick_rate": TICK_RATE, "pid": os.getpid(), "reactors": [r.stats()]}
+def _fan_out(op: str) -> Any:
+    """The answers of every worker reactor to ``op`` (none on a single-core app)."""
+    ws = workers()
+    if ws is None:
+        return _no_workers()
+    return ws.call_all(op)
 
 
-@rpc_method("framework_get_scheduler")
-def framework_get_scheduler(ctx: RpcContext) -> dict[str, Any]:
-    """The thread scheduler: "static" (threads stay where they were created), as SPDK's default."""
-    return {"scheduler_name": "static", "scheduler_period": 1_000_000}
+async def _no_workers() -> list[Any]:
+    return []
 
 
-@rpc_method("thread_get_stats")
-def thread_get_stats(ctx: RpcContext) -> dict[str, Any]:
-    """Busy/idle time and poller counts of each thread."""
+def reactor_stats(reactor: Reactor) -> dict[str, Any]:
+    return reactor.stats()
+
+
+def threads_stats(reactor: Reactor) -> list[dict[str, Any]]:
     now = time.monotonic_ns()
-    return {"tick_rate": TICK_RATE, "threads": [t.stats(now) for t in _reactor(ctx).threads]}
+    return [t.stats(now) for t in reactor.threads]
 
 
 def _poller_json(p: Any, state: str) -> dict[str, Any]:
@@ -120,11 +123,9 @@ def _poller_json(p: Any, state: str) -> dict[str, Any]:
     return d
 
 
-@rpc_method("thread_get_pollers")
-def thread_get_pollers(ctx: RpcContext) -> dict[str, Any]:
-    """Active, timed and paused pollers of each thread with their run and busy counts."""
+def pollers_json(reactor: Reactor) -> list[dict[str, Any]]:
     threads = []
-    for t in _reactor(ctx).threads:
+    for t in reactor.threads:
         active, timed, paused = t.pollers()
         threads.append({
             "name": t.name, "id": t.id,
@@ -132,26 +133,141 @@ def thread_get_pollers(ctx: RpcContext) -> dict[str, Any]:
             "timed_pollers": [_poller_json(p, "waiting") for p in timed],
             "paused_pollers": [_poller_json(p, "paused") for p in paused],
         })
-    return {"tick_rate": TICK_RATE, "threads": threads}
+    return threads
 
 
-@rpc_method("thread_get_io_channels")
-def thread_get_io_channels(ctx: RpcContext) -> dict[str, Any]:
-    """The io_channels each thread holds, with their reference counts."""
+def io_channels_json(reactor: Reactor) -> list[dict[str, Any]]:
     by_thread: dict[int, list[dict[str, Any]]] = {}
     for dev in io_devices():
         for tid, ch in dev.channels.items():
             by_thread.setdefault(tid, []).append({"name": dev.name, "ref": ch.ref})
-    return {"tick_rate": TICK_RATE,
-            "threads": [{"name": t.name, "id": t.id, "io_channels": by_thread.get(t.id, [])}
-                        for t in _reactor(ctx).threads]}
+    return [{"name": t.name, "id": t.id, "io_channels": by_thread.get(t.id, [])} for t in reactor.threads]
+
+
+# What a worker reactor answers when main fans a stats RPC out (run on its reactor_<core> Thread).
+register_op("reactor_stats", lambda *, fds: reactor_stats(get_reactor()))
+register_op("thread_stats", lambda *, fds: threads_stats(get_reactor()))
+register_op("thread_pollers", lambda *, fds: pollers_json(get_reactor()))
+register_op("thread_io_channels", lambda *, fds: io_channels_json(get_reactor()))
+register_op("set_poll_mode", lambda enabled, *, fds: get_reactor().set_poll_mode(enabled))
+
+
+@rpc_method("framework_get_reactors")
+async def framework_get_reactors(ctx: RpcContext) -> dict[str, Any]:
+    """Busy/idle time and lightweight threads of each reactor (one per core, each a process)."""
+    r = _reactor(ctx)
+    others = await _fan_out("reactor_stats")
+    return {"tick_rate": TICK_RATE, "pid": os.getpid(), "reactors": [r.stats(), *others]}
+
+
+_scheduler = {"scheduler_name": "static", "scheduler_period": 1_000_000}
+
+
+@rpc_method("framework_get_scheduler")
+def framework_get_scheduler(ctx: RpcContext) -> dict[str, Any]:
+    """The thread scheduler: "static" (threads stay where they were created), as SPDK's default."""
+    return dict(_scheduler)
+
+
+@rpc_method("framework_set_scheduler", [Param("name", "string", required=True), Param("period", "uint64"),
+                                        Param("load_limit", "uint8"), Param("core_limit", "uint8"),
+                                        Param("core_busy", "uint8"), Param("mappings", "string")], states=ANY)
+def framework_set_scheduler(ctx: RpcContext, name: str, period: int | None = None, **tuning: Any) -> bool:
+    """Select the thread scheduler: "static" only (spydk threads never move between reactor processes)."""
+    if name != "static":
+        raise invalid_params(f"scheduler {name!r} is not available: spydk has the \"static\" scheduler only "
+                             f"(a thread's state lives in its reactor's process, so threads do not move)")
+    if tuning:
+        raise invalid_params(f"{', '.join(sorted(tuning))}: options of the dynamic/gscheduler schedulers, "
+                             f"which spydk does not have")
+    if period is not None:
+        if period < 1:
+            raise invalid_params("parameter 'period' must be at least 1 microsecond")
+        _scheduler["scheduler_period"] = period
+    return True
+
+
+def _set_cpumask(tid: int, mask: int) -> bool:
+    t = get_reactor().thread_by_id(tid)
+    if t is None:
+        raise RpcError(-errno.ENOENT, f"thread {tid} does not exist (thread_get_stats lists the threads)")
+    core = get_reactor().lcore
+    if not mask >> core & 1:
+        raise invalid_params(f"thread {tid} ({t.name}) lives on core {core}, in that reactor's process: "
+                             f"a cpumask without core {core} would move it, which spydk threads cannot do")
+    t.cpumask = mask
+    return True
+
+
+register_op("thread_set_cpumask", lambda tid, mask, *, fds: _set_cpumask(tid, mask))
+
+
+@rpc_method("thread_set_cpumask", [Param("id", "uint64", required=True), Param("cpumask", "string", required=True)])
+async def thread_set_cpumask(ctx: RpcContext, id: int, cpumask: str) -> bool:
+    """Set a thread's cpumask (it must keep the thread's own core: threads stay on their reactor)."""
+    try:
+        mask = int(cpumask, 16) if not cpumask.startswith("[") else \
+            sum(1 << c for c in _core_list(cpumask))
+    except ValueError:
+        raise invalid_params(f"cpumask {cpumask!r} is neither a hex mask (0x3) nor a core list ([0,1])") from None
+    app_mask = 1 << ctx.app.opts.lcore
+    ws = workers()
+    for w in ws or ():
+        app_mask |= 1 << w.core
+    if not mask or mask & ~app_mask:
+        raise invalid_params(f"cpumask {cpumask} is not within the app's cores ({app_mask:#x})")
+    from spydk.apps.worker import ID_SHIFT
+    core = id >> ID_SHIFT
+    w = ws.by_core(core) if ws is not None and core else None
+    if w is not None and w.link is not None:
+        try:
+            result: bool = await w.link.call("thread_set_cpumask", id, mask)
+        except Exception as e:
+            raise invalid_params(str(e).split(": ", 1)[-1]) from None
+        return result
+    return _set_cpumask(id, mask)
+
+
+def _core_list(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.strip("[]").split(","):
+        lo, _, hi = part.partition("-")
+        out += range(int(lo), int(hi or lo) + 1)
+    return out
+
+
+@rpc_method("thread_get_stats")
+async def thread_get_stats(ctx: RpcContext) -> dict[str, Any]:
+    """Busy/idle time and poller counts of each thread, on every reactor."""
+    mine = threads_stats(_reactor(ctx))
+    others = await _fan_out("thread_stats")
+    return {"tick_rate": TICK_RATE, "threads": [*mine, *(t for o in others for t in o)]}
+
+
+@rpc_method("thread_get_pollers")
+async def thread_get_pollers(ctx: RpcContext) -> dict[str, Any]:
+    """Active, timed and paused pollers of each thread, on every reactor, with run and busy counts."""
+    mine = pollers_json(_reactor(ctx))
+    others = await _fan_out("thread_pollers")
+    return {"tick_rate": TICK_RATE, "threads": [*mine, *(t for o in others for t in o)]}
+
+
+@rpc_method("thread_get_io_channels")
+async def thread_get_io_channels(ctx: RpcContext) -> dict[str, Any]:
+    """The io_channels each thread holds (on every reactor), with their reference counts."""
+    mine = io_channels_json(_reactor(ctx))
+    others = await _fan_out("thread_io_channels")
+    return {"tick_rate": TICK_RATE, "threads": [*mine, *(t for o in others for t in o)]}
 
 
 @rpc_method("spydk_set_poll_mode", [Param("enabled", "boolean", required=True)], states=ANY)
-def spydk_set_poll_mode(ctx: RpcContext, enabled: bool) -> bool:
+async def spydk_set_poll_mode(ctx: RpcContext, enabled: bool) -> bool:
     """spydk only: busy-poll the reactor (lower latency, one core at 100%) or go back to events."""
     _reactor(ctx).set_poll_mode(enabled)
     ctx.app.opts.poll = enabled
+    ws = workers()
+    if ws is not None:
+        await ws.call_all("set_poll_mode", enabled)
     return True
 
 

@@ -43,6 +43,17 @@ def _app(sub: argparse._SubParsersAction, call: Call) -> None:
     add_simple(sub, call, "framework_get_subsystems", "List the subsystems in initialization order")
     add_simple(sub, call, "framework_get_scheduler", "Show the thread scheduler and its period")
 
+    p = sub.add_parser("framework_set_scheduler", help="Select the thread scheduler (static only)")
+    p.add_argument("name", help="scheduler name (static)")
+    p.add_argument("-p", "--period", type=int, help="scheduler period in microseconds")
+    p.set_defaults(func=lambda a: print_dict(call("framework_set_scheduler", {
+        k: v for k, v in (("name", a.name), ("period", a.period)) if v is not None})))
+
+    p = sub.add_parser("thread_set_cpumask", help="Set a thread's cpumask (it keeps its own core)")
+    p.add_argument("-i", "--id", type=int, required=True, help="thread id (thread_get_stats)")
+    p.add_argument("-m", "--cpumask", required=True, help="hex mask (0x3) or core list ([0,1])")
+    p.set_defaults(func=lambda a: print_dict(call("thread_set_cpumask", {"id": a.id, "cpumask": a.cpumask})))
+
     p = sub.add_parser("framework_get_config", help="Print a subsystem's configuration")
     p.add_argument("name", help="subsystem name")
     p.add_argument("--with-batches", action=argparse.BooleanOptionalAction, default=False,

@@ -20,6 +20,7 @@ from spydk.thread import (
     io_device_register,
     io_device_unregister,
 )
+from spydk.thread.cores import worker_core
 from spydk.trace import tpoints as _tp
 
 _bdevs: dict[str, Bdev] = {}          # primary names, registration order
@@ -85,6 +86,11 @@ def open_ext(name: str, write: bool, event_cb: EventCb, event_ctx: Any = None) -
     removed), EPERM (write refused by a claim)."""
     bdev = get_bdev(name)
     if bdev is None:
+        core = worker_core()
+        if core is not None:
+            raise BdevError(errno.ENODEV, f"bdev {name!r} does not exist on the reactor of core {core}: only bdevs "
+                                          f"of replicated modules (malloc, null, aio, uring, passthru, delay, split) "
+                                          f"exist on every reactor; others live on the main reactor only")
         raise BdevError(errno.ENODEV, f"bdev {name!r} does not exist")
     if bdev._status is not _Status.READY:
         raise BdevError(errno.ENODEV, f"bdev {bdev.name!r} is being removed")

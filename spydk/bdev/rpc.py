@@ -18,7 +18,9 @@ from spydk.bdev.registry import get_bdev
 from spydk.init.subsystem import Subsystem, register_subsystem
 from spydk.rpc import STARTUP, AppContext, Param, RpcContext, RpcError, rpc_method
 from spydk.rpc.errors import invalid_params, not_found
+from spydk.rpc.replica import replicated
 from spydk.thread import TICK_RATE, get_thread
+from spydk.thread.cores import register_op, workers
 
 RESET_MODES = ("all", "maxmin", "error", "none")
 
@@ -111,23 +113,63 @@ def bdev_get_bdevs(ctx: RpcContext, name: str | None = None, timeout: int = 0) -
                                 Param("names", "array", items=Param("name", "string")),
                                 Param("per_channel", "boolean"),
                                 Param("reset_mode", "enum", choices=RESET_MODES)])
-def bdev_get_iostat(ctx: RpcContext, name: str | None = None, names: list[str] | None = None,
-                    per_channel: bool = False, reset_mode: str | None = None) -> Any:
-    """I/O statistics of every bdev, or of the named ones."""
+async def bdev_get_iostat(ctx: RpcContext, name: str | None = None, names: list[str] | None = None,
+                          per_channel: bool = False, reset_mode: str | None = None) -> Any:
+    """I/O statistics of every bdev, or of the named ones (summed over every reactor)."""
     wanted = list(names or []) + ([name] if name else [])
     targets = [lookup(n) for n in wanted] if wanted else core.bdevs()
-    out: dict[str, Any] = {"tick_rate": TICK_RATE, "ticks": time.perf_counter_ns(), "bdevs": []}
-    for b in targets:
+    out: dict[str, Any] = {"tick_rate": TICK_RATE, "ticks": time.perf_counter_ns(),
+                           "bdevs": _iostat([b.name for b in targets], per_channel, reset_mode)}
+    ws = workers()
+    if ws is not None:
+        for theirs in await ws.call_all("bdev_iostat", [b.name for b in targets], per_channel, reset_mode):
+            _merge_iostat(out["bdevs"], theirs)
+    return out
+
+
+def _iostat(wanted: list[str], per_channel: bool, reset_mode: str | None) -> list[dict[str, Any]]:
+    out = []
+    for n in wanted:
+        b = get_bdev(n)
+        if b is None:   # a worker lacks the bdevs that exist on the main reactor only
+            continue
         if per_channel:
             chans = []
             for ch in sorted(b._channels, key=lambda c: c.thread.id):
                 chans.append({"thread_id": ch.thread.id, **ch.stat.to_json()})
-            out["bdevs"].append({"name": b.name, "channels": chans})
+            out.append({"name": b.name, "channels": chans})
         else:
-            out["bdevs"].append({"name": b.name, **b.iostat().to_json()})
+            out.append({"name": b.name, **b.iostat().to_json()})
         if reset_mode is not None:
             b.reset_iostat(reset_mode)
     return out
+
+
+def _merge_iostat(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
+    """Add another reactor's statistics of the same bdevs: counters sum, max/min combine,
+    per-channel lists concatenate (thread ids are unique across reactors)."""
+    by_name = {d["name"]: d for d in mine}
+    for d in theirs:
+        m = by_name.get(d["name"])
+        if m is None:
+            continue
+        for k, v in d.items():
+            if k == "name":
+                continue
+            if k == "channels":
+                m[k] = m[k] + v
+            elif k == "io_error":
+                for ek, ev in v.items():
+                    m[k][ek] = m[k].get(ek, 0) + ev
+            elif k.startswith("max_"):
+                m[k] = max(m[k], v)
+            elif k.startswith("min_"):
+                m[k] = min(x for x in (m[k], v) if x) if (m[k] or v) else 0
+            elif isinstance(v, int):
+                m[k] = m[k] + v
+
+
+register_op("bdev_iostat", lambda wanted, per_channel, reset_mode, *, fds: _iostat(wanted, per_channel, reset_mode))
 
 
 @rpc_method("bdev_reset_iostat", [Param("name", "string"), Param("mode", "enum", choices=RESET_MODES)])
@@ -300,3 +342,19 @@ register_subsystem(Subsystem("bdev", init=bdev_subsystem_init, fini=bdev_subsyst
                              config=bdev_subsystem_config))
 
 __all__ = ["Histogram", "bdev_info", "bdev_subsystem_config", "lookup", "rpc_error", "unregister_future"]
+
+
+# -- several cores: which bdev RPCs every reactor repeats (spydk.rpc.replica) -----------------
+
+def same_bdev_on_every_reactor(params: Any, result: Any) -> tuple[Any, list[int]]:
+    """A create's params as the worker reactors repeat them: the name and UUID main chose, so
+    the bdev is the same object (same identity on every reactor)."""
+    b = get_bdev(result) if isinstance(result, str) else None
+    out = dict(params or {})
+    if b is not None:
+        out["name"] = b.name
+        out["uuid"] = str(b.uuid)
+    return out, []
+
+
+replicated("bdev_set_options")

@@ -149,7 +149,7 @@ def exec_request(tgt: Target, req: Request) -> None:
     if qp.qid == 0:
         ctrlr.exec_admin(req)
     else:
-        nvmf_io.exec_io(ctrlr, req)
+        ctrlr.exec_io(req)
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,6 +376,9 @@ class Controller:
 
     def qpairs(self) -> list[Qpair]:
         return [self.admin_qpair, *self.io_qpairs.values()]
+
+    def exec_io(self, req: Request) -> None:
+        nvmf_io.exec_io(self, req)
 
     def qpair_gone(self, qp: Qpair) -> None:
         """A transport connection closed under this controller's queue pair."""

@@ -13,6 +13,7 @@ from spydk.bdev import BdevError
 from spydk.init.subsystem import Subsystem as InitSubsystem
 from spydk.init.subsystem import register_subsystem
 from spydk.log import get_logger
+from spydk.nvmf import spread_ops  # noqa: F401 - registers the reactors' operations before workers fork
 from spydk.nvmf import tgt as tgt_mod
 from spydk.nvmf.bdev_ns import BdevBackend
 from spydk.nvmf.discovery import FILTERS, Referral
@@ -32,7 +33,7 @@ from spydk.nvmf.transport import TransportOptions, transport_class, transport_ty
 from spydk.rpc.errors import INVALID_PARAMS, RpcError
 from spydk.rpc.registry import RpcContext, State, rpc_method
 from spydk.rpc.schema import Param
-from spydk.thread import TICK_RATE
+from spydk.thread import TICK_RATE, cores
 
 log = get_logger("nvmf")
 
@@ -595,9 +596,15 @@ def nvmf_subsystem_get_qpairs(ctx: RpcContext, nqn: str, tgt_name: str | None = 
 
 
 @rpc_method("nvmf_get_stats", [_TGT])
-def nvmf_get_stats(ctx: RpcContext, tgt_name: str | None = None) -> dict[str, Any]:
+async def nvmf_get_stats(ctx: RpcContext, tgt_name: str | None = None) -> dict[str, Any]:
+    """Per poll group (one per reactor) queue pair and I/O counters."""
     t = _tgt(tgt_name)
-    return {"tick_rate": TICK_RATE, "poll_groups": [t.stats()]}
+    groups = [t.stats()]
+    ws = cores.workers()
+    if ws is not None:
+        for per_worker in await ws.call_all("nvmf_worker_stats", t.name):
+            groups += per_worker
+    return {"tick_rate": TICK_RATE, "poll_groups": groups}
 
 
 # --------------------------------------------------------------------------------------------

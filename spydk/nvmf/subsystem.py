@@ -272,6 +272,10 @@ class Subsystem:
         self.ana_change_count = 0
         # True while any namespace has a registrant: I/O then takes the checked path.
         self.reservations_active = False
+        self.on_reservations_changed: Callable[[Subsystem], None] | None = None
+        # Called after a namespace, its hosts or an ANA state changed: replicas on other
+        # reactors follow (spread.py).
+        self.on_replica_changed: Callable[[Subsystem], None] | None = None
         # True while a namespace is hidden from some hosts: I/O then takes the checked path.
         self.masking = False
 
@@ -371,7 +375,10 @@ class Subsystem:
         return ns
 
     def reservations_changed(self) -> None:
+        was = self.reservations_active
         self.reservations_active = any(ns.resv.active for ns in self.namespaces.values())
+        if was != self.reservations_active and self.on_reservations_changed is not None:
+            self.on_reservations_changed(self)  # other reactors' I/O queues must know (spread.py)
 
     def ns_add_host(self, nsid: int, hostnqn: str) -> None:
         """Make a namespace added with no_auto_visible visible to one more host."""
@@ -404,6 +411,8 @@ class Subsystem:
                 c.namespace_changed(nsid)
         for cb in list(self.ns_change_listeners):
             cb(self, nsid)
+        if self.on_replica_changed is not None:
+            self.on_replica_changed(self)
 
     # -- listeners ----------------------------------------------------------------------------
 
@@ -434,6 +443,8 @@ class Subsystem:
         for c in list(self.controllers.values()):
             if c.listen_address == addr:
                 c.ana_changed()
+        if self.on_replica_changed is not None:
+            self.on_replica_changed(self)
 
     def ana_groups(self) -> list[int]:
         return sorted({ns.anagrpid for ns in self.namespaces.values()})

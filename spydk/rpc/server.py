@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from spydk.log import get_logger
@@ -55,6 +56,9 @@ class Dispatcher:
     def __init__(self, app: AppContext):
         self.app = app
         self._warned_aliases: set[str] = set()
+        # Set by a multi-core app: called after a method succeeded on the main reactor, before
+        # the answer; applies it on the other reactors (or raises RpcError saying which failed).
+        self.replicate: Callable[[str, Any, Any], Awaitable[None]] | None = None
 
     async def handle(self, req: Any, peer: Any = None) -> Any:
         """Response for one request or batch; None when nothing is to be sent back."""
@@ -148,6 +152,8 @@ class Dispatcher:
         except Exception as e:
             log.error("RPC %s failed with an unexpected %s", method, type(e).__name__, exc_info=True)
             raise RpcError(errors.INTERNAL_ERROR, f"{method}: internal error: {type(e).__name__}: {e}") from e
+        if self.replicate is not None:
+            await self.replicate(method, params, result)
         return result
 
 

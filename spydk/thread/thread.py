@@ -35,6 +35,14 @@ log = get_logger("thread")
 _ids = itertools.count(1)
 _poller_ids = itertools.count(1)
 
+
+def start_ids_at(base: int) -> None:
+    """Number this process's threads and pollers from ``base`` (a worker reactor does, so
+    ids stay unique across the reactors of one app)."""
+    global _ids, _poller_ids
+    _ids = itertools.count(base)
+    _poller_ids = itertools.count(base)
+
 _current: Thread | None = None
 _TRACE_THREAD = False
 _trace.bind_flag(globals(), "_TRACE_THREAD", _tp.GROUP_THREAD)

@@ -179,11 +179,12 @@ def _targets(request: pytest.FixtureRequest, tmp_path: Path, folder: str, title:
 @pytest.fixture
 def spydk_target(request: pytest.FixtureRequest,
                  tmp_path: Path) -> Iterator[Callable[..., SpydkTarget]]:
-    """``spydk_target(config: dict, *, timeout=30) -> SpydkTarget``: start
+    """``spydk_target(config: dict, *, timeout=30, extra_args=()) -> SpydkTarget``: start
     ``spydk tgt -r <sock> --json <config>`` (the spydk beside this interpreter) in its own folder (its cwd), wait
     until the RPC socket answers spdk_get_version, stop it (SIGINT) at teardown."""
-    def starter(wd: Path, config: dict[str, Any], *, timeout: float = 30) -> SpydkTarget:
-        return start_spydk(config, wd, timeout=timeout)
+    def starter(wd: Path, config: dict[str, Any], *, timeout: float = 30,
+                extra_args: tuple[str, ...] = ()) -> SpydkTarget:
+        return start_spydk(config, wd, timeout=timeout, extra_args=extra_args)
     yield from _targets(request, tmp_path, "tgt", "spydk target log", "spydk.log", starter)
 
 

@@ -175,7 +175,8 @@ class SpydkTarget:
         stop_pid(self.proc, signal.SIGINT)
 
 
-def start_spydk(config: dict[str, Any], workdir: Path, timeout: float = 30) -> SpydkTarget:
+def start_spydk(config: dict[str, Any], workdir: Path, timeout: float = 30,
+                extra_args: tuple[str, ...] = ()) -> SpydkTarget:
     """Start ``spydk tgt -r <sock> --json <config>`` in ``workdir``.  Ready when the RPC
     socket answers spdk_get_version and framework_wait_init, and every TCP port of the
     config is listening."""
@@ -188,7 +189,7 @@ def start_spydk(config: dict[str, Any], workdir: Path, timeout: float = 30) -> S
     sock = workdir / "spydk.sock"
     log = workdir / "spydk.log"
     with open(log, "wb") as lf:
-        proc = subprocess.Popen([str(SPYDK_CLI), "tgt", "-r", str(sock), "--json", str(cfg)],
+        proc = subprocess.Popen([str(SPYDK_CLI), "tgt", "-r", str(sock), "--json", str(cfg), *extra_args],
                                 cwd=workdir, stdin=subprocess.DEVNULL, stdout=lf,
                                 stderr=subprocess.STDOUT)
     t = SpydkTarget(proc, sock, cfg, log, workdir)

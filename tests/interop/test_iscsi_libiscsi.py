@@ -30,9 +30,10 @@ def _with_node(config: dict, **node_params: object) -> dict:
     return config
 
 
-def test_header_digest_required(spydk_target, free_port) -> None:
+@pytest.mark.parametrize("cpumask", ["0x1", "0x3"])
+def test_header_digest_required(spydk_target, free_port, cpumask: str) -> None:
     port = free_port()
-    wait_for_iscsi(spydk_target(_with_node(iscsi_config(port), header_digest=True)))
+    wait_for_iscsi(spydk_target(_with_node(iscsi_config(port), header_digest=True), extra_args=("-m", cpumask)))
     url = f"iscsi://127.0.0.1:{port}/{IQN}/0"
     ok = tool("iscsi-inq", url + "?header_digest=crc32c")
     assert ok.returncode == 0 and "DIRECT_ACCESS" in ok.stdout, ok.stderr

@@ -520,6 +520,10 @@ def test_nvme_host_vhost_virtio_trace_and_metrics_commands(tmp_path: Path, capsy
         assert str(c.json("metrics_get_exporter")).count(mport)
         c.out("metrics_stop_exporter")
         assert "scheduler_name" in c.json("framework_get_scheduler")
+        c.out("framework_set_scheduler", "static", "-p", "500000")
+        assert c.json("framework_get_scheduler")["scheduler_period"] == 500000
+        tid = c.json("thread_get_stats")["threads"][0]["id"]
+        c.out("thread_set_cpumask", "-i", str(tid), "-m", "0x1")
     finally:
         t.stop()
 

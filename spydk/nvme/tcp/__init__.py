@@ -16,6 +16,7 @@ from spydk.nvme.tcp.queue_pair import (
     ICReqReceived,
     ICRespReceived,
     LocalProtocolError,
+    MovedState,
     ProtocolError,
     R2TReceived,
     Role,
@@ -25,6 +26,6 @@ from spydk.nvme.tcp.queue_pair import (
 
 __all__ = [
     "Buffer", "C2HData", "CapsuleCommand", "CapsuleResponse", "ConnectionClosed", "DataDigestError",
-    "Event", "H2CData", "ICReqReceived", "ICRespReceived", "LocalProtocolError", "ProtocolError",
+    "Event", "H2CData", "ICReqReceived", "ICRespReceived", "LocalProtocolError", "MovedState", "ProtocolError",
     "R2TReceived", "Role", "TcpQueuePair", "TermReqReceived",
 ]

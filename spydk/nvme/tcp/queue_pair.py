@@ -50,6 +50,7 @@ Errors
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 from spydk.nvme.spec.tcp import (
     CAPSULE_CMD_HLEN,
@@ -108,12 +109,29 @@ __all__ = [
     "ICReqReceived",
     "ICRespReceived",
     "LocalProtocolError",
+    "MovedState",
     "ProtocolError",
     "R2TReceived",
     "Role",
     "TermReqReceived",
     "TcpQueuePair",
 ]
+
+
+@dataclass
+class MovedState:
+    """What a controller-role queue pair needs to continue in another process: the negotiated
+    parameters and the bytes received and not yet parsed (``TcpQueuePair.export_state`` /
+    ``TcpQueuePair.resume``). Plain values only, so it crosses a process boundary as JSON."""
+
+    header_digest: bool
+    data_digest: bool
+    hpda: int
+    cpda: int
+    maxr2t: int
+    maxh2cdata: int
+    max_incapsule_data: int
+    unparsed: bytes = b""
 
 
 class TcpQueuePair(PduReceiver, ControllerSide, HostSide):
@@ -185,6 +203,34 @@ class TcpQueuePair(PduReceiver, ControllerSide, HostSide):
         self._tx_pad = bytes(self._tx_pdo - DATA_HLEN - hd)
         self._tx_flags = (HDGSTF if hd else 0) | (DDGSTF if self.data_digest else 0)
         self._c2h_fast = self._controller and not self._tx_flags and not self._tx_pad
+
+    def export_state(self) -> MovedState:
+        """The state to continue this connection elsewhere. Only between PDUs: negotiated, no
+        event waiting, no payload being received and no R2T outstanding (LocalProtocolError
+        otherwise; the caller then keeps the connection where it is)."""
+        if not self._controller or self._state != READY:
+            raise LocalProtocolError("only a negotiated controller queue pair can move")
+        if self._events or self._pending is not None or self._r2ts:
+            raise LocalProtocolError("the queue pair is in the middle of a transfer")
+        return MovedState(self.header_digest, self.data_digest, self.hpda, self.cpda, self.maxr2t,
+                          self.maxh2cdata, self.max_incapsule_data,
+                          bytes(self._rview[self._rpos:self._rend]))
+
+    @classmethod
+    def resume(cls, st: MovedState, *, ring_size: int = DEFAULT_RING_SIZE) -> TcpQueuePair:
+        """A controller queue pair continuing one exported with ``export_state``: negotiated,
+        and the unparsed bytes already parsed (their events are in ``pending_events``)."""
+        tq = cls(Role.CONTROLLER, ring_size=ring_size, max_incapsule_data=st.max_incapsule_data)
+        tq.header_digest = st.header_digest
+        tq.data_digest = st.data_digest
+        tq.hpda = st.hpda
+        tq.cpda = st.cpda
+        tq.maxr2t = st.maxr2t
+        tq.maxh2cdata = st.maxh2cdata
+        tq._negotiated()
+        if st.unparsed:
+            tq.receive_data(st.unparsed)
+        return tq
 
     def send_term_req(self, fes: int, fei: int = 0, pdu_header: Buffer = b"") -> list[Buffer]:
         """Terminate the connection (C2HTermReq or H2CTermReq by role); close it after sending."""

@@ -108,6 +108,10 @@ class TcpTransport(Transport):
         self.admission_timeout = ADMISSION_TIMEOUT
         self.per_listener: dict[ListenAddress, int] = {}
         self.refused = 0  # connections closed at accept (over the cap)
+        # Multi-core: decides, after each I/O queue's Connect, whether another reactor takes
+        # the connection (spydk.nvmf.spread.Spreader); None = every queue stays here.
+        from spydk.nvmf.spread_ops import spreader_for
+        self.spreader: Any = spreader_for(self)
 
     async def listen(self, addr: ListenAddress) -> None:
         loop = asyncio.get_running_loop()
@@ -148,12 +152,14 @@ class TcpTransport(Transport):
 class TcpConnection(asyncio.BufferedProtocol):
     """One NVMe/TCP connection: codec events in, Requests to the controller, PDUs out."""
 
-    def __init__(self, tr: TcpTransport, listen_address: ListenAddress):
+    def __init__(self, tr: TcpTransport, listen_address: ListenAddress,
+                 tq: tcp.TcpQueuePair | None = None):
         self.tr = tr
         self.tgt = tr.tgt
         self.opts = tr.opts
         self.listen_address = listen_address
-        self.tq = tcp.TcpQueuePair(tcp.Role.CONTROLLER, max_incapsule_data=nvmf_ctrlr.ADMIN_ICD)
+        # tq: a codec resumed from another reactor (spread.py), else a new connection's
+        self.tq = tq or tcp.TcpQueuePair(tcp.Role.CONTROLLER, max_incapsule_data=nvmf_ctrlr.ADMIN_ICD)
         self.qp = Qpair(self, listen_address)
         self.transport: asyncio.Transport | None = None
         self.out: list[tcp.Buffer] = []
@@ -382,6 +388,8 @@ class TcpConnection(asyncio.BufferedProtocol):
                     if qp.ctrlr is not ctrlr:  # a Connect (or a disconnect) changed the queue
                         if qp.ctrlr is not None:
                             self.max_inflight = qp.sqsize + 1
+                            if qp.qid > 0 and self.tr.spreader is not None:
+                                self.tr.spreader.place(self)  # may move it (closing: loop ends)
                         if reads or writes:
                             self._count_io(ctrlr, reads, read_bytes, writes, write_bytes)
                             reads = read_bytes = writes = write_bytes = 0
@@ -719,6 +727,24 @@ class TcpConnection(asyncio.BufferedProtocol):
                 put(b)
         if self.closing:
             t.close()
+
+    def moved(self) -> None:
+        """The connection now lives on another reactor (its socket was duplicated for it):
+        forget it here without a word on the wire. Its queue pair leaves its controller."""
+        self.closing = True
+        self.out = []
+        self.qp.ctrlr = None
+        if self.admission_timer is not None:
+            self.admission_timer.cancel()
+            self.admission_timer = None
+        t = self.transport
+        if t is not None:
+            t.close()  # closes this reactor's descriptor only: the socket stays open
+
+    def resumed(self) -> None:
+        """Start a connection moved here (codec resumed, queue pair attached, transport made):
+        send what the previous reactor left to send, run what it had received."""
+        self._process()
 
     def disconnect(self, reason: str) -> None:
         """Close the connection (after sending what is queued); idempotent."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 from spydk.bdev.modutil import call, wait_rc
 from spydk.modules.bdev.aio.aio import create_aio_disk, delete_aio_disk, rescan_aio_disk
 from spydk.rpc.registry import RpcContext, rpc_method
+from spydk.rpc.replica import replicated
 from spydk.rpc.schema import Param
 
 
@@ -29,3 +30,11 @@ async def bdev_aio_delete(ctx: RpcContext, *, name: str) -> bool:
 def bdev_aio_rescan(ctx: RpcContext, *, name: str) -> bool:
     call(rescan_aio_disk, name)
     return True
+
+
+# Every reactor opens the file itself.
+from spydk.bdev.rpc import same_bdev_on_every_reactor  # noqa: E402
+
+replicated("bdev_aio_create", share=same_bdev_on_every_reactor)
+replicated("bdev_aio_delete")
+replicated("bdev_aio_rescan")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from spydk.bdev.modutil import call, wait_rc
 from spydk.modules.bdev.delay.delay import LATENCY_TYPES, create_delay, delete_delay, update_latency
 from spydk.rpc.registry import RpcContext, rpc_method
+from spydk.rpc.replica import replicated
 from spydk.rpc.schema import Param
 
 
@@ -34,3 +35,11 @@ def bdev_delay_update_latency(ctx: RpcContext, *, delay_bdev_name: str, latency_
                               latency_us: int) -> bool:
     call(update_latency, delay_bdev_name, latency_type, latency_us)
     return True
+
+
+# Every reactor builds its own copy (over its own copy of the base bdev).
+from spydk.bdev.rpc import same_bdev_on_every_reactor  # noqa: E402
+
+replicated("bdev_delay_create", share=same_bdev_on_every_reactor)
+replicated("bdev_delay_delete")
+replicated("bdev_delay_update_latency")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import mmap
+import os
 import uuid as _uuid
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,7 @@ from spydk.bdev.iobuf import ZERO_BUF_SIZE, ZEROES
 from spydk.bdev.module import BdevModule, register_module
 from spydk.bdev.modutil import check_block_size
 from spydk.thread import io_device_register, is_io_device
+from spydk.thread.cores import workers
 
 _ALL = slice(None)  # buf[_ALL] = src: the whole-buffer slice without building one per I/O
 _SUPPORTED = frozenset((READ, WRITE, UNMAP, FLUSH, RESET, WRITE_ZEROES, COMPARE, COMPARE_AND_WRITE))
@@ -79,6 +81,23 @@ def _disk_memory(size: int) -> mmap.mmap:
     return m
 
 
+_adopted: dict[str, int] = {}   # name -> memfd main passed with a replicated create (workers)
+
+
+def adopt_memory(name: str, fd: int) -> None:
+    """On a worker reactor: the next malloc bdev ``name`` maps ``fd`` (main's memory)."""
+    old = _adopted.pop(name, None)
+    if old is not None:
+        os.close(old)
+    _adopted[name] = fd
+
+
+def memfd_of(name: str) -> int:
+    """The memfd of a malloc bdev of a multi-core app (-1: private memory)."""
+    b = get_bdev(name)
+    return b._memfd if isinstance(b, MallocBdev) else -1
+
+
 def _mem_available() -> int:
     try:
         with open("/proc/meminfo") as f:
@@ -99,7 +118,26 @@ class MallocBdev(Bdev):
                          optimal_io_boundary=optimal_io_boundary,
                          split_on_optimal_io_boundary=bool(optimal_io_boundary),
                          physical_block_size=physical_block_size)
-        self._map = _disk_memory(block_size * num_blocks)
+        self._memfd = -1
+        fd = _adopted.pop(name, None)
+        if fd is not None:   # a worker reactor: map the memory main created (same data everywhere)
+            self._memfd = fd
+            self._map = mmap.mmap(fd, block_size * num_blocks, flags=mmap.MAP_SHARED)
+        elif workers() is not None:   # main of a multi-core app: memory the workers can map
+            self._memfd = os.memfd_create(f"spydk-malloc-{name}", os.MFD_CLOEXEC)
+            try:
+                os.ftruncate(self._memfd, block_size * num_blocks)
+                self._map = mmap.mmap(self._memfd, block_size * num_blocks, flags=mmap.MAP_SHARED)
+            except OSError:
+                os.close(self._memfd)
+                raise
+        else:
+            self._map = _disk_memory(block_size * num_blocks)
+        if self._memfd >= 0 and block_size * num_blocks <= _mem_available() // 2:
+            try:   # map every page now (shared memory gets no huge pages): no faults on the I/O path
+                self._map.madvise(MADV_POPULATE_WRITE)
+            except OSError:
+                pass
         self.mem = memoryview(self._map)
         self.io_device = module.io_device()
         self._shift = block_size.bit_length() - 1
@@ -150,6 +188,9 @@ class MallocBdev(Bdev):
 
     def destruct(self, done: Callable[[int], Any]) -> None:
         self.mem.release()
+        if self._memfd >= 0:
+            os.close(self._memfd)
+            self._memfd = -1
         try:
             self._map.close()
         except BufferError:

@@ -6,9 +6,10 @@ from typing import Any
 
 from spydk.bdev import BdevError
 from spydk.bdev.modutil import check_block_size
-from spydk.modules.bdev.malloc.malloc import create_malloc_disk, delete_malloc_disk
+from spydk.modules.bdev.malloc.malloc import adopt_memory, create_malloc_disk, delete_malloc_disk, memfd_of
 from spydk.rpc import Param, RpcContext, rpc_method
 from spydk.rpc.errors import invalid_params
+from spydk.rpc.replica import replicated
 
 
 @rpc_method("bdev_malloc_create", [
@@ -43,3 +44,20 @@ def rpc_bdev_malloc_delete(ctx: RpcContext, name: str) -> Any:
     """Delete a malloc bdev (waits until its users have closed it)."""
     from spydk.bdev.rpc import unregister_future
     return unregister_future(lambda cb: delete_malloc_disk(name, cb))
+
+
+def _share(params: Any, result: Any) -> tuple[Any, list[int]]:
+    from spydk.bdev.rpc import same_bdev_on_every_reactor
+    out, _ = same_bdev_on_every_reactor(params, result)
+    fd = memfd_of(result)
+    return out, [fd] if fd >= 0 else []
+
+
+def _adopt(params: Any, fds: list[int]) -> None:
+    if fds:
+        adopt_memory(params["name"], fds[0])
+
+
+# Every reactor has the bdev, over the same memory (a memfd main maps and passes along).
+replicated("bdev_malloc_create", share=_share, adopt=_adopt)
+replicated("bdev_malloc_delete")

@@ -8,6 +8,7 @@ from spydk.bdev import BdevError
 from spydk.modules.bdev.null.null import create_null_disk, delete_null_disk, resize_null_disk
 from spydk.rpc import Param, RpcContext, rpc_method
 from spydk.rpc.errors import invalid_params
+from spydk.rpc.replica import replicated
 
 
 @rpc_method("bdev_null_create", [
@@ -55,3 +56,11 @@ def rpc_bdev_null_resize(ctx: RpcContext, name: str, new_size: int) -> bool:
             raise invalid_params(e.message) from None
         raise rpc_error(e) from None
     return True
+
+
+# Every reactor builds its own copy (over its own copy of the base bdev).
+from spydk.bdev.rpc import same_bdev_on_every_reactor  # noqa: E402
+
+replicated("bdev_null_create", share=same_bdev_on_every_reactor)
+replicated("bdev_null_delete")
+replicated("bdev_null_resize")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from spydk.bdev.modutil import call, wait_rc
 from spydk.modules.bdev.split.split import create_split, delete_split
 from spydk.rpc.registry import RpcContext, rpc_method
+from spydk.rpc.replica import replicated
 from spydk.rpc.schema import Param
 
 
@@ -18,3 +19,8 @@ def bdev_split_create(ctx: RpcContext, *, base_bdev: str, split_count: int, spli
 @rpc_method("bdev_split_delete", [Param("base_bdev", "string", required=True)])
 async def bdev_split_delete(ctx: RpcContext, *, base_bdev: str) -> bool:
     return await wait_rc(lambda cb: delete_split(base_bdev, cb), f"deleting the split of {base_bdev!r}")
+
+
+# Every reactor builds its own copy (over its own copy of the base bdev).
+replicated("bdev_split_create")
+replicated("bdev_split_delete")

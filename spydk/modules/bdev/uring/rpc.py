@@ -4,6 +4,7 @@ from __future__ import annotations
 from spydk.bdev.modutil import call, wait_rc
 from spydk.modules.bdev.uring.uring import create_uring_disk, delete_uring_disk, rescan_uring_disk
 from spydk.rpc.registry import RpcContext, rpc_method
+from spydk.rpc.replica import replicated
 from spydk.rpc.schema import Param
 
 
@@ -25,3 +26,11 @@ async def bdev_uring_delete(ctx: RpcContext, *, name: str) -> bool:
 def bdev_uring_rescan(ctx: RpcContext, *, name: str) -> bool:
     call(rescan_uring_disk, name)
     return True
+
+
+# Every reactor opens the file itself.
+from spydk.bdev.rpc import same_bdev_on_every_reactor  # noqa: E402
+
+replicated("bdev_uring_create", share=same_bdev_on_every_reactor)
+replicated("bdev_uring_delete")
+replicated("bdev_uring_rescan")
