@@ -1,10 +1,10 @@
-"""The raid bdev (SPDK's module/bdev/raid): raid0, raid1 and concat over base bdevs.
+"""The raid bdev (SPDK's module/bdev/raid): raid0, raid1, raid5f and concat over base bdevs.
 
 A raid is *configuring* until every base it waits for is there, then *online* (its bdev
 registered), *offline* when it lost more bases than its level survives. With a superblock
 (``superblock: true``) every base carries SPDK's on-disk raid superblock (sb.py) and the
 raid is found again by examine when its bases appear (after a restart, in any order); a
-raid1 keeps running degraded when a base fails or is removed, and
+raid1 or raid5f keeps running degraded when a base fails or is removed, and
 ``bdev_raid_add_base_bdev`` rebuilds a new base while I/O continues (rebuild.py).
 
 All raid state is changed on the app thread. spydk runs every lightweight thread of a
