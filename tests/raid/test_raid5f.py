@@ -263,3 +263,31 @@ def test_raid5f_matches_a_flat_model(env: Env, data: st.DataObject) -> None:
     rpc(env, "bdev_raid_delete", {"name": raid})
     for nm in names:
         rpc(env, "bdev_malloc_delete", {"name": nm})
+
+
+def test_raid5f_superblock_reassembles_by_examine(env: Env, tmp_path: Any) -> None:
+    import uuid as _uuid
+
+    from spydk.modules.bdev.raid import sb as sbm
+    files, uuids = [], [str(_uuid.uuid4()) for _ in range(3)]
+    for i in range(3):
+        p = tmp_path / f"b{i}.img"
+        with open(p, "wb") as f:
+            f.truncate(4 << 20)
+        files.append(str(p))
+        rpc(env, "bdev_aio_create", {"filename": files[i], "name": f"A{i}", "uuid": uuids[i], "block_size": BS})
+    make(env, "R5", ["A0", "A1", "A2"], superblock=True)
+    r = get_bdev("R5")
+    assert r is not None
+    data = os.urandom(r.num_blocks * BS)
+    write(env, "R5", 0, data)
+    with open(files[1], "rb") as f:
+        sb = sbm.decode(f.read(4096))
+    assert (sb.level, sb.strip_size, sb.num_base_bdevs, sb.raid_size) == (sbm.Level.RAID5F, STRIP, 3, r.num_blocks)
+    rpc(env, "bdev_raid_delete", {"name": "R5"})
+    for i in range(3):
+        rpc(env, "bdev_aio_delete", {"name": f"A{i}"})
+    for i in (2, 0, 1):
+        rpc(env, "bdev_aio_create", {"filename": files[i], "name": f"B{i}", "uuid": uuids[i], "block_size": BS})
+    env.until(lambda: get_bdev("R5") is not None)
+    assert read(env, "R5", 0, r.num_blocks) == data
