@@ -291,3 +291,17 @@ def test_raid5f_superblock_reassembles_by_examine(env: Env, tmp_path: Any) -> No
         rpc(env, "bdev_aio_create", {"filename": files[i], "name": f"B{i}", "uuid": uuids[i], "block_size": BS})
     env.until(lambda: get_bdev("R5") is not None)
     assert read(env, "R5", 0, r.num_blocks) == data
+    # a base removed: the superblocks on the other two say so, and the array comes back
+    # degraded from those two alone, its data rebuilt from parity
+    rpc(env, "bdev_raid_remove_base_bdev", {"name": "B1"})
+    env.drain()
+    rpc(env, "bdev_raid_delete", {"name": "R5"})
+    for i in (0, 2):
+        rpc(env, "bdev_aio_delete", {"name": f"B{i}"})
+    rpc(env, "bdev_aio_delete", {"name": "B1"})
+    for i in (2, 0):
+        rpc(env, "bdev_aio_create", {"filename": files[i], "name": f"C{i}", "uuid": uuids[i], "block_size": BS})
+    env.until(lambda: get_bdev("R5") is not None)
+    i5 = info(env, "R5")
+    assert i5["state"] == "online" and i5["num_base_bdevs_discovered"] == 2
+    assert read(env, "R5", 0, r.num_blocks) == data
