@@ -161,6 +161,11 @@ class Bdev:
         self.optimal_io_boundary = optimal_io_boundary
         self.split_on_optimal_io_boundary = split_on_optimal_io_boundary
         self.max_rw_blocks = max_rw_blocks      # 0 = no limit (SPDK's max_rw_size)
+        # Writes must cover whole units of this many blocks (raid5f: a full stripe). With
+        # split_on_write_unit the layer splits writes at unit boundaries and fails a write
+        # that is not made of whole, aligned units, as SPDK does.
+        self.write_unit_size = 1
+        self.split_on_write_unit = False
         self.physical_block_size = physical_block_size or block_size
         self.md_size = 0
         self.io_device: Any = None

@@ -74,7 +74,7 @@ class BdevChannel:
 
     __slots__ = ("bdev", "thread", "io_ch", "module_ch", "ctx", "submit_fn", "free", "cq",
                  "_spare", "drain", "finish", "stat", "outstanding", "blocked", "slow",
-                 "split_check", "boundary", "max_blocks", "queued", "nomem", "hist",
+                 "split_check", "boundary", "max_blocks", "wunit", "queued", "nomem", "hist",
                  "hist_opc", "_nomem_poller", "supported", "cpl_ns", "traced")
 
     def __init__(self, bdev: Bdev, io_ch: IoChannel):
@@ -95,7 +95,11 @@ class BdevChannel:
         self.blocked = 0
         self.boundary = bdev.optimal_io_boundary if bdev.split_on_optimal_io_boundary else 0
         self.max_blocks = bdev.max_rw_blocks
-        self.split_check = bool(self.boundary or self.max_blocks)
+        # writes are cut at write units instead (and must be made of whole units)
+        self.wunit = bdev.write_unit_size if bdev.split_on_write_unit and bdev.write_unit_size > 1 else 0
+        if self.wunit and self.max_blocks:
+            self.max_blocks = max(self.wunit, self.max_blocks - self.max_blocks % self.wunit)
+        self.split_check = bool(self.boundary or self.max_blocks or self.wunit)
         self.slow = self.split_check
         self.queued: deque[BdevIO] = deque()
         self.nomem: deque[BdevIO] = deque()
@@ -204,6 +208,8 @@ class BdevChannel:
         t = io.type
         sup = self.supported
         if t == WRITE_ZEROES and not sup[WRITE_ZEROES]:
+            if self.wunit and not self._whole_units(io):
+                return
             io.stage = STAGE_SPLIT
             self._split_start(io, zero=True)
             return
@@ -216,11 +222,28 @@ class BdevChannel:
         if self.split_check and (t == READ or t == WRITE or t == COMPARE):
             n = io.num_blocks
             b = self.boundary
+            if t == WRITE and self.wunit:
+                if not self._whole_units(io):
+                    return
+                b = self.wunit
             if (b and (io.offset_blocks % b) + n > b) or (self.max_blocks and n > self.max_blocks):
                 io.stage = STAGE_SPLIT
                 self._split_start(io, zero=False)
                 return
         self._to_module(io)
+
+    def _whole_units(self, io: BdevIO) -> bool:
+        """A write to a bdev with split_on_write_unit must cover whole, aligned write units
+        (SPDK fails the pieces that do not); fail it here, before any of it is written."""
+        u = self.wunit
+        if io.offset_blocks % u == 0 and io.num_blocks % u == 0:
+            return True
+        if not self.stat.errors.get(FAILED):     # once per channel: a client can repeat it
+            log.error("bdev %s: a write of %d blocks at block %d is not made of whole write units "
+                      "of %d blocks (aligned); refused", self.bdev.name, io.num_blocks,
+                      io.offset_blocks, u)
+        self._done_in_submit(io, FAILED)
+        return False
 
     def _to_module(self, io: BdevIO) -> None:
         io.in_submit = True
@@ -491,6 +514,9 @@ class BdevChannel:
         mx = self.max_blocks
         zero = parent.driver_ctx
         ctype = WRITE if zero else parent.type
+        wunit = self.wunit if ctype == WRITE else 0
+        if wunit:
+            b = wunit
         while parent.split_left and parent.split_outstanding < MAX_CHILDREN_IN_FLIGHT \
                 and parent.split_status == SUCCESS:
             off = parent.split_next
@@ -499,7 +525,7 @@ class BdevChannel:
                 n = min(n, b - off % b)
             if mx:
                 n = min(n, mx)
-            if zero:
+            if zero and not wunit:
                 n = min(n, max(1, ZERO_BUF_SIZE // bs))
             nb = n * bs
             if zero:

@@ -148,7 +148,8 @@ def test_raid1_reads_are_balanced(env: Env) -> None:
 
 @pytest.mark.parametrize("params,words", [
     ({"name": "X", "raid_level": "raid7", "base_bdevs": ["M0"]}, ["raid_level"]),
-    ({"name": "X", "raid_level": "raid5f", "strip_size_kb": 64, "base_bdevs": ["M0", "M1", "M2"]}, ["raid5f"]),
+    ({"name": "X", "raid_level": "raid5f", "strip_size_kb": 64, "base_bdevs": ["M0", "M1"]}, ["raid5f", "at least 3"]),
+    ({"name": "X", "raid_level": "raid5f", "base_bdevs": ["M0", "M1", "M2"]}, ["strip_size_kb", "required"]),
     ({"name": "X", "raid_level": "raid0", "base_bdevs": ["M0", "M1"]}, ["strip_size_kb", "required"]),
     ({"name": "X", "raid_level": "raid0", "strip_size_kb": 3, "base_bdevs": ["M0"]}, ["strip_size_kb", "power of two"]),
     ({"name": "X", "raid_level": "raid1", "strip_size_kb": 64, "base_bdevs": ["M0", "M1"]}, ["strip_size_kb", "raid1"]),

@@ -51,3 +51,32 @@ def test_spdk_made_raid1_and_raid0_assemble_with_their_data(env: Env, tmp_path: 
     write(env, "SpdkR1", 0, b"x" * 512)
     assert read(env, "Base1", 2048, 1) == b"x" * 512
     assert bdev_raid.module.raids["SpdkR1"].sb.seq_number > sbs[0].seq_number  # type: ignore[union-attr]
+
+
+def test_spdk_made_raid5f_assembles_reads_degraded_and_takes_writes(env: Env, tmp_path: Path) -> None:
+    """e, f, g: SPDK's raid5f SpdkR5 (16 KiB strips, 3 bases, superblock), data written by
+    spdk_dd through SPDK's raid5f: its parity placement is ours if a degraded read is right."""
+    from spydk.modules.bdev.raid.xor import xor_bytes
+    files = _unpack(tmp_path, "efg")
+    sbs = [sbm.decode(f.read_bytes()[:4096]) for f in files]
+    assert {s.name for s in sbs} == {"SpdkR5"} and sbs[0].level == sbm.Level.RAID5F
+    assert sbs[0].strip_size == 32 and sbs[0].raid_size == 12288
+    for i in (2, 0, 1):
+        rpc(env, "bdev_aio_create", {"filename": str(files[i]), "name": f"Base{i}", "block_size": 512,
+                                     "uuid": str(sbs[i].base_bdevs[i].uuid)})
+    env.until(lambda: get_bdev("SpdkR5") is not None)
+    r5 = get_bdev("SpdkR5")
+    assert r5 is not None and str(r5.uuid) == "55555555-5555-4555-8555-555555555555"
+    assert r5.num_blocks == 12288 and r5.write_unit_size == 64
+    want = pattern(b"spdk-raid5f block ", 12288)
+    assert read(env, "SpdkR5", 0, 12288) == want
+    # SPDK's parity strips: every stripe of the three bases XORs to zero
+    areas = [read(env, f"Base{i}", 2048, 6144) for i in range(3)]
+    assert xor_bytes(areas) == bytes(6144 * 512)
+    # without base 1 the data comes back from SPDK's parity
+    rpc(env, "bdev_raid_remove_base_bdev", {"name": "Base1"})
+    env.drain()
+    assert read(env, "SpdkR5", 0, 12288) == want
+    new = bytes(range(256)) * 2 * 64
+    write(env, "SpdkR5", 64, new)
+    assert read(env, "SpdkR5", 64, 64) == new

@@ -1,10 +1,10 @@
-"""The raid bdev (SPDK's module/bdev/raid): raid0, raid1 and concat over base bdevs.
+"""The raid bdev (SPDK's module/bdev/raid): raid0, raid1, raid5f and concat over base bdevs.
 
 A raid is *configuring* until every base it waits for is there, then *online* (its bdev
 registered), *offline* when it lost more bases than its level survives. With a superblock
 (``superblock: true``) every base carries SPDK's on-disk raid superblock (sb.py) and the
 raid is found again by examine when its bases appear (after a restart, in any order); a
-raid1 keeps running degraded when a base fails or is removed, and
+raid1 or raid5f keeps running degraded when a base fails or is removed, and
 ``bdev_raid_add_base_bdev`` rebuilds a new base while I/O continues (rebuild.py).
 
 All raid state is changed on the app thread. spydk runs every lightweight thread of a
@@ -84,13 +84,14 @@ class BaseInfo:
 class RaidChannel:
     """A thread's context for one raid: the base channels and read-balancing counters."""
 
-    __slots__ = ("raid", "thread", "chs", "reads")
+    __slots__ = ("raid", "thread", "chs", "reads", "lvl")
 
     def __init__(self, raid: RaidBdev, thread: Any):
         self.raid = raid
         self.thread = thread
         self.chs: list[BdevChannel | None] = [None] * raid.num_base_bdevs
         self.reads = [0] * raid.num_base_bdevs
+        self.lvl: Any = None      # the level's per-channel state (raid5f: buffer pools)
 
 
 class RaidIoDevice:
@@ -366,7 +367,7 @@ class RaidBdev(Bdev):
         if io_type in (READ, WRITE, RESET):
             return True
         if io_type in (UNMAP, FLUSH, WRITE_ZEROES):
-            return all(b.bdev is None or b.bdev.supports(io_type) for b in self.bases)
+            return self.ops.null_payload and all(b.bdev is None or b.bdev.supports(io_type) for b in self.bases)
         return False
 
     def submit_request(self, ctx: RaidChannel, io: BdevIO) -> None:
@@ -489,7 +490,7 @@ class RaidBdev(Bdev):
             self._drop_from_slots(b, FAILED_SLOT if failed else MISSING)
         elif b.state == FAILED_SLOT and not failed:
             pass
-        survives = self.ops.redundant and len(self.read_slots) > 0
+        survives = self.ops.redundant and self.ops.survives(self)
         if not survives and self.state == ONLINE:
             self.go_offline()
 
@@ -620,10 +621,7 @@ def _get_slot_channel(it: ChannelIter, ioch: IoChannel) -> None:
 def _parse_level(raid_level: str) -> LevelOps:
     cls = LEVELS.get(raid_level)
     if cls is None:
-        if raid_level in ("raid5f", "5f"):
-            raise BdevError(errno.EINVAL, "raid_level raid5f is not supported by spydk yet "
-                                          "(use raid0, raid1 or concat)")
-        raise BdevError(errno.EINVAL, f"raid_level {raid_level!r} is not one of raid0, raid1, concat")
+        raise BdevError(errno.EINVAL, f"raid_level {raid_level!r} is not one of raid0, raid1, raid5f, concat")
     return cls()
 
 
@@ -732,7 +730,8 @@ def add_base_bdev(raid_name: str, base_name: str, cb: Callable[[int], Any]) -> N
         cb(0)
         return
     if not raid.ops.redundant:
-        raise BdevError(errno.EINVAL, f"raid {raid_name} is {raid.level_name}: only raid1 can take a new base bdev online")
+        raise BdevError(errno.EINVAL, f"raid {raid_name} is {raid.level_name}: only raid1 and raid5f can take "
+                                      "a new base bdev online")
     if bdev.block_size != raid.block_size:
         raise BdevError(errno.EINVAL, f"base_bdev {base_name} has block size {bdev.block_size}, "
                                       f"raid {raid_name} has {raid.block_size}")

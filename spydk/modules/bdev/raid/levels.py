@@ -8,10 +8,12 @@ raid1    every base holds all the data: writes go to every writable base and suc
          at least one in-sync base took them (a base that failed is then failed out of the
          array); reads go to the in-sync base with the fewest reads in flight on this
          channel and are retried on the next one if a base fails them.
+raid5f   striping with a rotating XOR parity strip, full-stripe writes only (raid5f.py).
 """
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from spydk.bdev.io import FAILED, FLUSH, NOMEM, READ, SUCCESS, UNMAP, WRITE, WRITE_ZEROES, BdevIO
@@ -26,6 +28,11 @@ class LevelOps:
     min_bases = 1
     needs_strip = True
     redundant = False
+    null_payload = True      # UNMAP/FLUSH/WRITE_ZEROES go to the bases (when they all have them)
+
+    def survives(self, raid: RaidBdev) -> bool:
+        """Whether the array still serves all its data with the bases now in sync."""
+        return len(raid.read_slots) == raid.num_base_bdevs
 
     def sizes(self, raid: RaidBdev, data_sizes: list[int]) -> tuple[int, list[int]]:
         """(array size in blocks, data size used on each base) from the bases' usable sizes."""
@@ -35,6 +42,17 @@ class LevelOps:
         """Called once the per-base data sizes are known (precompute lookups)."""
 
     def submit(self, raid: RaidBdev, rch: RaidChannel, io: BdevIO) -> None:
+        raise NotImplementedError
+
+    def rebuild_window(self, raid: RaidBdev, blocks: int) -> int:
+        """The rebuild's window (array blocks) for a wanted size."""
+        return blocks
+
+    def rebuild_copy(self, raid: RaidBdev, rch: RaidChannel, target: int, offset: int, n: int,
+                     done: Callable[[str, int], Any]) -> None:
+        """Bring the target's part of array range [offset, offset+n) up to date, then
+        ``done(what, slot)``: "ok"; "read" (that in-sync slot failed a read: try again);
+        "busy" (out of resources: try again later); "write"/"submit" (the target failed)."""
         raise NotImplementedError
 
 
@@ -150,6 +168,29 @@ class Raid1(LevelOps):
         per = min(data_sizes)
         return per, [per] * len(data_sizes)
 
+    def survives(self, raid: RaidBdev) -> bool:
+        return len(raid.read_slots) > 0
+
+    def rebuild_copy(self, raid: RaidBdev, rch: RaidChannel, target: int, offset: int, n: int,
+                     done: Callable[[str, int], Any]) -> None:
+        """Read the range from an in-sync base, write it to the target."""
+        src = raid.read_slots[0]
+        buf = [raid.process.buffer(n * raid.block_size)]
+
+        def written(io: BdevIO, ok: bool, _a: Any) -> None:
+            done("ok" if ok else "write", target)
+
+        def read(io: BdevIO, ok: bool, _a: Any) -> None:
+            if not ok:
+                done("busy" if io.status == NOMEM else "read", src)
+                return
+            rc = raid.base_submit(rch, target, WRITE, buf, offset, n, written, None)
+            if rc:
+                done("busy" if rc == -12 else "submit", target)
+        rc = raid.base_submit(rch, src, READ, buf, offset, n, read, None)
+        if rc:
+            done("busy" if rc == -12 else "read", src)
+
     def submit(self, raid: RaidBdev, rch: RaidChannel, io: BdevIO) -> None:
         if io.type == READ:
             io.driver_ctx = 0               # bit mask of slots tried
@@ -242,8 +283,11 @@ class Raid1(LevelOps):
         io.complete(SUCCESS if st[1] else FAILED)
 
 
+from spydk.modules.bdev.raid.raid5f import Raid5f  # noqa: E402  (it builds on LevelOps above)
+
 LEVELS: dict[str, type[LevelOps]] = {
-    "raid0": Raid0, "0": Raid0, "raid1": Raid1, "1": Raid1, "concat": Concat,
+    "raid0": Raid0, "0": Raid0, "raid1": Raid1, "1": Raid1, "concat": Concat, "raid5f": Raid5f, "5f": Raid5f,
 }
 LEVEL_NAMES = {Level.RAID0: "raid0", Level.RAID1: "raid1", Level.CONCAT: "concat", Level.RAID5F: "raid5f"}
-BY_LEVEL: dict[Level, type[LevelOps]] = {Level.RAID0: Raid0, Level.RAID1: Raid1, Level.CONCAT: Concat}
+BY_LEVEL: dict[Level, type[LevelOps]] = {Level.RAID0: Raid0, Level.RAID1: Raid1, Level.CONCAT: Concat,
+                                        Level.RAID5F: Raid5f}

@@ -1,11 +1,13 @@
-"""raid1 rebuild: copy the array onto a new base, window by window, while I/O continues.
+"""Rebuild (raid1, raid5f): bring a new base up to date, window by window, while I/O continues.
 
 The target takes every write from the moment it joins (it is in ``write_slots`` but not
 in ``read_slots``). Each window is copied under a lock: new writes to the window wait, the
-writes already in flight finish, the window is read from an in-sync base and written to
-the target, then the held writes go on. Behind the window the target is therefore always
-current; ahead of it, the copy will overwrite whatever it got. When the last window is
-done the target becomes an in-sync member and the superblock says so.
+writes already in flight finish, the window is copied to the target, then the held writes
+go on. Behind the window the target is therefore always current; ahead of it, the copy
+will overwrite whatever it got. When the last window is done the target becomes an
+in-sync member and the superblock says so. The level copies a window (``rebuild_copy``):
+raid1 reads it from an in-sync base; raid5f XORs the other bases' strips of whole stripes
+(its window is a whole number of stripes).
 
 Runs on the app thread with the raid's app-thread channel; ``process_window_size_kb``
 sets the window, ``process_max_bandwidth_mb_sec`` (0: unlimited) paces it.
@@ -16,7 +18,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from spydk.bdev.io import READ, WRITE, BdevIO
 from spydk.thread import get_reactor
 
 if TYPE_CHECKING:
@@ -30,10 +31,10 @@ class Rebuild:
         from spydk.modules.bdev.raid.bdev_raid import options
         self.raid = raid
         self.target = target
-        self.window = max(1, options.process_window_size_kb * 1024 // raid.block_size)
+        self.window = raid.ops.rebuild_window(raid, max(1, options.process_window_size_kb * 1024 // raid.block_size))
         self.max_bps = options.process_max_bandwidth_mb_sec * 1024 * 1024
         self.offset = 0
-        self.buf = memoryview(bytearray(self.window * raid.block_size))
+        self.buf: memoryview | None = None
         self.aborted: str | None = None
         self.thread = get_reactor().app_thread
         self.started_ns = 0
@@ -83,43 +84,34 @@ class Rebuild:
             return 1
         self._poller = self.thread.poller_register(tick, None, 1000, "raid_rebuild_pace")
 
+    def buffer(self, nbytes: int) -> memoryview:
+        """The copy buffer (raid1), made on first use."""
+        if self.buf is None or len(self.buf) < nbytes:
+            self.buf = memoryview(bytearray(nbytes))
+        return self.buf[:nbytes]
+
     def _copy(self, n: int) -> None:
         raid = self.raid
         rch = raid.app_ch
-        src = raid.read_slots[0] if raid.read_slots else -1
-        if self.aborted is not None or rch is None or src < 0:
+        if self.aborted is not None or rch is None or not raid.ops.survives(raid):
             raid.unlock_range()
-            self._end(f"stopped: {self.aborted or 'no in-sync base bdev to copy from'}")
+            self._end(f"stopped: {self.aborted or 'the in-sync base bdevs no longer hold all the data'}")
             return
-        buf = [self.buf[:n * raid.block_size]]
 
-        def written(io: BdevIO, ok: bool, _a: Any) -> None:
+        def done(what: str, slot: int) -> None:
             raid.unlock_range()
-            if not ok:
+            if what == "ok":
+                self.offset += n
+                self._next()
+            elif what == "read":
+                raid.base_failed(slot)
+                self._next()          # again, from the bases left (or stop)
+            elif what == "busy":
+                self._wait_until(time.monotonic_ns() + 1_000_000)
+            else:
                 self._end(f"writing to {self.target.name} failed")
                 raid.base_failed(self.target.slot)
-                return
-            self.offset += n
-            self._next()
-
-        def read(io: BdevIO, ok: bool, _a: Any) -> None:
-            if not ok:
-                raid.unlock_range()
-                raid.base_failed(src)
-                self._next()          # try again from another in-sync base (or stop)
-                return
-            if self.aborted is not None:
-                raid.unlock_range()
-                self._next()
-                return
-            rc = raid.base_submit(rch, self.target.slot, WRITE, buf, self.offset, n, written, None)
-            if rc:
-                raid.unlock_range()
-                self._end(f"cannot write to {self.target.name}: {rc}")
-        rc = raid.base_submit(rch, src, READ, buf, self.offset, n, read, None)
-        if rc:
-            raid.unlock_range()
-            self._end(f"cannot read the source base bdev: {rc}")
+        raid.ops.rebuild_copy(raid, rch, self.target.slot, self.offset, n, done)
 
     def _finish(self) -> None:
         from spydk.modules.bdev.raid.bdev_raid import CONFIGURED

@@ -52,7 +52,7 @@ LEVEL_CHOICES = ("raid0", "0", "raid1", "1", "raid5f", "5f", "concat")
 ])
 async def bdev_raid_create(ctx: RpcContext, *, name: str, raid_level: str, base_bdevs: list[str],
                            strip_size_kb: int = 0, uuid: str | None = None, superblock: bool = False) -> bool:
-    """Create a raid bdev (raid0, raid1, concat) over base bdevs."""
+    """Create a raid bdev (raid0, raid1, raid5f, concat) over base bdevs."""
     if superblock:
         # as SPDK: never write a superblock over another raid's (that would take its members)
         for b in base_bdevs:
@@ -98,7 +98,7 @@ async def bdev_raid_delete(ctx: RpcContext, *, name: str, clear_sb: bool = False
     Param("raid_bdev", "string", required=True), Param("base_bdev", "string", required=True),
 ])
 async def bdev_raid_add_base_bdev(ctx: RpcContext, *, raid_bdev: str, base_bdev: str) -> bool:
-    """Add a base bdev to a raid (an online raid1 rebuilds onto it)."""
+    """Add a base bdev to a raid (an online raid1 or raid5f rebuilds onto it)."""
     return await wait_rc(lambda cb: core.add_base_bdev(raid_bdev, base_bdev, cb),
                          f"adding {base_bdev!r} to raid bdev {raid_bdev!r}")
 

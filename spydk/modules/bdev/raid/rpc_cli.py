@@ -19,8 +19,8 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
 
     p = sub.add_parser("bdev_raid_create", help="create a raid bdev")
     p.add_argument("-n", "--name", required=True, help="raid bdev name")
-    p.add_argument("-z", "--strip-size-kb", type=int, help="strip size in KiB (raid0, concat)")
-    p.add_argument("-r", "--raid-level", required=True, help="raid0, raid1 or concat")
+    p.add_argument("-z", "--strip-size-kb", type=int, help="strip size in KiB (raid0, raid5f, concat)")
+    p.add_argument("-r", "--raid-level", required=True, help="raid0, raid1, raid5f or concat")
     p.add_argument("-b", "--base-bdevs", required=True, help="base bdev names, whitespace separated, in quotes")
     p.add_argument("--uuid", help="UUID of the raid bdev")
     p.add_argument("-s", "--superblock", action="store_true", default=None,
@@ -34,7 +34,7 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
     p.add_argument("--clear-sb", action="store_true", default=None, help="wipe the superblocks of its bases")
     p.set_defaults(func=lambda a: call("bdev_raid_delete", {"name": a.name, "clear_sb": a.clear_sb}))
 
-    p = sub.add_parser("bdev_raid_add_base_bdev", help="add a base bdev to a raid (raid1: rebuilds onto it)")
+    p = sub.add_parser("bdev_raid_add_base_bdev", help="add a base bdev to a raid (raid1, raid5f: rebuilds onto it)")
     p.add_argument("raid_bdev", help="raid bdev name")
     p.add_argument("base_bdev", help="base bdev name")
     p.set_defaults(func=lambda a: call("bdev_raid_add_base_bdev", {"raid_bdev": a.raid_bdev, "base_bdev": a.base_bdev}))
