@@ -90,7 +90,7 @@ class VirtioUserDev:
     """A vhost-user connection driven by spydk as the front end."""
 
     def __init__(self, name: str, path: str, vq_count: int, vq_size: int, driver_features: int,
-                 config_size: int):
+                 config_size: int, *, slot_hdr: int = SLOT_HDR):
         if vq_size < 4 or vq_size & (vq_size - 1) or vq_size > 32768:
             raise BdevError(errno.EINVAL, f"vq_size {vq_size} must be a power of two from 4 to 32768")
         if not 1 <= vq_count <= 64:
@@ -102,14 +102,14 @@ class VirtioUserDev:
         self.thread: Thread = get_thread() or _app_thread()
         nslots = vq_size   # one ring descriptor per request (indirect tables)
         ring_bytes = _ring_bytes(vq_size)
-        self.mem = SharedMemory(vq_count * (ring_bytes + 3 * 4096 + nslots * (SLOT_HDR + SLOT_DATA)))
+        self.mem = SharedMemory(vq_count * (ring_bytes + 3 * 4096 + nslots * (slot_hdr + SLOT_DATA)))
         self.vqs: list[VqState] = []
         for _ in range(vq_count):
             base, view = self.mem.alloc(ring_bytes, 4096)
             q = DriverQueue(view, base, vq_size)
-            hbase, hview = self.mem.alloc(nslots * SLOT_HDR, 4096)
+            hbase, hview = self.mem.alloc(nslots * slot_hdr, 4096)
             dbase, dview = self.mem.alloc(nslots * SLOT_DATA, 4096)
-            slots = [Slot(i, hbase + i * SLOT_HDR, hview[i * SLOT_HDR:(i + 1) * SLOT_HDR],
+            slots = [Slot(i, hbase + i * slot_hdr, hview[i * slot_hdr:(i + 1) * slot_hdr],
                           dbase + i * SLOT_DATA, dview[i * SLOT_DATA:(i + 1) * SLOT_DATA])
                      for i in range(nslots)]
             kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -208,8 +208,9 @@ class VirtioUserDev:
                 pass
             s.close()
 
-    def submit(self, v: VqState, slot: Slot, bufs: list[tuple[int, int, bool]]) -> bool:
-        head = v.q.add_indirect(slot.hdr_addr + TABLE_OFF, slot.hdr[TABLE_OFF:], bufs)
+    def submit(self, v: VqState, slot: Slot, bufs: list[tuple[int, int, bool]],
+               table_off: int = TABLE_OFF) -> bool:
+        head = v.q.add_indirect(slot.hdr_addr + table_off, slot.hdr[table_off:], bufs)
         if head is None:
             return False
         v.inflight[head] = slot
