@@ -107,3 +107,34 @@ def test_attach_to_missing_socket_names_it(env: Env) -> None:
             await attach_scsi("VS", str(env.sock_dir / "nothing"), 1, 16)
         assert "VS" not in controllers()
     env.run(_on_thread(env, go))
+
+
+def test_back_end_without_config_space(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPDK's vhost-scsi does not offer the CONFIG protocol feature: the scsi initiator
+    then scans every target it would (64) itself; virtio-blk needs the capacity and refuses."""
+    from spydk.modules.bdev.virtio.virtio_blk import attach_blk
+    from spydk.vhost import session
+    from spydk.vhost.blk import VhostBlkController
+    from spydk.vhost.spec import ProtoFeature, bit
+    monkeypatch.setattr(session, "PROTOCOL_FEATURES", session.PROTOCOL_FEATURES & ~bit(ProtoFeature.CONFIG))
+
+    def mk() -> None:
+        create_malloc_disk("M0", 512, 1024)
+        create_malloc_disk("M1", 512, 1024)
+        c = VhostScsiController("scsi.0", env.sock_dir)
+        c.add_target(5, "M0")
+        c.listen()
+        VhostBlkController("blk.0", env.sock_dir, "M1").listen()
+    env.call(mk)
+
+    async def go() -> None:
+        bs = await attach_scsi("VS", str(env.sock_dir / "scsi.0"), 1, 16)
+        assert [b.name for b in bs] == ["VSt5"]
+        a = await AsyncDesc.open("VSt5", write=True)
+        await a.write(0, b"\x5a" * 512)
+        assert await a.read(0, 512) == b"\x5a" * 512
+        await a.close()
+        assert await _unregister(bs[0]) == 0
+        with pytest.raises(BdevError, match="CONFIG protocol feature"):
+            await attach_blk("VB", str(env.sock_dir / "blk.0"), 1, 16)
+    env.run(_on_thread(env, go))

@@ -90,7 +90,7 @@ class VirtioUserDev:
     """A vhost-user connection driven by spydk as the front end."""
 
     def __init__(self, name: str, path: str, vq_count: int, vq_size: int, driver_features: int,
-                 config_size: int, *, slot_hdr: int = SLOT_HDR):
+                 config_size: int, *, slot_hdr: int = SLOT_HDR, config_optional: bool = False):
         if vq_size < 4 or vq_size & (vq_size - 1) or vq_size > 32768:
             raise BdevError(errno.EINVAL, f"vq_size {vq_size} must be a power of two from 4 to 32768")
         if not 1 <= vq_count <= 64:
@@ -118,7 +118,7 @@ class VirtioUserDev:
         self.sock: socket.socket | None = None
         self.fe = FrontendSession(self._send, self.mem, [v.q for v in self.vqs],
                                   [v.kick_fd for v in self.vqs], [v.call_fd for v in self.vqs],
-                                  driver_features, config_size)
+                                  driver_features, config_size, config_optional=config_optional)
         self.on_used: Callable[[VqState, Slot, int], None] | None = None
         self.closed = False
 

@@ -123,7 +123,7 @@ class VirtioScsiDev:
     def __init__(self, name: str, path: str, vq_count: int, vq_size: int):
         self.name = name
         self.dev = VirtioUserDev(name, path, vq_count + FIXED_QUEUES, vq_size, DRIVER_FEATURES,
-                                 SCSI_CONFIG.size, slot_hdr=SLOT_HDR)
+                                 SCSI_CONFIG.size, slot_hdr=SLOT_HDR, config_optional=True)
         self.vq_count = vq_count
         self.vq_size = vq_size
         self.path = path
@@ -202,8 +202,11 @@ class VirtioScsiDev:
 
     async def scan(self, info: BackendInfo) -> list[tuple[int, int, int, bool, int]]:
         """(target, block size, blocks, unmap supported, max unmap blocks) of each disk."""
-        cfg = SCSI_CONFIG.unpack(info.config[:SCSI_CONFIG.size].ljust(SCSI_CONFIG.size, b"\0"))
-        max_target = min(cfg[8], MAX_SCAN_TARGETS - 1)
+        if info.config:
+            max_target = min(SCSI_CONFIG.unpack(info.config[:SCSI_CONFIG.size].ljust(SCSI_CONFIG.size, b"\0"))[8],
+                             MAX_SCAN_TARGETS - 1)
+        else:     # no config space offered (SPDK's vhost-scsi): scan every target we would
+            max_target = MAX_SCAN_TARGETS - 1
         found = []
         for t in range(max_target + 1):
             r = await self.command(t, bytes((Op.INQUIRY, 0, 0, 0, 96, 0)), 96)
