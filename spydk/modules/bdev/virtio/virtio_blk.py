@@ -192,12 +192,24 @@ class VirtioUserDev:
                 log.error("%s: the vhost-user back end at %s closed the connection", self.name, self.path)
                 self.fe._fail("connection closed")
                 self._drop_socket()
+                self._fail_inflight()
             return
         try:
             self.fe.feed(data, fds)
         except ProtocolError as e:
             self.fe._fail(str(e))
             self._drop_socket()
+            self._fail_inflight()
+
+    def _fail_inflight(self) -> None:
+        """The back end is gone: its rings will never answer, so every request in flight
+        fails now (its status byte still holds the 0xFF put there before submission)
+        instead of waiting forever."""
+        for v in self.vqs:
+            lost, v.inflight = list(v.inflight.values()), {}
+            for slot in lost:
+                if self.on_used is not None:
+                    self.on_used(v, slot, 0)
 
     def _drop_socket(self) -> None:
         s, self.sock = self.sock, None
