@@ -92,7 +92,7 @@ class BackendInfo:
 class FrontendSession:
     def __init__(self, send: Send, mem: SharedMemory, queues: list[DriverQueue],
                  kick_fds: list[int], call_fds: list[int], device_features: int,
-                 config_size: int, *, on_ready: Callable[[BackendInfo], None] | None = None,
+                 config_size: int, *, config_optional: bool = False, on_ready: Callable[[BackendInfo], None] | None = None,
                  on_error: Callable[[str], None] | None = None):
         self.send = send
         self.mem = mem
@@ -101,6 +101,9 @@ class FrontendSession:
         self.call_fds = call_fds
         self.device_features = device_features
         self.config_size = config_size
+        # virtio-scsi back ends (SPDK's vhost-scsi) may keep their config space to
+        # themselves: the driver then scans with its own limits (info.config stays empty)
+        self.config_optional = config_optional
         self.on_ready = on_ready
         self.on_error = on_error
         self.decoder = MessageDecoder(expect_reply=True)
@@ -160,7 +163,8 @@ class FrontendSession:
             raise ProtocolError(f"the back end lacks VERSION_1 or PROTOCOL_FEATURES (offers {info.features:#x})")
         r = yield Step(Req.GET_PROTOCOL_FEATURES, reply=True)
         info.protocol_features = _u64(r) & WANTED_PROTOCOL
-        if not info.protocol_features & bit(ProtoFeature.CONFIG):
+        has_config = bool(info.protocol_features & bit(ProtoFeature.CONFIG))
+        if not has_config and not self.config_optional:
             raise ProtocolError("the back end does not offer its config space (CONFIG protocol feature)")
         yield Step(Req.SET_PROTOCOL_FEATURES, U64.pack(info.protocol_features))
         ack = bool(info.protocol_features & bit(ProtoFeature.REPLY_ACK))
@@ -169,12 +173,13 @@ class FrontendSession:
             info.queue_num = _u64(r)
             if info.queue_num < len(self.queues):
                 raise ProtocolError(f"the back end has {info.queue_num} queues, {len(self.queues)} asked")
-        r = yield Step(Req.GET_CONFIG, CONFIG_HDR.pack(0, self.config_size, 0) + bytes(self.config_size),
-                       reply=True)
-        assert r is not None
-        if len(r.payload) < CONFIG_HDR.size + self.config_size:
-            raise ProtocolError(f"GET_CONFIG reply of {len(r.payload)} bytes")
-        info.config = r.payload[CONFIG_HDR.size:CONFIG_HDR.size + self.config_size]
+        if has_config:
+            r = yield Step(Req.GET_CONFIG, CONFIG_HDR.pack(0, self.config_size, 0) + bytes(self.config_size),
+                           reply=True)
+            assert r is not None
+            if len(r.payload) < CONFIG_HDR.size + self.config_size:
+                raise ProtocolError(f"GET_CONFIG reply of {len(r.payload)} bytes")
+            info.config = r.payload[CONFIG_HDR.size:CONFIG_HDR.size + self.config_size]
         features = info.features & (self.device_features | bit(F_VERSION_1) | bit(F_PROTOCOL_FEATURES)
                                     | bit(F_RING_EVENT_IDX))
         info.features = features

@@ -500,9 +500,13 @@ def test_nvme_host_vhost_virtio_trace_and_metrics_commands(tmp_path: Path, capsy
         c.out("vhost_scsi_controller_add_target", "vhost.1", "0", "M0")
         c.out("vhost_start_scsi_controller", "vhost.1")
         assert {x["ctrlr"] for x in c.json("vhost_get_controllers")} == {"vhost.0", "vhost.1"}
+        assert c.out("bdev_virtio_attach_controller", "-t", "user", "-a", str(sockdir / "vhost.1"), "-d", "scsi",
+                     "--vq-count", "2", "VirtioScsi0").split() == ["VirtioScsi0t0"]
+        assert [d["name"] for d in c.json("bdev_virtio_scsi_get_devices")] == ["VirtioScsi0"]
+        c.out("bdev_virtio_detach_controller", "VirtioScsi0")
+        assert c.json("bdev_virtio_scsi_get_devices") == []
         c.out("vhost_scsi_controller_remove_target", "vhost.1", "0")
         c.out("bdev_virtio_attach_controller", "-t", "user", "-a", str(sockdir / "vhost.0"), "-d", "blk", "Virtio0")
-        assert c.json("bdev_virtio_scsi_get_devices") == []
         c.out("bdev_virtio_blk_set_hotplug", "-d")
         c.out("bdev_virtio_detach_controller", "Virtio0")
         c.out("vhost_delete_controller", "vhost.1")

@@ -102,3 +102,34 @@ def test_set_features_with_unoffered_bits_closes(env: Env) -> None:
         assert await asyncio.wait_for(loop.sock_recv(s, 1), 5) == b""
         s.close()
     env.run(_on_thread(env, go))
+
+
+def test_requests_in_flight_fail_when_the_back_end_goes_away(env: Env) -> None:
+    """The back end drops the connection while requests wait in a delay bdev behind it:
+    they fail at once (they used to wait forever), later ones fail too."""
+    from spydk.bdev import BdevError
+    from spydk.modules.bdev.delay.delay import create_delay
+
+    def mk() -> VhostBlkController:
+        create_malloc_disk("M0", 512, 2048)
+        create_delay("M0", "D0", 300_000, 300_000, 300_000, 300_000)
+        c = VhostBlkController("vhost.0", env.sock_dir, "D0")
+        c.listen()
+        return c
+    ctrl = env.call(mk)
+
+    async def go() -> None:
+        await attach_blk("VirtioBlk0", str(env.sock_dir / "vhost.0"), 1, 16)
+        a = await AsyncDesc.open("VirtioBlk0", write=True)
+        reads = [asyncio.ensure_future(a.read(i * 4096, 4096)) for i in range(8)]
+        await asyncio.sleep(0.05)           # the requests reach the delay bdev
+        ctrl.disconnect()
+        results = await asyncio.wait_for(asyncio.gather(*reads, return_exceptions=True), 5)
+        assert all(isinstance(r, BdevError) for r in results), results
+        try:
+            await a.read(0, 4096)
+            raise AssertionError("a read after the connection loss succeeded")
+        except BdevError:
+            pass
+        await a.close()
+    env.run(_on_thread(env, go))

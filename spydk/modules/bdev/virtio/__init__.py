@@ -5,5 +5,6 @@ Importing this package registers the module and its RPCs.
 """
 from spydk.modules.bdev.virtio import rpc as _rpc  # noqa: F401
 from spydk.modules.bdev.virtio.virtio_blk import VirtioBlkBdev, VirtioUserDev, module
+from spydk.modules.bdev.virtio.virtio_scsi import VirtioScsiBdev
 
-__all__ = ["VirtioBlkBdev", "VirtioUserDev", "module"]
+__all__ = ["VirtioBlkBdev", "VirtioScsiBdev", "VirtioUserDev", "module"]

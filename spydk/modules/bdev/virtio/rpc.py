@@ -22,13 +22,13 @@ async def bdev_virtio_attach_controller(ctx: RpcContext, *, name: str, trtype: s
                                         vq_size: int = 512) -> list[str]:
     """Connect to a virtio device (vhost-user socket) and create bdevs of its disks."""
     from spydk.modules.bdev.virtio.virtio_blk import attach_blk
+    from spydk.modules.bdev.virtio.virtio_scsi import attach_scsi
     if trtype != "user":
         raise invalid_params(f"trtype {trtype!r}: spydk's virtio bdev connects to vhost-user sockets "
                              "only (trtype 'user'); PCI needs a kernel driver spydk does not have")
-    if dev_type != "blk":
-        raise invalid_params("dev_type 'scsi': spydk's virtio initiator drives virtio-blk devices only "
-                             "so far; use dev_type 'blk'")
     try:
+        if dev_type == "scsi":
+            return [b.name for b in await attach_scsi(name, traddr, vq_count, vq_size)]
         bdev = await attach_blk(name, traddr, vq_count, vq_size)
     except BdevError as e:
         if e.errno == errno.EINVAL:
@@ -43,16 +43,41 @@ def bdev_virtio_detach_controller(ctx: RpcContext, *, name: str) -> Any:
     from spydk.bdev import unregister_bdev
     from spydk.bdev.rpc import unregister_future
     from spydk.modules.bdev.virtio.virtio_blk import VirtioBlkBdev
+    from spydk.modules.bdev.virtio.virtio_scsi import controllers
+    sdev = controllers().get(name)
+    if sdev is not None:
+        targets = list(sdev.bdevs.values())
+        if not targets:
+            sdev.close()
+            return True
+        return unregister_future(lambda cb: _unregister_all(targets, cb))
     mine = [b for b in bdevs() if isinstance(b, VirtioBlkBdev) and b.name == name]
     if not mine:
         raise errno_error(errno.ENODEV, f"virtio controller {name!r} does not exist")
     return unregister_future(lambda cb: unregister_bdev(mine[0], cb))
 
 
+def _unregister_all(targets: list[Any], cb: Any) -> None:
+    from spydk.bdev import unregister_bdev
+    left = [len(targets)]
+    first_rc = [0]
+
+    def one(rc: int) -> None:
+        if rc and not first_rc[0]:
+            first_rc[0] = rc
+        left[0] -= 1
+        if not left[0]:
+            cb(first_rc[0])
+    for b in targets:
+        unregister_bdev(b, one)
+
+
 @rpc_method("bdev_virtio_scsi_get_devices")
 def bdev_virtio_scsi_get_devices(ctx: RpcContext) -> list[dict[str, Any]]:
-    """List virtio-scsi controllers (spydk attaches virtio-blk only: the list is empty)."""
-    return []
+    """List the attached virtio-scsi controllers."""
+    from spydk.modules.bdev.virtio.virtio_scsi import controllers
+    return [{"name": d.name, "virtio": {"vq_count": d.vq_count, "vq_size": d.vq_size, "type": "user",
+                                        "socket": d.path}} for d in controllers().values()]
 
 
 @rpc_method("bdev_virtio_blk_set_hotplug", [Param("enable", "boolean", required=True),

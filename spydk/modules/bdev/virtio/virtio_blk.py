@@ -90,7 +90,7 @@ class VirtioUserDev:
     """A vhost-user connection driven by spydk as the front end."""
 
     def __init__(self, name: str, path: str, vq_count: int, vq_size: int, driver_features: int,
-                 config_size: int):
+                 config_size: int, *, slot_hdr: int = SLOT_HDR, config_optional: bool = False):
         if vq_size < 4 or vq_size & (vq_size - 1) or vq_size > 32768:
             raise BdevError(errno.EINVAL, f"vq_size {vq_size} must be a power of two from 4 to 32768")
         if not 1 <= vq_count <= 64:
@@ -102,14 +102,14 @@ class VirtioUserDev:
         self.thread: Thread = get_thread() or _app_thread()
         nslots = vq_size   # one ring descriptor per request (indirect tables)
         ring_bytes = _ring_bytes(vq_size)
-        self.mem = SharedMemory(vq_count * (ring_bytes + 3 * 4096 + nslots * (SLOT_HDR + SLOT_DATA)))
+        self.mem = SharedMemory(vq_count * (ring_bytes + 3 * 4096 + nslots * (slot_hdr + SLOT_DATA)))
         self.vqs: list[VqState] = []
         for _ in range(vq_count):
             base, view = self.mem.alloc(ring_bytes, 4096)
             q = DriverQueue(view, base, vq_size)
-            hbase, hview = self.mem.alloc(nslots * SLOT_HDR, 4096)
+            hbase, hview = self.mem.alloc(nslots * slot_hdr, 4096)
             dbase, dview = self.mem.alloc(nslots * SLOT_DATA, 4096)
-            slots = [Slot(i, hbase + i * SLOT_HDR, hview[i * SLOT_HDR:(i + 1) * SLOT_HDR],
+            slots = [Slot(i, hbase + i * slot_hdr, hview[i * slot_hdr:(i + 1) * slot_hdr],
                           dbase + i * SLOT_DATA, dview[i * SLOT_DATA:(i + 1) * SLOT_DATA])
                      for i in range(nslots)]
             kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -118,7 +118,7 @@ class VirtioUserDev:
         self.sock: socket.socket | None = None
         self.fe = FrontendSession(self._send, self.mem, [v.q for v in self.vqs],
                                   [v.kick_fd for v in self.vqs], [v.call_fd for v in self.vqs],
-                                  driver_features, config_size)
+                                  driver_features, config_size, config_optional=config_optional)
         self.on_used: Callable[[VqState, Slot, int], None] | None = None
         self.closed = False
 
@@ -192,12 +192,24 @@ class VirtioUserDev:
                 log.error("%s: the vhost-user back end at %s closed the connection", self.name, self.path)
                 self.fe._fail("connection closed")
                 self._drop_socket()
+                self._fail_inflight()
             return
         try:
             self.fe.feed(data, fds)
         except ProtocolError as e:
             self.fe._fail(str(e))
             self._drop_socket()
+            self._fail_inflight()
+
+    def _fail_inflight(self) -> None:
+        """The back end is gone: its rings will never answer, so every request in flight
+        fails now (its status byte still holds the 0xFF put there before submission)
+        instead of waiting forever."""
+        for v in self.vqs:
+            lost, v.inflight = list(v.inflight.values()), {}
+            for slot in lost:
+                if self.on_used is not None:
+                    self.on_used(v, slot, 0)
 
     def _drop_socket(self) -> None:
         s, self.sock = self.sock, None
@@ -208,8 +220,9 @@ class VirtioUserDev:
                 pass
             s.close()
 
-    def submit(self, v: VqState, slot: Slot, bufs: list[tuple[int, int, bool]]) -> bool:
-        head = v.q.add_indirect(slot.hdr_addr + TABLE_OFF, slot.hdr[TABLE_OFF:], bufs)
+    def submit(self, v: VqState, slot: Slot, bufs: list[tuple[int, int, bool]],
+               table_off: int = TABLE_OFF) -> bool:
+        head = v.q.add_indirect(slot.hdr_addr + table_off, slot.hdr[table_off:], bufs)
         if head is None:
             return False
         v.inflight[head] = slot
