@@ -193,6 +193,20 @@ def _attach_authenticated(qa: nvmf_auth.QpairAuth) -> None:
     qp.state = "active"
 
 
+def _secure_channel_refusal(subsys: Subsystem, qp: Qpair, hostnqn: str, subnqn: str) -> str | None:
+    """Why a Connect may not use this queue's channel (None: it may). A secure-channel listener
+    takes only TLS connections whose PSK identity names this very host and subsystem."""
+    lst = subsys.find_listener(qp.listen_address) if qp.listen_address is not None else None
+    if lst is None or not lst.secure_channel:
+        return None
+    if qp.tls_identity is None:
+        return "the listener is a secure channel and this connection is not TLS"
+    if qp.tls_identity != (hostnqn, subnqn):
+        return (f"the TLS PSK identity names host {qp.tls_identity[0]} and subsystem "
+                f"{qp.tls_identity[1]}, not this Connect's")
+    return None
+
+
 def connect(tgt: Target, req: Request) -> None:
     qp = req.qpair
     cmd = fab.parse_connect_command(req.sqe)
@@ -216,6 +230,12 @@ def connect(tgt: Target, req: Request) -> None:
         log.error("Connect from host %s to subsystem %s refused: the subsystem does not listen%s",
                   cd.hostnqn, cd.subnqn, where)
         _connect_invalid(req, fab.CONNECT_DATA_OFF_SUBNQN, True)
+        return
+    tls_refusal = _secure_channel_refusal(subsys, qp, cd.hostnqn, cd.subnqn)
+    if tls_refusal is not None:
+        log.error("Connect from host %s to %s%s refused: %s", cd.hostnqn, cd.subnqn, where, tls_refusal)
+        req.dw0 = fab.connect_rsp_dw0_invalid(fab.CONNECT_DATA_OFF_HOSTNQN, True)
+        req.fail(FabricsStatus.CONNECT_INVALID_HOST, SCT_SPECIFIC)
         return
     if not subsys.host_allowed(cd.hostnqn):
         allowed = ", ".join(subsys.hosts) if subsys.hosts else "none"

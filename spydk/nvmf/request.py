@@ -80,7 +80,7 @@ class Qpair:
 
     __slots__ = ("owner", "qid", "sqsize", "ctrlr", "outstanding", "listen_address",
                  "peer_address", "fused_first", "sq_head", "connected", "state", "kato_ms",
-                 "hostnqn", "auth")
+                 "hostnqn", "auth", "tls_identity")
 
     def __init__(self, owner: QpairOwner, listen_address: ListenAddress | None = None,
                  peer_address: dict[str, str] | None = None):
@@ -98,3 +98,5 @@ class Qpair:
         self.kato_ms = 0
         self.hostnqn = ""
         self.auth: Any = None  # nvmf.auth.QpairAuth while (and after) DH-HMAC-CHAP runs
+        # (hostnqn, subnqn) of the TLS PSK identity the connection proved (secure channel only)
+        self.tls_identity: tuple[str, str] | None = None

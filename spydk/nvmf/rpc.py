@@ -26,6 +26,7 @@ from spydk.nvmf.subsystem import (
     ListenAddress,
     NvmfConfigError,
     Subsystem,
+    load_psk,
     parse_hex_id,
 )
 from spydk.nvmf.tgt import Target, get_target
@@ -349,10 +350,8 @@ async def nvmf_subsystem_add_listener(ctx: RpcContext, nqn: str, listen_address:
     _no_effect("nvmf_subsystem_add_listener", _ignored)
     s = _subsys(t, nqn)
     addr = _addr(listen_address)
-    if secure_channel:
-        raise RpcError(INVALID_PARAMS, "parameter 'secure_channel': TLS is not supported")
     try:
-        await t.add_listener(s, addr, ana_state=ANA_STATE_BY_NAME[ana_state])
+        await t.add_listener(s, addr, ana_state=ANA_STATE_BY_NAME[ana_state], secure_channel=secure_channel)
     except NvmfConfigError as e:
         raise _err(e, "nvmf_subsystem_add_listener") from None
     return True
@@ -420,18 +419,26 @@ def nvmf_subsystem_listener_set_ana_state(ctx: RpcContext, nqn: str, listen_addr
 def nvmf_subsystem_add_host(ctx: RpcContext, nqn: str, host: str, tgt_name: str | None = None,
                             psk: str | None = None, dhchap_key: str | None = None,
                             dhchap_ctrlr_key: str | None = None) -> bool:
-    """Allow a host NQN to connect to the subsystem; with dhchap_key (a keyring key name) it must
+    """Allow a host NQN to connect to the subsystem; with psk (a keyring key name or a PSK file
+    path) it may use secure-channel (TLS) listeners; with dhchap_key (a keyring key name) it must
     pass DH-HMAC-CHAP, and with dhchap_ctrlr_key as well it can authenticate the controller."""
     t = _tgt(tgt_name)
     s = _subsys(t, nqn)
+    host_psk = None
     if psk is not None:
-        raise RpcError(INVALID_PARAMS, "parameter 'psk': TLS (secure channel) is not supported by spydk yet")
+        try:
+            host_psk = load_psk(psk)
+        except NvmfConfigError as e:
+            raise RpcError(INVALID_PARAMS, f"parameter 'psk': {e}") from None
     if dhchap_ctrlr_key is not None and dhchap_key is None:
         raise RpcError(INVALID_PARAMS, "parameter 'dhchap_ctrlr_key' needs 'dhchap_key' as well")
     try:
         s.add_host(host)
     except NvmfConfigError as e:
+        if host_psk is not None:
+            host_psk.release()
         raise RpcError(INVALID_PARAMS if e.errno == 22 else -e.errno, f"parameter 'host': {e}") from None
+    s.set_host_psk(host, host_psk)
     if dhchap_key is not None:
         try:
             s.set_host_keys(host, dhchap_key, dhchap_ctrlr_key)
@@ -705,7 +712,8 @@ def _target_body(t: Target) -> list[dict[str, Any]]:
         for h in s.hosts:
             hk = s.host_keys.get(h)
             out.append({"method": "nvmf_subsystem_add_host", "params": {
-                "nqn": s.nqn, "host": h, **(hk.names() if hk is not None else {})}})
+                "nqn": s.nqn, "host": h, **(hk.names() if hk is not None else {}),
+                **({"psk": s.host_psks[h].name} if h in s.host_psks else {})}})
         for ns in sorted(s.namespaces.values(), key=lambda n: n.nsid):
             nsp: dict[str, Any] = {"nsid": ns.nsid, "bdev_name": ns.bdev_name,
                                    "uuid": str(_uuid.UUID(bytes=ns.uuid)), "anagrpid": ns.anagrpid,

@@ -136,7 +136,7 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
         p.add_argument("nqn", help="subsystem NQN ('discovery' for the discovery subsystem)")
         _addr_args(p)
         if name.endswith("add_listener"):
-            p.add_argument("-k", "--secure-channel", action="store_true", help="require TLS (unsupported)")
+            p.add_argument("-k", "--secure-channel", action="store_true", help="TLS with a PSK only (hosts need nvmf_subsystem_add_host --psk)")
             p.add_argument("-n", "--ana-state", choices=ANA_STATES, help="initial ANA state")
 
             def add_listener(a: argparse.Namespace) -> None:
@@ -217,7 +217,7 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
         p.add_argument("host", help="host NQN")
         p.add_argument("-t", "--tgt-name", help="target name")
         if name == "nvmf_subsystem_add_host":
-            p.add_argument("--psk", help="TLS PSK (a keyring key name; not supported yet)")
+            p.add_argument("--psk", help="TLS PSK: a keyring key name or a PSK file path (NVMeTLSkey-1:...)")
         p.add_argument("--dhchap-key", help="keyring key holding the host's DHHC-1 secret")
         p.add_argument("--dhchap-ctrlr-key", help="keyring key holding the controller's DHHC-1 secret "
                                                   "(bidirectional authentication)")

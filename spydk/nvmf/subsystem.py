@@ -6,13 +6,16 @@ Configuration errors raise NvmfConfigError with a message naming the bad value.
 """
 from __future__ import annotations
 
+import os
 import re
+import stat
 import uuid as _uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from spydk import keyring
+from spydk.nvme import tls_psk
 from spydk.nvme.auth import dhchap
 from spydk.nvme.spec import AnaState
 from spydk.nvmf.reservation import NsReservation, PtplError
@@ -207,6 +210,52 @@ def _secret_key(name: str, param: str) -> keyring.Key:
     return key
 
 
+@dataclass(repr=False)
+class HostPsk:
+    """The TLS PSK of one allowed host: a keyring key or (as SPDK v24.01 also takes) a file path."""
+
+    name: str
+    psk: tls_psk.ConfiguredPsk
+    key: keyring.Key | None = None  # the keyring reference, when it is one
+
+    def release(self) -> None:
+        keyring.put_key(self.key)
+        self.key = None
+
+    def __repr__(self) -> str:
+        return f"HostPsk({self.name!r})"
+
+
+def load_psk(name: str) -> HostPsk:
+    """Read and check a PSK named in nvmf_subsystem_add_host: a keyring key, else a file path."""
+    try:
+        key: keyring.Key | None = keyring.get_key(name)
+    except keyring.KeyringError:
+        key = None
+    if key is not None:
+        try:
+            return HostPsk(name, tls_psk.parse_interchange(keyring.key_material(key)), key)
+        except (keyring.KeyringError, tls_psk.PskError) as e:
+            keyring.put_key(key)
+            raise NvmfConfigError(f"psk: key {name!r}: {e}") from None
+    if not os.path.isabs(name):
+        raise NvmfConfigError(f"psk: {name!r} is neither a keyring key (add it with keyring_file_add_key) "
+                              "nor an absolute path to a PSK file", 126)
+    try:
+        st = os.stat(name)
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise NvmfConfigError(f"psk: file {name} is accessible by others (mode "
+                                  f"{stat.S_IMODE(st.st_mode):o}); chmod 0600 it", 1)
+        with open(name, "rb") as f:
+            text = f.read(tls_psk.MAX_INTERCHANGE + 2)
+    except OSError as e:
+        raise NvmfConfigError(f"psk: cannot read {name}: {e.strerror}", e.errno or 5) from None
+    try:
+        return HostPsk(name, tls_psk.parse_interchange(text))
+    except tls_psk.PskError as e:
+        raise NvmfConfigError(f"psk: file {name}: {e}") from None
+
+
 @dataclass
 class HostKeys:
     """The DH-HMAC-CHAP keys of one allowed host (keyring references)."""
@@ -264,6 +313,7 @@ class Subsystem:
         self.max_cntlid = max_cntlid
         self.hosts: list[str] = []
         self.host_keys: dict[str, HostKeys] = {}  # DH-HMAC-CHAP keys of allowed hosts
+        self.host_psks: dict[str, HostPsk] = {}  # TLS PSKs of allowed hosts (secure channel)
         self.namespaces: dict[int, Namespace] = {}
         self.listeners: list[Listener] = []
         self.controllers: dict[int, Controller] = {}
@@ -311,6 +361,13 @@ class Subsystem:
         if new.dhchap_key is not None:
             self.host_keys[hostnqn] = new
 
+    def set_host_psk(self, hostnqn: str, psk: HostPsk | None) -> None:
+        old = self.host_psks.pop(hostnqn, None)
+        if old is not None:
+            old.release()
+        if psk is not None:
+            self.host_psks[hostnqn] = psk
+
     def add_host(self, hostnqn: str) -> None:
         validate_nqn(hostnqn)
         if hostnqn in self.hosts:
@@ -325,6 +382,7 @@ class Subsystem:
         old = self.host_keys.pop(hostnqn, None)
         if old is not None:
             old.release()
+        self.set_host_psk(hostnqn, None)
         return [c for c in self.controllers.values() if c.hostnqn == hostnqn]
 
     # -- namespaces ---------------------------------------------------------------------------
@@ -468,6 +526,9 @@ class Subsystem:
         k = self.host_keys.get(hostnqn)
         if k is not None:
             d.update(k.names())
+        p = self.host_psks.get(hostnqn)
+        if p is not None:
+            d["psk"] = p.name
         return d
 
     @property

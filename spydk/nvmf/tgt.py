@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from spydk.log import get_logger
+from spydk.nvme import tls_psk
 from spydk.nvme.spec import AnaState
+from spydk.nvme.tls_psk import TlsKey
 from spydk.nvmf import discovery
 from spydk.nvmf.discovery import Referral
 from spydk.nvmf.subsystem import (
@@ -157,12 +159,52 @@ class Target:
         if subsys.find_listener(addr) is not None:
             raise NvmfConfigError(f"{subsys.nqn} already listens on {addr}", 17)
         t = self._transport_for(addr)
+        if secure_channel and addr.trtype.upper() != "TCP":
+            raise NvmfConfigError(f"a secure channel (TLS) needs a TCP listener, not {addr.trtype}")
+        for other in self.subsystems.values():
+            o = other.find_listener(addr)
+            if o is not None and o.secure_channel != secure_channel:
+                raise NvmfConfigError(
+                    f"{addr} already serves {other.nqn} {'with' if o.secure_channel else 'without'} a "
+                    f"secure channel; one address is either TLS or plain text: use another port", 17)
         if addr not in t.listening():
             await t.listen(addr)
         lst = Listener(addr, default_state=ana_state, secure_channel=secure_channel)
         subsys.listeners.append(lst)
         self.bump_generation()
         return lst
+
+    def secure_address(self, addr: ListenAddress) -> bool:
+        """Does a connection to ``addr`` start with a TLS handshake?"""
+        for s in self.subsystems.values():
+            lst = s.find_listener(addr)
+            if lst is not None:
+                return lst.secure_channel
+        return False
+
+    def tls_key(self, addr: ListenAddress, identity: bytes) -> tuple[TlsKey, str, str] | None:
+        """The TLS PSK (and host, subsystem NQNs) a TLS PSK identity stands for on ``addr``."""
+        parsed = tls_psk.parse_identity(identity)
+        if parsed is None:
+            log.error("TLS PSK identity %r on %s is not an NVMe retained-PSK identity", identity[:300], addr)
+            return None
+        suite, hostnqn, subnqn = parsed
+        s = self.subsystems.get(subnqn)
+        lst = s.find_listener(addr) if s is not None else None
+        if s is None or lst is None or not lst.secure_channel:
+            log.error("TLS from host %s: subsystem %s has no secure-channel listener on %s",
+                      hostnqn, subnqn, addr)
+            return None
+        hp = s.host_psks.get(hostnqn)
+        if hp is None:
+            log.error("TLS from host %s to %s: the host has no PSK (nvmf_subsystem_add_host --psk)",
+                      hostnqn, subnqn)
+            return None
+        if hp.psk.suite is not suite:
+            log.error("TLS from host %s to %s: the host offers %s, its PSK is for %s", hostnqn, subnqn,
+                      suite.name, hp.psk.suite.name)
+            return None
+        return tls_psk.derive(hp.psk, hostnqn, subnqn), hostnqn, subnqn
 
     async def remove_listener(self, subsys: Subsystem, addr: ListenAddress) -> None:
         lst = subsys.find_listener(addr)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spydk.log import get_logger
-from spydk.nvme import spec
+from spydk.nvme import spec, tls_psk
 from spydk.nvme.host.codec import LocalProtocolError
 from spydk.nvme.host.identify import (
     IdentifyController,
@@ -85,6 +85,8 @@ class ControllerOpts:
     admin_timeout_ms: int = 30000
     connect_timeout: float = 10.0
     arm_aer: bool = True
+    # TLS 1.3 secure channel: the configured PSK in interchange format (NVMeTLSkey-1:HH:...:)
+    psk: str | None = None
 
 
 @dataclass(slots=True)
@@ -249,8 +251,14 @@ class Controller:
 
     async def _connect_qpair(self, q: TcpQpair) -> None:
         t = self.trid
+        tls = None
+        if self.opts.psk is not None:
+            try:
+                tls = tls_psk.derive(tls_psk.parse_interchange(self.opts.psk), self.opts.hostnqn, t.subnqn)
+            except tls_psk.PskError as e:
+                raise NvmeError(f"controller {self.name}: psk: {e}") from None
         await q.connect(t.traddr, t.trsvcid, adrfam=t.adrfam, timeout=self.opts.connect_timeout,
-                        connector=self.connector)
+                        connector=self.connector, tls=tls)
 
     async def connect(self) -> None:
         """Bring the controller up (raises NvmeError / ConnectionError with the reason)."""

@@ -19,6 +19,9 @@ from typing import Any
 
 from spydk.nvme.host import codec as cd
 from spydk.nvme.host.qpair import ST_ABORTED_SQ_DELETION, ST_TRANSIENT, Qpair, Tracker
+from spydk.nvme.tls import TlsSession
+from spydk.nvme.tls_io import TlsProtocol
+from spydk.nvme.tls_psk import TlsKey
 from spydk.thread import Thread, set_thread
 
 _CQE_HEAD = struct.Struct("<IIHHHH")  # dw0, dw1, sqhd, sqid, cid, status
@@ -102,18 +105,33 @@ class TcpQpair(Qpair):
     # -- connection -----------------------------------------------------------------------------
 
     async def connect(self, traddr: str, trsvcid: str, *, adrfam: str = "IPv4", timeout: float = 10.0,
-                      connector: Connector | None = None) -> None:
-        """Open the connection and exchange ICReq/ICResp."""
+                      connector: Connector | None = None, tls: TlsKey | None = None) -> None:
+        """Open the connection (TLS 1.3 with this PSK first when ``tls`` is given) and exchange
+        ICReq/ICResp."""
         loop = self._loop = asyncio.get_running_loop()
         self._ic = loop.create_future()
         link = self._link = _Link(self)
+        proto: asyncio.BufferedProtocol = link
+        handshake: asyncio.Future[str | None] | None = None
+        if tls is not None:
+            hs = handshake = loop.create_future()
+
+            def done(err: str | None) -> None:
+                if not hs.done():
+                    hs.set_result(err)
+            proto = TlsProtocol(link, TlsSession(server=False, key=tls), on_done=done)
         try:
             if connector is not None:
-                await asyncio.wait_for(connector(link), timeout)
+                await asyncio.wait_for(connector(proto), timeout)
             else:
                 fam = socket.AF_INET6 if adrfam == "IPv6" else socket.AF_INET
-                await asyncio.wait_for(loop.create_connection(lambda: link, traddr, int(trsvcid),
+                await asyncio.wait_for(loop.create_connection(lambda: proto, traddr, int(trsvcid),
                                                               family=fam), timeout)
+            if handshake is not None:
+                err = await asyncio.wait_for(handshake, timeout)
+                if err is not None:
+                    raise ConnectionError(f"TLS with {traddr}:{trsvcid} failed: {err} (check the PSK, "
+                                          "the host NQN and the target's secure-channel listener)")
         except (TimeoutError, OSError) as e:
             msg = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or "timed out")
             raise ConnectionError(f"cannot connect to {traddr}:{trsvcid}: {msg}") from None

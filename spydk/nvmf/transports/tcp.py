@@ -31,6 +31,9 @@ from spydk.log import NOTICE, get_logger
 from spydk.nvme import spec, tcp
 from spydk.nvme.spec import GenericStatus, SglSubtype, SglType
 from spydk.nvme.spec.tcp import Fes
+from spydk.nvme.tls import TlsSession
+from spydk.nvme.tls_io import TlsProtocol
+from spydk.nvme.tls_psk import TlsKey
 from spydk.nvmf import ctrlr as nvmf_ctrlr
 from spydk.nvmf.bdev_ns import BdevBackend, io_status, rc_status
 from spydk.nvmf.request import Qpair, Request
@@ -117,13 +120,28 @@ class TcpTransport(Transport):
         loop = asyncio.get_running_loop()
         fam = socket.AF_INET6 if addr.adrfam == "IPv6" else socket.AF_INET
         try:
-            server = await loop.create_server(lambda: TcpConnection(self, addr), addr.traddr,
+            server = await loop.create_server(lambda: self._protocol(addr), addr.traddr,
                                               int(addr.trsvcid), family=fam, reuse_address=True,
                                               backlog=self.opts.acceptor_backlog)
         except OSError as e:
             raise NvmfConfigError(f"cannot listen on {addr}: {e.strerror or e}", e.errno or 5) from None
         self.servers[addr] = server
         log.log(NOTICE, "NVMe/TCP target listening on %s", addr)
+
+    def _protocol(self, addr: ListenAddress) -> asyncio.BufferedProtocol:
+        """A new connection's protocol: TLS first when the address is a secure channel."""
+        conn = TcpConnection(self, addr)
+        if not self.tgt.secure_address(addr):
+            return conn
+        session = TlsSession(server=True, lookup=lambda ident: self._psk(conn, ident))
+        return TlsProtocol(conn, session)
+
+    def _psk(self, conn: TcpConnection, identity: bytes) -> TlsKey | None:
+        found = self.tgt.tls_key(conn.listen_address, identity)
+        if found is not None:
+            conn.qp.tls_identity = (found[1], found[2])
+            return found[0]
+        return None
 
     async def stop_listen(self, addr: ListenAddress) -> None:
         server = self.servers.pop(addr, None)
