@@ -8,6 +8,8 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spydk.nvme.host import Controller, ControllerOpts, NvmeError, parse_trid
 from spydk.nvme.host.pcie import PcieController, PcieQpair
@@ -144,4 +146,52 @@ def test_pcie_without_a_bound_device_is_a_clear_error(tmp_path: Any) -> None:
         c = Controller(parse_trid("trtype:PCIe traddr:0000:63:00.0"))
         with pytest.raises(NvmeError, match="no PCI device 0000:63:00.0|not uio_pci_generic"):
             await c.connect()
+    run(main())
+
+
+def test_reset_disables_and_brings_the_same_queues_up_again() -> None:
+    dma = FakeDma()
+    dev = FakeNvme(dma)
+
+    async def main() -> None:
+        c = _ctrlr(dev, dma)
+        await c.connect()
+        q = c.io_qpairs[0]
+        assert await _io(q.write, 1, memoryview(b"a" * 512), 0, 1) == 0
+        used = dma.used
+        await c.reset()
+        assert c.state == "ready" and dev.disable_seen and c.io_qpairs[0] is q
+        assert dma.used == used  # no new rings or buffers
+        assert await _io(q.write, 1, memoryview(b"b" * 512), 1, 1) == 0
+        back = bytearray(1024)
+        assert await _io(q.read, 1, memoryview(back), 0, 2) == 0
+        assert back == b"a" * 512 + b"b" * 512
+        await c.detach()
+    run(main())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(min_size=16 * 8, max_size=16 * 8), st.integers(0, 7))
+def test_garbage_in_the_completion_queue_completes_or_fails_cleanly(cq: bytes, pending: int) -> None:
+    """Whatever the device leaves in the completion queue: a CQE with the expected phase and
+    an outstanding CID completes it; anything else fails the controller with a message."""
+    dma = FakeDma(4 << 20)
+    dev = FakeNvme(dma, mqes=7)
+
+    async def main() -> None:
+        c = _ctrlr(dev, dma, arm_aer=False)
+        await c.connect()
+        q = c.io_qpairs[0]
+        dev._sq_doorbell = lambda qid, tail: None  # type: ignore[method-assign]  # executes nothing
+        results: list[int] = []
+        for i in range(pending):
+            q.read(1, memoryview(bytearray(512)), i, 1, lambda _a, s, _d: results.append(s))
+        q._stop_polling()
+        q.cq.mem[:len(cq)] = cq
+        q.process_completions()
+        assert len(results) <= pending
+        if c.state == "failed":
+            assert "CID" in (c.failure or "")
+        del dev._sq_doorbell  # the device executes commands again (detach's admin commands)
+        await c.detach()
     run(main())

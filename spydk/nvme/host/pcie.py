@@ -360,6 +360,18 @@ class PcieController(Controller):
         self.io_qpairs.append(q)
         return q
 
+    async def reset(self) -> None:
+        """Controller reset: disable (CC.EN=0), then the whole bring-up again on the same
+        queue objects and DMA memory; commands outstanding complete as aborted."""
+        self._stop_timers()
+        self.state = "resetting"
+        qs: list[PcieQpair | None] = [self.admin_q, *self.io_qpairs]
+        for q in qs:
+            if q is not None:
+                q.disconnect()
+                q.renew()
+        await self.connect()
+
     async def detach(self) -> None:
         """Delete the I/O queues, shut the controller down (CC.SHN normal), release the device."""
         self._stop_timers()
