@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from spydk.nvme.host import Controller, ControllerOpts, NvmeError, TransportId, TridError, parse_trid
@@ -26,10 +27,21 @@ def add_transport_args(p: argparse.ArgumentParser, *, required: bool = True) -> 
     p.add_argument("--no-huge", action="store_true", help=argparse.SUPPRESS)
 
 
+def local_trids(sysfs: Path = Path("/")) -> list[TransportId]:
+    """Every NVMe device bound to uio_pci_generic (what SPDK's tools probe without -r)."""
+    from spydk.apps.nvme_setup import Sysfs
+    return [TransportId(trtype="PCIE", traddr=d.bdf, trsvcid="", subnqn="")
+            for d in Sysfs(sysfs).devices() if d.driver == "uio_pci_generic"]
+
+
 def trids(args: argparse.Namespace, prog: str) -> list[TransportId]:
     if not args.transport:
-        raise SystemExit(f"{prog}: give a transport ID with -r (e.g. 'trtype:PCIe "
-                         "traddr:0000:00:04.0' after 'spydk setup', or trtype:TCP ...)")
+        local = local_trids()
+        if local:
+            return local
+        raise SystemExit(f"{prog}: no -r and no NVMe device bound to uio_pci_generic: give a "
+                         "transport ID with -r (e.g. 'trtype:TCP traddr:127.0.0.1 trsvcid:4420 "
+                         "subnqn:...') or run 'spydk setup' first")
     out: list[TransportId] = []
     for text in args.transport:
         try:

@@ -136,3 +136,13 @@ def test_a_driver_that_will_not_bind_is_reported(tmp_path: Path, capsys: pytest.
     assert "driver uio_pci_generic is not available" in capsys.readouterr().err
     assert fs.driver_of(A) == "nvme"
     assert os.path.islink(tmp_path / f"sys/bus/pci/devices/{A}/driver")
+
+
+def test_tools_without_r_take_the_devices_setup_bound(tmp_path: Path) -> None:
+    from spydk.apps.nvme_common import local_trids
+    make_tree(tmp_path)
+    assert local_trids(tmp_path) == []
+    fs = FakeKernel(tmp_path)
+    assert _run(fs, env={"HUGEMEM": "2"})[0] == 0
+    got = local_trids(tmp_path)
+    assert [(t.trtype, t.traddr) for t in got] == [("PCIE", A)]
