@@ -50,6 +50,7 @@ CSTS_SHST_MASK, CSTS_SHST_DONE = 0xC, 0x8
 _PRP = struct.Struct("<QQ")
 _CQE = struct.Struct("<IIHHHH")  # dw0, dw1, sqhd, sqid, cid, status|phase
 _Q = struct.Struct("<Q")
+_STATUS = struct.Struct("<H")
 _SQES, _CQES = 64, 16
 ADMIN_MAX_XFER = 8192
 ADMIN_POLL_S = 0.002
@@ -180,10 +181,13 @@ class PcieQpair(Qpair):
         trackers = self.trackers
         unpack = _CQE.unpack_from
         done = 0
+        status_of = _STATUS.unpack_from
         while True:
-            dw0, dw1, _sqhd, _sqid, cid, st = unpack(cq, head * _CQES)
-            if st & 1 != phase:
+            # The phase bit first, the rest after: the device may be writing this entry right
+            # now, and a whole-entry read could pair a new phase with a stale CID.
+            if status_of(cq, head * _CQES + 14)[0] & 1 != phase:
                 break
+            dw0, dw1, _sqhd, _sqid, cid, st = unpack(cq, head * _CQES)
             head += 1
             if head == entries:
                 head = 0
