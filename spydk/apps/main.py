@@ -5,7 +5,7 @@
     spydk iscsi_tgt [options]   bdev + scsi + iscsi
     spydk rpc ...               the JSON-RPC command line (spydk.rpc.cli)
     spydk bdevperf ...          spydk.apps.bdevperf:main(argv), when present
-    spydk perf|identify|hello_world|discover ...   the NVMe host tools (spydk.apps.nvme_*)
+    spydk perf|identify|hello_world|discover|setup ...   the NVMe host tools (spydk.apps.nvme_*)
     spydk blobcli IMAGE ...     inspect and check a blobstore (spydk.apps.blobcli)
     spydk top ...               spydk.apps.top (SPDK's spdk_top)
     spydk trace ...             spydk.apps.trace_tool (SPDK's spdk_trace)
@@ -29,9 +29,10 @@ from spydk.apps.app import APP_SUBSYSTEMS, App, AppOptions, StartupError, defaul
 from spydk.rpc.server import DEFAULT_SOCKET
 
 NVME_TOOLS = {"perf": "spydk.apps.nvme_perf", "identify": "spydk.apps.nvme_identify",
-              "hello_world": "spydk.apps.nvme_hello", "discover": "spydk.apps.nvme_discover"}
+              "hello_world": "spydk.apps.nvme_hello", "discover": "spydk.apps.nvme_discover",
+              "setup": "spydk.apps.nvme_setup"}
 APP_NAMES = {"tgt": "spydk_tgt", "nvmf_tgt": "nvmf_tgt", "iscsi_tgt": "iscsi_tgt", "vhost": "vhost"}
-USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,vhost,rpc,bdevperf,perf,identify,hello_world,discover,blobcli,top,trace} [options]
+USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,vhost,rpc,bdevperf,perf,identify,hello_world,discover,setup,blobcli,top,trace} [options]
 
   tgt        start a target with every subsystem (like SPDK's spdk_tgt)
   nvmf_tgt   start an NVMe-oF target (bdev + nvmf subsystems)
@@ -43,6 +44,7 @@ USAGE = """usage: spydk {tgt,nvmf_tgt,iscsi_tgt,vhost,rpc,bdevperf,perf,identify
   identify   print what NVMe controllers report (like spdk_nvme_identify)
   hello_world  write "Hello world!" to a namespace and read it back (like SPDK's example)
   discover   list a discovery controller's log (like SPDK's discovery example)
+  setup      hugepages and NVMe devices for the user-space driver (like SPDK's setup.sh)
   blobcli    inspect and check a blobstore / lvol store image (read-only unless --repair)
   top        live view of a running target's threads, pollers, cores and bdevs (like spdk_top)
   trace      print a trace ring like spdk_trace, or export Chrome/Perfetto JSON

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from spydk.nvme.host import Controller, ControllerOpts, NvmeError, TransportId, TridError, parse_trid
@@ -26,17 +27,29 @@ def add_transport_args(p: argparse.ArgumentParser, *, required: bool = True) -> 
     p.add_argument("--no-huge", action="store_true", help=argparse.SUPPRESS)
 
 
+def local_trids(sysfs: Path = Path("/")) -> list[TransportId]:
+    """Every NVMe device bound to uio_pci_generic (what SPDK's tools probe without -r)."""
+    from spydk.apps.nvme_setup import Sysfs
+    return [TransportId(trtype="PCIE", traddr=d.bdf, trsvcid="", subnqn="")
+            for d in Sysfs(sysfs).devices() if d.driver == "uio_pci_generic"]
+
+
 def trids(args: argparse.Namespace, prog: str) -> list[TransportId]:
     if not args.transport:
-        raise SystemExit(f"{prog}: give a transport ID with -r (PCIe is not supported by this build)")
+        local = local_trids()
+        if local:
+            return local
+        raise SystemExit(f"{prog}: no -r and no NVMe device bound to uio_pci_generic: give a "
+                         "transport ID with -r (e.g. 'trtype:TCP traddr:127.0.0.1 trsvcid:4420 "
+                         "subnqn:...') or run 'spydk setup' first")
     out: list[TransportId] = []
     for text in args.transport:
         try:
             t = parse_trid(text)
         except TridError as e:
             raise SystemExit(f"{prog}: -r {text!r}: {e}") from None
-        if t.trtype != "TCP":
-            raise SystemExit(f"{prog}: -r {text!r}: only trtype:TCP is supported by this build")
+        if t.trtype not in ("TCP", "PCIE"):
+            raise SystemExit(f"{prog}: -r {text!r}: only trtype:TCP and trtype:PCIe are supported")
         out.append(t)
     return out
 
@@ -67,8 +80,20 @@ async def connect_all(ts: Sequence[TransportId], opts: Sequence[ControllerOpts],
 
 
 def ctrlr_name(c: Controller) -> str:
-    """Perf's device name: 'TCP (addr:127.0.0.1 subnqn:nqn...)'."""
+    """Perf's device name: 'TCP (addr:127.0.0.1 subnqn:nqn...)' or 'PCIE (0000:00:04.0)'."""
+    if c.trid.trtype == "PCIE":
+        return f"PCIE ({c.trid.traddr})"
     return f"TCP (addr:{c.trid.traddr} subnqn:{c.trid.subnqn})"
+
+
+def attached_line(c: Controller) -> str:
+    """How the tools name a controller once attached (as SPDK's do, per transport)."""
+    t = c.trid
+    if t.trtype == "PCIE":
+        cd = c.cdata
+        ids = f" [{cd.vid:04x}:{cd.ssvid:04x}]" if cd is not None else ""
+        return f"NVMe Controller at {t.traddr}{ids}"
+    return f"NVMe over Fabrics controller at {t.traddr}:{t.trsvcid}: {t.subnqn}"
 
 
 def new_loop() -> asyncio.AbstractEventLoop:

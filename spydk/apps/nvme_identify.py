@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from spydk.apps.nvme_common import add_transport_args, ctrlr_opts, new_loop, trids
+from spydk.apps.nvme_common import add_transport_args, attached_line, ctrlr_opts, new_loop, trids
 from spydk.nvme import spec
 from spydk.nvme.host import Controller, NvmeError
 from spydk.nvme.host.identify import IdentifyController, IdentifyNamespace
@@ -48,7 +48,7 @@ def print_controller(c: Controller, out: Any = None, hexdump: bool = False,
     cap, vs = c.cap, c.vs
     mpsmin = (cap >> 48) & 0xF
     p("=====================================================")
-    p(f"NVMe over Fabrics controller at {c.trid.traddr}:{c.trid.trsvcid}: {c.trid.subnqn}")
+    p(attached_line(c))
     p("=====================================================")
     p("Controller Capabilities/Features")
     p("================================")

@@ -21,7 +21,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from spydk.apps.nvme_common import add_transport_args, connect_all, ctrlr_name, ctrlr_opts, new_loop, trids
+from spydk.apps.nvme_common import (
+    add_transport_args,
+    attached_line,
+    connect_all,
+    ctrlr_name,
+    ctrlr_opts,
+    new_loop,
+    trids,
+)
 from spydk.bdev.histogram import Histogram
 from spydk.nvme.host import Controller, Namespace, Qpair, status_str
 
@@ -226,7 +234,7 @@ async def run_perf(args: argparse.Namespace, out: Any = None) -> int:
     workers: list[tuple[str, Worker]] = []
     stats: list[tuple[str, NsStats]] = []
     for c, t in zip(ctrlrs, ts, strict=True):
-        print(f"Attached to NVMe over Fabrics controller at {t.traddr}:{t.trsvcid}: {t.subnqn}", file=out)
+        print(f"Attached to {attached_line(c)}", file=out)
         nss = [c.namespaces[t.ns]] if t.ns and t.ns in c.namespaces else list(c.namespaces.values())
         if t.ns and t.ns not in c.namespaces:
             print(f"spydk perf: namespace {t.ns} is not active on {t}", file=sys.stderr)

@@ -63,6 +63,10 @@ MODULES = ["crc32c_generic", "crc32c_intel", "crct10dif_generic", "crct10dif_pcl
            "virtio_pci", "virtio_net", "virtio_blk", "virtio_rng", "virtio_scsi",
            "nvme_tcp", "scsi_transport_iscsi", "libiscsi", "iscsi_tcp", "sd_mod", "sg",
            "nbd", "ext4"]
+# In the image (modprobe-able) but not loaded at boot: the kernel NVMe PCI driver and uio for
+# the user-space PCIe tests (loading nvme at boot would claim the device first), 9p to mount
+# the host's Python and the project (run(..., shares=spydk_shares())).
+ON_DEMAND_MODULES = ["nvme", "uio_pci_generic", "9pnet_virtio", "9p"]
 # Loaded as well when the kernel has them: what NVMe in-band authentication (DH-HMAC-CHAP) needs
 # (the 6.12 kernel, see KERNELS); absent or built in elsewhere.
 AUTH_MODULES = ["nvme_keyring", "nvme_auth", "hmac", "sha256_generic", "sha512_generic",
@@ -313,6 +317,25 @@ fio_randread() {
   grep -E 'IOPS|lat \(usec\): min' /tmp/fio.out
 }
 
+# use_spydk: mount the host's /usr, the project and its site-packages (9p shares that
+# run(..., shares=spydk_shares()) adds) and define the `spydk` command, run by the host's own
+# Python (its own ld.so and libraries, so nothing depends on the guest's userland).
+use_spydk() {
+  [ -n "$SPYDK_PY" ] || die "use_spydk: the guest was started without the spydk shares"
+  modprobe 9pnet_virtio && modprobe 9p || die "use_spydk: no 9p modules"
+  for t in hostusr:/host/usr pyprefix:/host/py spydk:/spydk pysite:/host/pysite; do
+    mkdir -p "${t#*:}"
+    mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 "${t%%:*}" "${t#*:}" \
+      || die "use_spydk: mount of 9p share ${t%%:*} failed"
+  done
+  export PYTHONHOME=/host/py PYTHONPATH=/spydk:/host/pysite PYTHONDONTWRITEBYTECODE=1
+  spydk() {
+    /host/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 --library-path \
+      /host/py/lib:/host/usr/lib/x86_64-linux-gnu "/host/py/$SPYDK_PY" -c \
+      'import sys; from spydk.apps.main import main; sys.exit(main(sys.argv[1:]))' "$@"
+  }
+}
+
 # fs_check DEV: mkfs.ext4, mount, write and read back a file, unmount, fsck -f.
 fs_check() {
   mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$1" || die "mkfs.ext4 $1"
@@ -383,7 +406,7 @@ class _InitramfsBuilder:
         self.stage_copy(ld, "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
         self.stage_copy(ld, "/lib64/ld-linux-x86-64.so.2")
 
-    def module_closure(self) -> list[str]:
+    def module_closure(self, names: list[str] | None = None) -> list[str]:
         kroot = self.c.kroot
         mdir = kroot / "lib/modules" / self.kver
         if not (mdir / "modules.dep").exists():
@@ -397,7 +420,7 @@ class _InitramfsBuilder:
             byname[base.replace("-", "_")] = mod
         order: list[str] = []
         extra = AUTH_MODULES if self.c.kernel_choice != "default" else []
-        for name in [*MODULES, *extra]:
+        for name in [*MODULES, *extra] if names is None else names:
             found = byname.get(name)
             if found is None:
                 if name not in AUTH_MODULES:
@@ -470,6 +493,8 @@ class _InitramfsBuilder:
 
         # kernel modules, with a depmod'ed tree so that modprobe works in the guest
         mods = self.module_closure()
+        boot = set(mods)
+        mods += [m for m in self.module_closure(ON_DEMAND_MODULES) if m not in boot]
         src = c.kroot / "lib/modules" / self.kver
         dst = stage / "usr/lib/modules" / self.kver
         loaded = []
@@ -480,10 +505,12 @@ class _InitramfsBuilder:
                 plain = m.removesuffix(".xz")
                 with open(dst / plain, "wb") as f:
                     f.write(lzma.decompress((src / m).read_bytes()))
-                loaded.append(plain)
+                if m in boot:
+                    loaded.append(plain)
             else:
                 shutil.copyfile(src / m, dst / m)
-                loaded.append(m)
+                if m in boot:
+                    loaded.append(m)
         mods = loaded
         for f in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
             if (src / f).exists():
@@ -566,7 +593,7 @@ def _build_key(kver: str, sysroot_done: bytes) -> str:
     # differs elsewhere still share one cached initramfs.
     h = hashlib.sha256()
     for part in (BUILD_FORMAT, repr(TOP_PACKAGES), repr(BINARIES), repr(BINARY_GLOBS),
-                 repr(MODULES), INIT, LIB_SH, HOSTNQN, INITIATOR_IQN, kver):
+                 repr(MODULES), repr(ON_DEMAND_MODULES), INIT, LIB_SH, HOSTNQN, INITIATOR_IQN, kver):
         h.update(part.encode() + b"\0")
     h.update(sysroot_done)
     if not kver.startswith("6.1."):  # the default image's key stays as it was
@@ -654,16 +681,37 @@ def _run_cpio(path: Path, script: bytes, env: Mapping[str, str], adds: Iterable[
         w.finish()
 
 
+def spydk_shares(project: Path | None = None) -> tuple[list[tuple[str, Path]], dict[str, str]]:
+    """The 9p shares and environment for ``use_spydk`` in lib.sh: the Python running this (its
+    installation prefix), the host's /usr (the libraries it links), the project, and this
+    interpreter's site-packages (the project's dependencies). Pass them as
+    run(..., shares=..., env=...)."""
+    import sysconfig
+    prefix = Path(os.path.realpath(sys.base_prefix))
+    py = Path(os.path.realpath(sys.executable))
+    try:
+        rel = py.relative_to(prefix)
+    except ValueError:
+        raise GuestError(f"the Python {py} is not inside its prefix {prefix}") from None
+    project = project or Path(__file__).resolve().parents[2]
+    site = Path(sysconfig.get_paths()["purelib"])
+    return ([("hostusr", Path("/usr")), ("pyprefix", prefix), ("spydk", project),
+             ("pysite", site)], {"SPYDK_PY": str(rel)})
+
+
 def run(image: GuestImage, script: bytes | str, *, env: Mapping[str, str] | None = None,
         timeout: float = 600, vhost_user_blk: Sequence[str | Path] = (),
         vhost_user_scsi: Sequence[str | Path] = (), vhost_reconnect: int = 0,
         disks: Sequence[str | Path] = (), adds: Sequence[str | Path] = (),
+        nvme: Sequence[tuple[str | Path, str]] = (), shares: Sequence[tuple[str, Path]] = (),
         mem: int = 1024, smp: int = 1, append: str = "", kernel_log: bool = False,
         qemu_args: Sequence[str] = (), on_line: Callable[[str], None] | None = None) -> GuestResult:
     """Boot ``image``, run ``script`` in the guest and return its exit status and console.
 
     ``on_line`` is called with each console line as it arrives (streaming).
     vhost-user-blk devices appear as /dev/vda, /dev/vdb, ... in order, then ``disks``.
+    ``nvme``: (raw file, serial) pairs, each an emulated NVMe controller (``-device nvme``).
+    ``shares``: (tag, host folder) pairs exported read-only over 9p (virtio-9p).
     """
     if isinstance(script, str):
         script = script.encode()
@@ -707,6 +755,12 @@ def run(image: GuestImage, script: bytes | str, *, env: Mapping[str, str] | None
         for i, d in enumerate(disks):
             cmd += ["-drive", f"file={d},if=none,id=disk{i},format=raw,cache=none,aio=threads",
                     "-device", f"virtio-blk-pci,drive=disk{i}"]
+        for i, (f, serial) in enumerate(nvme):
+            cmd += ["-drive", f"file={f},if=none,id=nvm{i},format=raw,cache=none,aio=threads",
+                    "-device", f"nvme,serial={serial},drive=nvm{i}"]
+        for tag, path in shares:
+            cmd += ["-virtfs", f"local,path={path},mount_tag={tag},security_model=none,"
+                    "readonly=on,multidevs=remap"]
         cmd += list(qemu_args)
 
         t_start = time.monotonic()
@@ -783,6 +837,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "(repeatable; the guest sees /dev/vda, /dev/vdb, ...)")
     ap.add_argument("--disk", action="append", default=[], metavar="FILE",
                     help="attach a raw file as a plain virtio-blk disk (repeatable)")
+    ap.add_argument("--nvme", action="append", default=[], metavar="FILE[,SERIAL]",
+                    help="attach a raw file as a QEMU emulated NVMe controller (repeatable)")
+    ap.add_argument("--spydk", action="store_true",
+                    help="share the host's Python and this project over 9p (use_spydk in lib.sh)")
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                     help="export a variable to the guest script (repeatable)")
     ap.add_argument("--add", action="append", default=[], metavar="PATH",
@@ -824,7 +882,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.flush()
 
         t_prep = time.monotonic() - t0
-        res = run(image, script, env=env, timeout=args.timeout,
+        nvme = [(f.partition(",")[0], f.partition(",")[2] or f"spydk{i:04d}")
+                for i, f in enumerate(args.nvme)]
+        shares: list[tuple[str, Path]] = []
+        if args.spydk:
+            shares, senv = spydk_shares()
+            env = {**senv, **env}
+        res = run(image, script, env=env, timeout=args.timeout, nvme=nvme, shares=shares,
                   vhost_user_blk=args.vhost_user_blk, disks=args.disk, adds=args.add,
                   mem=args.mem, smp=args.smp, append=args.append,
                   kernel_log=args.kernel_log, qemu_args=args.qemu_arg, on_line=echo)

@@ -111,12 +111,21 @@ class Namespace:
 
 
 class Controller:
-    """One controller reached over one transport ID (TCP today)."""
+    """One controller reached over one transport ID: TCP here, PCIe in pcie.py
+    (``Controller(trid)`` with trtype:PCIe gives a ``PcieController``)."""
+
+    TRTYPES: tuple[str, ...] = ("TCP",)
+
+    def __new__(cls, trid: TransportId, *args: Any, **kw: Any) -> Controller:
+        if cls is Controller and trid.trtype == "PCIE":
+            from spydk.nvme.host.pcie import PcieController  # pcie.py subclasses this class
+            return super().__new__(PcieController)
+        return super().__new__(cls)
 
     def __init__(self, trid: TransportId, opts: ControllerOpts | None = None, *,
                  connector: Connector | None = None) -> None:
-        if trid.trtype != "TCP":
-            raise NvmeError(f"trtype {trid.trtype} is not supported by this build (TCP only)")
+        if trid.trtype not in self.TRTYPES:
+            raise NvmeError(f"trtype {trid.trtype} is not supported by this build (TCP, PCIe)")
         self.trid = trid
         self.opts = opts or ControllerOpts()
         self.connector = connector
