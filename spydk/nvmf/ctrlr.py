@@ -776,6 +776,16 @@ class Controller:
         self.aer_reqs.append(req)
         self._deliver_events()
 
+    def withdraw_aer(self, req: Request) -> bool:
+        """Forget an Async Event Request the host gave up on, without answering it. SPDK's
+        host, when it detaches, completes its AERs locally and reuses their CIDs for the
+        shutdown's Property Gets; the target must then let those CIDs go."""
+        if req not in self.aer_reqs:
+            return False
+        self.aer_reqs.remove(req)
+        req.qpair.outstanding.pop(req.cid, None)
+        return True
+
     def _post_event(self, info: int, log_page: int) -> None:
         if info in self.masked_events:
             return  # reported already; the host has not read the log page yet

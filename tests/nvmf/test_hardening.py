@@ -398,3 +398,27 @@ def test_commands_before_a_fatal_pdu_in_one_segment(env: Env, caplog: Any) -> No
     assert [t for t, _ in got] == [3] and r.closed
     assert not [x for x in caplog.records if x.exc_info]
     still_serves(env)
+
+
+def test_cid_of_an_async_event_request_the_host_dropped_may_be_reused(env: Env) -> None:
+    """SPDK's host, detaching, completes its AERs locally and reuses their CIDs for the
+    shutdown's Property Gets (spdk_nvme_perf and spdk_dd did this at every exit and were cut
+    off with a C2HTermReq). The AER is forgotten; any other outstanding CID is still refused
+    (test above)."""
+    lk, _ = env.admin()
+    h = lk.host
+    aer = h.admin(AdminOpcode.ASYNC_EVENT_REQUEST)
+    lk.pump()
+    assert aer not in h.completions  # held by the controller, as an AER is
+    del h.tq._cmds[aer]  # what SPDK's host does: it completes the AER locally...
+    h._cid = (aer - 1) & 0xFFFF  # ...and the next command gets its CID
+    cid = h.property_get(fab.Property.CSTS, 4)
+    assert cid == aer
+    c = lk.wait(cid)
+    assert c.status == 0 and c.dw0 & 1  # CSTS.RDY of the enabled controller
+    assert not lk.conn.closing
+    ctrlr = lk.conn.qp.ctrlr
+    assert ctrlr is not None and not ctrlr.aer_reqs
+    # An event now finds no AER to answer (it waits for the next one): nothing goes to the host.
+    c = lk.wait(h.admin(AdminOpcode.IDENTIFY, read_len=4096, cdw10=1))
+    assert c.status == 0

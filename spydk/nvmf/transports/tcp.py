@@ -583,9 +583,13 @@ class TcpConnection(asyncio.BufferedProtocol):
             self._fail_cid(cid, _ST_SGL_LENGTH)
             self._refuse_connect(length)
             return
+        if cid in qp.outstanding and qp.qid == 0 and qp.ctrlr is not None:
+            qp.ctrlr.withdraw_aer(qp.outstanding[cid])  # the host dropped it (see withdraw_aer)
         if cid in qp.outstanding or cid in self.buf_wait:
+            prior = qp.outstanding.get(cid) or self.buf_wait[cid][0]
             self._host_error(Fes.INVALID_HEADER_FIELD, 10,
-                             f"CID {cid} reused while that command is outstanding", _capsule_header(ev))
+                             f"CID {cid} (opcode {opc:#04x}) reused on queue {qp.qid} while the command "
+                             f"with that CID (opcode {prior.opcode:#04x}) is outstanding", _capsule_header(ev))
             return
         req = Request(qp, sqe, cid, opc, flags, nsid, xfer, length, data)
         if _TRACE_TCP:
