@@ -3,6 +3,7 @@ behaviour (supported types, holding I/O, failures) each test sets, and helpers t
 code on the app thread."""
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -82,8 +83,13 @@ class Env:
         self.events: list[tuple[Any, str]] = []
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run fn(*args) on the app thread and return its result."""
-        return self.rh.run(self.rh.reactor.call_on(self.thread, fn, *args))
+        """Run fn(*args) on the app thread and return its result (awaited, on that thread,
+        when fn is a coroutine function, as the RPC dispatcher does)."""
+        res = self.rh.run(self.rh.reactor.call_on(self.thread, fn, *args))
+        if inspect.isawaitable(res):
+            from spydk.apps.app import on_thread  # tests may reach above the bdev layer
+            res = self.rh.run(on_thread(res, self.thread))
+        return res
 
     def drain(self) -> None:
         self.rh.drain()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import spydk.modules.bdev.null  # noqa: F401  (its RPCs are tested here; alone, nothing else imports it)
 from spydk.bdev import registry as core
 from spydk.bdev.rpc import bdev_subsystem_config
 from spydk.rpc.errors import RpcError
