@@ -142,6 +142,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--poll", action="store_true", help="run spydk with a busy-polling reactor")
+    ap.add_argument("--spin-us", type=int, metavar="US",
+                    help="start spydk with --spin-us US (event mode's spin after work; default: its default)")
     ap.add_argument("--skip-tgt", action="store_true")
     ap.add_argument("--spdk-dir", default=os.environ.get("SPDK_DIR"),
                     help="a built SPDK tree: also measure its iscsi_tgt (default: $SPDK_DIR)")
@@ -155,7 +157,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="iscsi-bench-") as tmp, contextlib.ExitStack() as stack:
         port = free_tcp_port()
         t = start_target(tmp, spydk_config(port), app="iscsi_tgt",
-                         extra_args=["--poll"] if args.poll else [])
+                         extra_args=(["--poll"] if args.poll else [])
+                         + ([f"--spin-us={args.spin_us}"] if args.spin_us is not None else []))
         stack.callback(t.stop)
         targets["spydk"] = (f"iscsi://127.0.0.1:{port}/{IQN}/0", t.pid)
         if not args.skip_tgt:
@@ -178,7 +181,8 @@ def main() -> int:
     print()
     load = os.getloadavg()[0]
     print(f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, load average {load:.1f} at the end, "
-          f"median of {args.runs} x {args.seconds:g} s, spydk {'poll' if args.poll else 'event'} mode")
+          f"median of {args.runs} x {args.seconds:g} s, spydk {'poll' if args.poll else 'event'} mode"
+          f"{'' if args.poll or args.spin_us is None else f', --spin-us {args.spin_us}'}")
     names = list(targets)
     print("| workload | " + " | ".join(f"{n} IOPS | {n} CPU/IO" for n in names)
           + " | reference tgt | reference SPDK |")

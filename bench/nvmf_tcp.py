@@ -478,14 +478,16 @@ def initiator_comparison(a: argparse.Namespace, names: list[str]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def start_target(port: int, core: int, poll: bool = False) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
+def start_target(port: int, core: int, poll: bool = False,  # type: ignore[type-arg]
+                 spin_us: int | None = None) -> tuple[subprocess.Popen, str]:
     d = tempfile.mkdtemp(prefix="spydk-bench-")
     cfg = Path(d) / "cfg.json"
     cfg.write_text(json.dumps(target_config(port)))
     sock = str(Path(d) / "rpc.sock")
     log = open(Path(d) / "tgt.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "spydk.apps.main", "nvmf_tgt", "-r", sock, "--json",
-                             str(cfg)] + (["--poll"] if poll else []), stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                             str(cfg)] + (["--poll"] if poll else [])
+                            + ([f"--spin-us={spin_us}"] if spin_us is not None else []), stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                             preexec_fn=lambda: os.sched_setaffinity(0, {core}))
     for _ in range(300):
         try:
@@ -507,6 +509,9 @@ def main() -> None:
     ap.add_argument("--poll", action="store_true",
                     help="start the target with --poll (busy-polling reactor: lowest latency; its "
                          "CPU per I/O then only says the core was busy)")
+    ap.add_argument("--spin-us", type=int, metavar="US",
+                    help="start the target with --spin-us US (event mode's spin after work; default: "
+                         "the target's default)")
     ap.add_argument("--target-core", type=int, default=0)
     ap.add_argument("--gen-core", type=int, default=1)
     ap.add_argument("--no-pin", action="store_true",
@@ -552,7 +557,7 @@ def main() -> None:
         print(f"no {a.spdk_dir}/build/bin/spdk_nvme_perf: using the Python generator", file=sys.stderr)
     port = free_port()
     all_cpus = os.sched_getaffinity(0)
-    proc, _ = start_target(port, a.target_core, a.poll)
+    proc, _ = start_target(port, a.target_core, a.poll, a.spin_us)
     if a.no_pin:
         os.sched_setaffinity(proc.pid, all_cpus)
     else:
@@ -613,7 +618,8 @@ def print_table(a: argparse.Namespace, names: list[str], results: dict, here: di
     where = "not pinned" if a.no_pin else f"target pinned to CPU {a.target_core}, generators to CPU {a.gen_core}"
     gen = "spdk_nvme_perf" if with_perf else f"{a.gen_procs} Python generator processes"
     print(f"\n{time.strftime('%Y-%m-%d')}  {a.seconds:g} s per test, median of {a.runs}, {where}, {gen}, "
-          f"target {'--poll' if a.poll else 'event-driven'}, load average {os.getloadavg()[0]:.1f}")
+          f"target {'--poll' if a.poll else 'event-driven'}"
+          f"{'' if a.poll or a.spin_us is None else f' --spin-us {a.spin_us}'}, load average {os.getloadavg()[0]:.1f}")
     print("SPDK column: SPDK nvmf_tgt on one core driven by spdk_nvme_perf (issue 5, median of 5 runs "
           "on this machine kind): quoted, not measured here.")
     if here:

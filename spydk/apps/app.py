@@ -74,6 +74,7 @@ class AppOptions:
     wait_for_rpc: bool = False
     subsystems: tuple[str, ...] | None = None     # None: every registered subsystem
     poll: bool = False
+    spin_us: int = 0                              # --spin-us: poll this long after work, then sleep
     lcore: int = 0
     cpumask: int = 1
     tpoint_group_mask: str | None = None          # -e: trace groups to enable at start
@@ -255,7 +256,8 @@ class App:
         self.loop = asyncio.get_running_loop()
         self._init_done = asyncio.Event()
         self._shutdown_done = asyncio.Event()
-        self.reactor = init_reactor(self.loop, poll_mode=self.opts.poll, lcore=self.opts.lcore)
+        self.reactor = init_reactor(self.loop, poll_mode=self.opts.poll, lcore=self.opts.lcore,
+                                    spin_us=self.opts.spin_us)
         self.thread = self.reactor.create_thread(self.opts.thread_name, self.opts.cpumask)
         self.subsystems = select_subsystems(self.opts.subsystems)
         try:

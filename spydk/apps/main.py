@@ -28,6 +28,10 @@ from spydk import log as spydk_log
 from spydk.apps.app import APP_SUBSYSTEMS, App, AppOptions, StartupError, default_config, describe_exports
 from spydk.rpc.server import DEFAULT_SOCKET
 
+# Event mode's spin after work (--spin-us): long enough to catch a queue-depth-1 host's next
+# command without a kernel wake-up; an idle target still sleeps (docs/performance.md).
+DEFAULT_SPIN_US = 200
+
 NVME_TOOLS = {"perf": "spydk.apps.nvme_perf", "identify": "spydk.apps.nvme_identify",
               "hello_world": "spydk.apps.nvme_hello", "discover": "spydk.apps.nvme_discover",
               "setup": "spydk.apps.nvme_setup"}
@@ -89,6 +93,9 @@ def target_parser(cmd: str) -> argparse.ArgumentParser:
     p.add_argument("-L", "--logflag", action="append", default=[], metavar="FLAG",
                    help='debug output of a component (repeatable; "all" for every one)')
     p.add_argument("--poll", action="store_true", help="busy-poll the reactor (one core at 100%%, lowest latency)")
+    p.add_argument("--spin-us", type=int, default=DEFAULT_SPIN_US, metavar="US",
+                   help="event mode: keep polling this many microseconds after the last work before "
+                        f"sleeping (default {DEFAULT_SPIN_US}; 0 sleeps at once; an idle target sleeps)")
     p.add_argument("--default-config", action="store_true",
                    help="start with the embedded default config (a 64 MiB Malloc0 bdev, block size 512)")
     if cmd in ("vhost", "tgt"):
@@ -135,7 +142,7 @@ def run_target(cmd: str, argv: Sequence[str]) -> int:
         return 2
     opts = AppOptions(name=APP_NAMES[cmd], rpc_socket=args.rpc_socket, json_config=args.json,
                       json_ignore_init_errors=args.json_ignore_init_errors, wait_for_rpc=args.wait_for_rpc,
-                      subsystems=APP_SUBSYSTEMS[cmd], poll=args.poll, lcore=lcore, cpumask=1 << lcore,
+                      subsystems=APP_SUBSYSTEMS[cmd], poll=args.poll, spin_us=args.spin_us, lcore=lcore, cpumask=1 << lcore,
                       tpoint_group_mask=args.tpoint_group_mask, shm_id=args.shm_id,
                       num_trace_entries=args.num_trace_entries, metrics=args.metrics,
                       metrics_allow_remote=args.metrics_allow_remote)
@@ -149,9 +156,9 @@ def run_target(cmd: str, argv: Sequence[str]) -> int:
         from spydk.apps.plugins import load_plugins
         from spydk.apps.worker import worker_main
         load_plugins()
-        poll, subsystems, name = args.poll, APP_SUBSYSTEMS[cmd], APP_NAMES[cmd]
+        poll, spin_us, subsystems, name = args.poll, args.spin_us, APP_SUBSYSTEMS[cmd], APP_NAMES[cmd]
         opts.workers = cores.spawn_workers(others, lambda core, sock: worker_main(core, sock, poll, subsystems,
-                                                                                 name))
+                                                                                 name, spin_us))
     cores.pin_to_core(lcore)
 
     def say_what_is_exported() -> None:

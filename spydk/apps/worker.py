@@ -39,7 +39,7 @@ def new_loop() -> asyncio.AbstractEventLoop:
 
 
 def worker_main(core: int, sock: socket.socket, poll: bool = False,
-                subsystems: tuple[str, ...] | None = None, name: str = "spydk_tgt") -> int:
+                subsystems: tuple[str, ...] | None = None, name: str = "spydk_tgt", spin_us: int = 0) -> int:
     from spydk.apps.app import App, AppOptions
     global _app
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -47,7 +47,7 @@ def worker_main(core: int, sock: socket.socket, poll: bool = False,
     loop = new_loop()
     asyncio.set_event_loop(loop)
     app = _app = App(AppOptions(name=f"{name}_core{core}", rpc_socket=None, wait_for_rpc=True,
-                                subsystems=subsystems, poll=poll, lcore=core, cpumask=1 << core,
+                                subsystems=subsystems, poll=poll, spin_us=spin_us, lcore=core, cpumask=1 << core,
                                 thread_name=f"reactor_{core}", replica=True))
 
     async def serve() -> int:

@@ -5,6 +5,11 @@ a period-0 poller is registered, or a timed poller falls due; otherwise the loop
 in epoll and the process uses no CPU. With ``poll_mode`` the reactor iterates without
 pause, like SPDK's reactors, trading a core for latency.
 
+Between the two, by default, the reactor spins for ``spin_ns`` after the last work it saw
+(messages, pollers, or a transport polling a thread inline) before it sleeps again: a
+request that arrives while it spins is picked up without a wake-up from the kernel, which
+costs more than the request itself at queue depth 1, and an idle target still sleeps.
+
 Multi-core is a reactor per process (see docs/architecture.md); one Reactor per process.
 """
 from __future__ import annotations
@@ -23,9 +28,13 @@ log = get_logger("thread")
 
 class Reactor:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, poll_mode: bool = False,
-                 lcore: int = 0):
+                 lcore: int = 0, spin_us: int = 0):
         self.loop = loop or asyncio.get_event_loop()
         self.poll_mode = poll_mode
+        self.spin_ns = max(0, spin_us) * 1000
+        self._spin_until = 0
+        self._seen_busy = 0     # sum of the threads' busy_ns at the last look
+        self.spin_iterations = 0
         self.lcore = lcore
         self.threads: list[Thread] = []
         self._scheduled = False
@@ -98,8 +107,27 @@ class Reactor:
             return
         if pending or self.poll_mode:
             self.wake()
-        elif next_due is not None:
+            return
+        if self.spin_ns:
+            # Work since the last look, including inline polls the transports made between
+            # iterations (they add to their thread's busy_ns): keep spinning a while.
+            busy = 0
+            for t in self.threads:
+                busy += t.busy_ns
+            if busy != self._seen_busy:
+                self._seen_busy = busy
+                self._spin_until = now + self.spin_ns
+            if now < self._spin_until:
+                self.spin_iterations += 1
+                self.wake()
+                return
+        if next_due is not None:
             self._arm_timer(next_due)
+
+    def set_spin_us(self, spin_us: int) -> None:
+        """How long to keep polling after the last work before sleeping (0: sleep at once)."""
+        self.spin_ns = max(0, spin_us) * 1000
+        self._spin_until = 0
 
     def _arm_timer(self, due_ns: int) -> None:
         if self._timer is not None and self._timer_due is not None and self._timer_due <= due_ns:
@@ -192,12 +220,12 @@ def get_reactor() -> Reactor:
 
 
 def init_reactor(loop: asyncio.AbstractEventLoop | None = None, *, poll_mode: bool = False,
-                 lcore: int = 0) -> Reactor:
+                 lcore: int = 0, spin_us: int = 0) -> Reactor:
     """Create the process's reactor (replacing a stopped one, for tests)."""
     global _reactor
     if _reactor is not None:
         _reactor.stop()
-    _reactor = Reactor(loop, poll_mode=poll_mode, lcore=lcore)
+    _reactor = Reactor(loop, poll_mode=poll_mode, lcore=lcore, spin_us=spin_us)
     return _reactor
 
 
