@@ -185,3 +185,45 @@ def test_failover_and_back_under_verify(initiator: AppHarness,
     job.progress(100, "verify I/O back on the first path")
     res = job.stop()
     assert res["io_failed"] == 0 and res["miscompares"] == 0, res
+
+
+def test_active_active_path_lost_and_back_under_verify(initiator: AppHarness,
+                                                       targets: Callable[..., TargetProcess]) -> None:
+    """multipath: two controllers to one subsystem; one path's listener goes away mid-run: its
+    I/O moves to the other path without a failure, and the path is used again once it is back."""
+    h = initiator
+    p1, p2 = free_port(), free_port()
+    t = targets(p1, p2)
+    for p in (p1, p2):
+        attach(h, p, multipath="multipath", ctrlr_loss_timeout_sec=30, reconnect_delay_sec=1)
+    assert h.client.call("bdev_nvme_set_multipath_policy",
+                         {"name": "Nvme0n1", "policy": "active_active", "selector": "round_robin"})
+
+    def submitted() -> dict[str, int]:
+        from spydk.modules.bdev.nvme import bdev_nvme as bn
+        b = bn.module.ctrlrs["Nvme0"].bdevs[1]
+        return {c.trid.trsvcid: c.ctrlr.io_qpairs[0].submitted for c in b.paths}
+
+    def connected() -> dict[str, bool]:
+        ps = h.client.call("bdev_nvme_get_io_paths")["poll_groups"][0]["io_paths"]
+        return {p["transport"]["trsvcid"]: p["connected"] for p in ps}
+
+    def listener(port: int, add: bool) -> None:
+        addr = {"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": str(port)}
+        t.client.call("nvmf_subsystem_add_listener" if add else "nvmf_subsystem_remove_listener",
+                      {"nqn": NQN, "listen_address": addr})
+
+    job = VerifyJob(h, "Nvme0n1")
+    job.progress(100, "verify I/O on both paths")
+    listener(p1, False)
+    wait_until(lambda: connected() == {str(p1): False, str(p2): True}, what="the first path to drop")
+    on_p2 = h.call_on_app_thread(submitted)[str(p2)]
+    job.progress(200, "verify I/O on the second path alone")
+    assert h.call_on_app_thread(submitted)[str(p2)] >= on_p2 + 200
+    listener(p1, True)
+    wait_until(lambda: all(connected().values()), 30, "the first path to reconnect")
+    on_p1 = h.call_on_app_thread(submitted)[str(p1)]
+    job.progress(100, "verify I/O on both paths again")
+    assert h.call_on_app_thread(submitted)[str(p1)] > on_p1
+    res = job.stop()
+    assert res["io_failed"] == 0 and res["miscompares"] == 0, res
