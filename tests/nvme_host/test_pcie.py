@@ -195,3 +195,47 @@ def test_garbage_in_the_completion_queue_completes_or_fails_cleanly(cq: bytes, p
         del dev._sq_doorbell  # the device executes commands again (detach's admin commands)
         await c.detach()
     run(main())
+
+
+def test_resubmitting_callbacks_keep_one_poll_per_queue() -> None:
+    """A completion callback that submits again (every perf/bdevperf job does) must not add a
+    second poll of the queue each time: the polls would pile up and starve the event loop
+    (the fake completes at the doorbell, as a very fast device)."""
+    dma = FakeDma()
+    dev = FakeNvme(dma, mqes=7)
+
+    async def main() -> None:
+        c = _ctrlr(dev, dma, arm_aer=False)
+        await c.connect()
+        q = c.io_qpairs[0]
+        polls = 0
+        inner = q._poll
+
+        def counting_poll() -> None:
+            nonlocal polls
+            polls += 1
+            inner()
+        q._poll = counting_poll  # type: ignore[method-assign]
+        done = asyncio.get_running_loop().create_future()
+        left = [2000]
+        buf = memoryview(bytearray(512))
+
+        def again(_a: Any, st: int, _d: int) -> None:
+            assert st == 0
+            left[0] -= 1
+            if left[0]:
+                q.read(1, buf, left[0] % 64, 1, again, None)
+            else:
+                done.set_result(True)
+        q.read(1, buf, 0, 1, again, None)
+        await done
+        await asyncio.sleep(0)
+        # one ring's worth per poll: 2000 / entries polls (two polls per turn made it twice as many)
+        assert polls <= 2000 // q.entries + 10, polls
+        # one call completes at most one ring's worth, however many the device has posted
+        for i in range(q.depth):
+            q.read(1, memoryview(bytearray(512)), i, 1, lambda _a, _s, _d: None, None)
+        q._stop_polling()
+        assert q.process_completions() <= q.entries
+        await c.detach()
+    run(main())

@@ -168,12 +168,19 @@ class PcieQpair(Qpair):
     def _poll(self) -> None:
         self._poll_handle = None
         self.process_completions()
-        if self.outstanding and self.failed is None:
+        # a callback that submitted has scheduled the next poll already: one poll per queue
+        # per loop iteration (two would double every iteration while completions keep coming)
+        if self._poll_handle is None and self.outstanding and self.failed is None:
             self._schedule()
 
     def process_completions(self, max_completions: int = 0) -> int:
-        """Complete every new entry of the completion queue (phase bit = expected); returns
-        how many. Called by the poller; callable directly by a caller that polls itself."""
+        """Complete the new entries of the completion queue (phase bit = expected), at most
+        ``max_completions`` (0: one ring's worth); returns how many. Called by the poller;
+        callable directly by a caller that polls itself. The cap keeps a fast device, whose
+        completions of commands resubmitted by the callbacks keep coming, from holding the
+        event loop in one call."""
+        if not max_completions:
+            max_completions = self.entries
         cq = self.cq.mem
         head = self.cq_head
         phase = self.phase
@@ -205,7 +212,7 @@ class PcieQpair(Qpair):
             self.last_dw1 = dw1
             done += 1
             self._complete(tr, st & 0xFFFE, dw0)
-            if max_completions and done >= max_completions:
+            if done >= max_completions:
                 break
         if done:
             self.cq_head, self.phase = head, phase

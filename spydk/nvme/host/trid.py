@@ -23,6 +23,8 @@ class TransportId:
     ns: int = 0
 
     def __str__(self) -> str:
+        if self.trtype == "PCIE":
+            return f"trtype:PCIe traddr:{self.traddr}"
         return (f"trtype:{self.trtype} adrfam:{self.adrfam} traddr:{self.traddr} "
                 f"trsvcid:{self.trsvcid} subnqn:{self.subnqn}")
 

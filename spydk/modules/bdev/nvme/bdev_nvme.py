@@ -122,6 +122,9 @@ class NvmeModule(BdevModule):
         self.opts = NvmeOptions()
         self.ctrlrs: dict[str, NvmeBdevCtrlr] = {}
         self.discoveries: dict[str, Any] = {}
+        # how a path's Controller is made (Controller picks TCP or PCIe from the trid); tests
+        # replace it to reach a fake PCIe device
+        self.new_controller: Callable[[TransportId, ControllerOpts], Controller] = Controller
 
     def io_device(self) -> Any:
         if not is_io_device(self):
@@ -168,7 +171,7 @@ class NvmeCtrlr:
         self.hdgst = hdgst
         self.ddgst = ddgst
         self.extra = extra
-        self.ctrlr = Controller(trid, opts)
+        self.ctrlr = module.new_controller(trid, opts)
         self.state = "new"  # enabled, resetting, failed, deleting
         self.lost_at = 0.0
         self.fast_failed = False
@@ -195,7 +198,15 @@ class NvmeCtrlr:
         return self.state == "enabled" and self.ctrlr.state == "ready"
 
     def attach_params(self, t: TransportId) -> dict[str, Any]:
-        p: dict[str, Any] = {"name": self.bctrlr.name, "trtype": t.trtype, "adrfam": t.adrfam,
+        if t.trtype == "PCIE":
+            p: dict[str, Any] = {"name": self.bctrlr.name, "trtype": "PCIe", "traddr": t.traddr,
+                                 "num_io_queues": self.opts.num_io_queues,
+                                 "ctrlr_loss_timeout_sec": self.reconnect.ctrlr_loss_timeout_sec,
+                                 "reconnect_delay_sec": self.reconnect.reconnect_delay_sec,
+                                 "fast_io_fail_timeout_sec": self.reconnect.fast_io_fail_timeout_sec}
+            p.update(self.extra)
+            return p
+        p = {"name": self.bctrlr.name, "trtype": t.trtype, "adrfam": t.adrfam,
                              "traddr": t.traddr, "trsvcid": t.trsvcid, "subnqn": t.subnqn,
                              "hostnqn": self.opts.hostnqn, "hdgst": self.hdgst, "ddgst": self.ddgst,
                              "multipath": self.bctrlr.multipath,
@@ -590,7 +601,8 @@ class NvmeBdev(Bdev):
             ns = c.ctrlr.namespaces.get(self.nsid)
             t = c.trid
             out.append({
-                "trid": {"trtype": t.trtype, "adrfam": t.adrfam, "traddr": t.traddr,
+                "trid": {"trtype": "PCIe", "traddr": t.traddr} if t.trtype == "PCIE" else
+                        {"trtype": t.trtype, "adrfam": t.adrfam, "traddr": t.traddr,
                          "trsvcid": t.trsvcid, "subnqn": t.subnqn},
                 "ctrlr_data": {"cntlid": c.ctrlr.cntlid, "vendor_id": f"0x{cd.vid:04x}" if cd else "",
                                "model_number": cd.mn if cd else "", "serial_number": cd.sn if cd else "",

@@ -9,6 +9,7 @@ from spydk.log import get_logger
 from spydk.modules.bdev.nvme import bdev_nvme as bn
 from spydk.modules.bdev.nvme.discovery import Discovery
 from spydk.nvme.host import NvmeError, TransportId, TridError, parse_trid
+from spydk.nvme.host.pcie_dev import PcieDeviceError, normalize_bdf
 from spydk.rpc import Param, RpcContext, rpc_method
 from spydk.rpc.errors import RpcError, invalid_params
 from spydk.rpc.registry import State
@@ -41,8 +42,15 @@ def _trid(trtype: str, traddr: str, adrfam: str | None, trsvcid: str | None,
         t = parse_trid(text)
     except TridError as e:
         raise invalid_params(str(e)) from None
+    if t.trtype == "PCIE":
+        try:
+            t.traddr = normalize_bdf(traddr)
+        except PcieDeviceError as e:
+            raise invalid_params(str(e)) from None
+        t.adrfam = t.trsvcid = t.subnqn = ""
+        return t
     if t.trtype != "TCP":
-        raise invalid_params(f"trtype {trtype!r} is not supported by this build: use TCP")
+        raise invalid_params(f"trtype {trtype!r} is not supported by this build: use TCP or PCIe")
     if not trsvcid:
         t.trsvcid = "4420"
     return t
@@ -131,13 +139,14 @@ async def bdev_nvme_attach_controller(ctx: RpcContext, name: str, trtype: str, t
                                       dhchap_ctrlr_key: str | None = None,
                                       multipath_opts: dict[str, Any] | None = None,
                                       **ignored: Any) -> list[str]:
-    """Attach an NVMe controller (NVMe/TCP) and create a bdev per active namespace."""
+    """Attach an NVMe controller (NVMe/TCP, or local PCIe on uio_pci_generic) and create a bdev per
+    active namespace."""
     if psk or dhchap_key or dhchap_ctrlr_key:
         raise invalid_params("TLS (psk) and DH-HMAC-CHAP (dhchap_key) are not supported by spydk's "
                              "NVMe/TCP initiator yet")
-    if not subnqn:
-        raise invalid_params("parameter 'subnqn' is required for NVMe-oF controllers")
     t = _trid(trtype, traddr, adrfam, trsvcid, subnqn)
+    if t.trtype != "PCIE" and not subnqn:
+        raise invalid_params("parameter 'subnqn' is required for NVMe-oF controllers")
     o = bn.module.opts
     r = bn.ReconnectOpts(
         o.ctrlr_loss_timeout_sec if ctrlr_loss_timeout_sec is None else ctrlr_loss_timeout_sec,
@@ -186,6 +195,8 @@ async def bdev_nvme_detach_controller(ctx: RpcContext, name: str, trtype: str | 
 
 
 def _trid_json(t: TransportId) -> dict[str, str]:
+    if t.trtype == "PCIE":
+        return {"trtype": "PCIe", "traddr": t.traddr}
     return {"trtype": t.trtype, "adrfam": t.adrfam, "traddr": t.traddr, "trsvcid": t.trsvcid,
             "subnqn": t.subnqn}
 
@@ -240,8 +251,10 @@ def bdev_nvme_get_io_paths(ctx: RpcContext, name: str | None = None) -> dict[str
                 paths.append({"bdev_name": b.name, "cntlid": c.ctrlr.cntlid, "current": c is current,
                               "connected": c.usable, "accessible": c.usable and ns is not None
                               and ns.ana_state in (1, 2),
-                              "transport": {"trtype": c.trid.trtype, "traddr": c.trid.traddr,
-                                            "trsvcid": c.trid.trsvcid, "adrfam": c.trid.adrfam},
+                              "transport": {"trtype": "PCIe", "traddr": c.trid.traddr}
+                              if c.trid.trtype == "PCIE" else
+                              {"trtype": c.trid.trtype, "traddr": c.trid.traddr,
+                               "trsvcid": c.trid.trsvcid, "adrfam": c.trid.adrfam},
                               "ana_state": bn._ana_name(ns.ana_state) if ns else "inaccessible"})
     return {"poll_groups": [{"io_paths": paths}]}
 
@@ -285,6 +298,8 @@ async def bdev_nvme_start_discovery(ctx: RpcContext, name: str, trtype: str, tra
     if name in bn.module.discoveries:
         raise RpcError(-errno.EEXIST, f"discovery service {name!r} already exists")
     t = _trid(trtype, traddr, adrfam, trsvcid, None)
+    if t.trtype == "PCIE":
+        raise invalid_params("discovery needs an NVMe-oF transport (trtype TCP), not PCIe")
     t.subnqn = "nqn.2014-08.org.nvmexpress.discovery"
     o = bn.module.opts
     r = bn.ReconnectOpts(
