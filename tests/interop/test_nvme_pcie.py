@@ -1,6 +1,7 @@
 """spydk's user-space NVMe PCIe driver in a QEMU guest with an emulated NVMe controller:
 spydk setup, hello_world, identify (compared with nvme-cli's id-ctrl under the kernel driver),
-perf with --verify, spydk setup reset (the kernel driver takes the controller back)."""
+perf with --verify, bdevperf verify on a bdev_nvme PCIe controller, spydk setup reset (the
+kernel driver takes the controller back)."""
 from __future__ import annotations
 
 import json
@@ -56,3 +57,6 @@ def test_pcie_driver_in_guest(run_guest, tmp_path: Path) -> None:
     m = re.search(r"^Total\s*:\s*([\d.]+)\s+([\d.]+)", out, re.M)
     assert m and float(m.group(1)) > 0, "perf printed no Total line with IOPS"
     assert "miscompared" not in out and "I/Os failed" not in out
+    # bdevperf verify on the bdev of bdev_nvme_attach_controller -t PCIe
+    m = re.search(r"^\s+Nvme0n1\s+:\s+[\d.]+\s+([\d.]+)\s+[\d.]+\s+([\d.]+)", out, re.M)
+    assert m and float(m.group(1)) > 0 and float(m.group(2)) == 0, "no bdevperf verify row for Nvme0n1"

@@ -1,5 +1,6 @@
 # spydk's user-space PCIe driver on QEMU's emulated NVMe controller (run by test_nvme_pcie.py):
-# nvme-cli under the kernel driver, spydk setup, perf --verify, hello_world, identify,
+# nvme-cli under the kernel driver, spydk setup, perf --verify, bdevperf verify on a bdev_nvme
+# PCIe controller, hello_world, identify,
 # spydk setup reset, and the kernel driver sees the controller again.
 # Env: NVME_SERIAL (the -device nvme serial), PERF_SECONDS.
 . /etc/guest/lib.sh
@@ -23,6 +24,13 @@ TRID="trtype:PCIe traddr:$BDF"
 step "spydk perf --verify"
 spydk perf -r "$TRID" -q 16 -o 4096 -w randrw -M 50 -t "${PERF_SECONDS:-4}" --verify \
   || die "perf failed"
+
+step "spydk bdevperf verify on bdev_nvme_attach_controller -t PCIe"
+cat >/tmp/bdev-pcie.json <<EOF
+{"subsystems": [{"subsystem": "bdev", "config": [{"method": "bdev_nvme_attach_controller",
+ "params": {"name": "Nvme0", "trtype": "PCIe", "traddr": "$BDF"}}]}]}
+EOF
+spydk bdevperf -c /tmp/bdev-pcie.json -q 16 -o 4096 -w verify -t 3 || die "bdevperf verify on Nvme0n1 failed"
 
 step "spydk hello_world"
 spydk hello_world -r "$TRID" >/tmp/hello.out 2>&1; rc=$?
