@@ -16,7 +16,7 @@ from spydk.rpc.errors import RpcError
 from spydk.testing import AppHarness
 
 from .fake_pcie import FakeDma, FakeNvme
-from .test_bdev_nvme import _rw
+from .test_bdev_nvme import _rw, wait_until
 from .test_bdev_nvme_midrun import VerifyJob
 
 BDF = "0000:00:04.0"
@@ -93,3 +93,16 @@ def test_bad_pcie_attach_is_a_clear_error(app: AppHarness) -> None:
     with pytest.raises(RpcError, match="not PCIe"):
         h.client.call("bdev_nvme_start_discovery", {"name": "d", "trtype": "PCIe", "traddr": BDF})
     assert h.client.call("bdev_nvme_get_controllers") == []
+
+
+def test_hot_removed_pcie_controller_goes_with_its_bdev(app: AppHarness, fake_device: FakeNvme) -> None:
+    """A device that stops answering (registers read all ones, as after hot removal) fails its
+    controller; with ctrlr_loss_timeout_sec 0 the one reconnect attempt fails and the controller
+    and its bdev are deleted; the app goes on."""
+    h = app
+    assert h.client.call("bdev_nvme_attach_controller",
+                         {"name": "Nvme0", "trtype": "PCIe", "traddr": BDF}) == ["Nvme0n1"]
+    fake_device.read32 = lambda off: 0xFFFFFFFF  # type: ignore[method-assign]  # every register
+    wait_until(lambda: h.client.call("bdev_nvme_get_controllers") == [], what="the controller to go")
+    assert h.client.call("bdev_get_bdevs") == []
+    assert h.client.call("spdk_get_version")["version"]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from spydk.nvme.host import Controller, ControllerOpts, NvmeError, parse_trid
 from spydk.nvme.host.pcie import PcieController, PcieQpair
 from spydk.nvme.host.pcie_dev import PcieDeviceError, normalize_bdf
+from spydk.nvme.host.qpair import ST_ABORTED_SQ_DELETION
 from spydk.nvme.spec import AdminOpcode
 
 from .conftest import run
@@ -237,5 +238,49 @@ def test_resubmitting_callbacks_keep_one_poll_per_queue() -> None:
             q.read(1, memoryview(bytearray(512)), i, 1, lambda _a, _s, _d: None, None)
         q._stop_polling()
         assert q.process_completions() <= q.entries
+        await c.detach()
+    run(main())
+
+
+class _GoneDevice:
+    """Stands for the PciFunction of a device that has left the bus (its sysfs directory gone)."""
+
+    def present(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fault,message", [
+    ("cfs", "controller fatal status (CSTS.CFS)"),
+    ("all_ones", "registers read all ones"),
+    ("removed", "was removed from the PCI bus"),
+])
+def test_fatal_status_and_hot_removal_fail_the_controller(fault: str, message: str) -> None:
+    dma = FakeDma()
+    dev = FakeNvme(dma)
+
+    async def main() -> None:
+        c = _ctrlr(dev, dma, arm_aer=False)
+        await c.connect()
+        q = c.io_qpairs[0]
+        dev._sq_doorbell = lambda qid, tail: None  # type: ignore[method-assign]  # the device stalls
+        pending = _io(q.read, 1, memoryview(bytearray(512)), 0, 1)
+        if fault == "cfs":
+            dev.csts |= 2
+        elif fault == "all_ones":
+            dev.csts = 0xFFFFFFFF
+        else:
+            c._device = _GoneDevice()
+        for _ in range(200):  # the health check runs every 0.1 s
+            if c.state == "failed":
+                break
+            await asyncio.sleep(0.05)
+        assert c.state == "failed" and message in (c.failure or ""), c.failure
+        assert await pending == ST_ABORTED_SQ_DELETION
+        if fault == "removed":
+            with pytest.raises(NvmeError, match="removed from the PCI bus"):
+                await c.reset()
         await c.detach()
     run(main())

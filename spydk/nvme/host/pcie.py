@@ -54,6 +54,7 @@ _STATUS = struct.Struct("<H")
 _SQES, _CQES = 64, 16
 ADMIN_MAX_XFER = 8192
 ADMIN_POLL_S = 0.002
+HEALTH_S = 0.1  # how often a ready controller's CSTS (and its device's presence) is checked
 MAX_XFER = 128 * 1024  # per-tracker DMA buffer; larger requests are split by Qpair
 MAX_DEPTH = 256  # I/O queue depth cap (more is queued in software): bounds DMA memory
 ST_INTERNAL = spec.GenericStatus.INTERNAL_DEVICE_ERROR << 1
@@ -261,6 +262,31 @@ class PcieController(Controller):
                 raise NvmeError(f"controller {self.name}: {e}") from None
             self.bar, self.dma = self._device.bar, self._device.dma
 
+    def _present(self) -> bool:
+        return self._device is None or self._device.present()
+
+    def _start_keep_alive(self) -> None:
+        super()._start_keep_alive()  # the command-timeout checker (no keep-alive over PCIe)
+        self._timers["health"] = asyncio.get_running_loop().call_later(HEALTH_S, self._health)
+
+    def _health(self) -> None:
+        """Hot removal and fatal controller status are not announced: look for them. A removed
+        device is noticed by its sysfs directory going away (its BAR is not touched then), or
+        by registers reading all ones; CSTS.CFS is the controller's own fatal error."""
+        if self.state != "ready" or self.bar is None:
+            return
+        if not self._present():
+            self.fail(f"device {self.trid.traddr} was removed from the PCI bus")
+            return
+        csts = self.bar.read32(REG_CSTS)
+        if csts == 0xFFFFFFFF:
+            self.fail("registers read all ones: the device is gone (hot removal?)")
+            return
+        if csts & CSTS_CFS:
+            self.fail("controller fatal status (CSTS.CFS): it needs a reset")
+            return
+        self._timers["health"] = asyncio.get_running_loop().call_later(HEALTH_S, self._health)
+
     def _timeout_s(self) -> float:
         return max(0.5, ((self.cap >> 24) & 0xFF) * 0.5)
 
@@ -291,6 +317,8 @@ class PcieController(Controller):
 
     async def _init(self) -> None:
         self._open()
+        if not self._present():
+            raise NvmeError(f"controller {self.name}: the device was removed from the PCI bus")
         bar = self.bar
         assert bar is not None
         self.cap = read64(bar, REG_CAP)

@@ -146,6 +146,11 @@ class PciFunction:
     bdf: str
     bar: MmioBar
     dma: HugepageAllocator
+    sysfs_dir: Path | None = None
+
+    def present(self) -> bool:
+        """False once the device has left the bus (hot removal takes its sysfs directory)."""
+        return self.sysfs_dir is None or self.sysfs_dir.exists()
 
     def close(self) -> None:
         self.bar.close()
@@ -192,4 +197,4 @@ def open_uio_device(bdf: str, sysfs: Path = SYSFS) -> PciFunction:
     if os.geteuid() != 0:
         raise PcieDeviceError(f"PCI device {bdf}: user-space NVMe needs root")
     enable_bus_master(dev)
-    return PciFunction(bdf, MmioBar(dev / "resource0"), HugepageAllocator())
+    return PciFunction(bdf, MmioBar(dev / "resource0"), HugepageAllocator(), dev)
