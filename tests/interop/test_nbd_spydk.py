@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from . import guest_run
 from .expect import guest_passed
 
 pytestmark = pytest.mark.interop
@@ -24,3 +25,11 @@ def test_nbd_client_in_guest_on_a_raid1(run_guest, spydk_target, free_port) -> N
     guest_passed(res, "NBD CHECK PASSED")
     st = t.rpc("bdev_get_iostat", {"name": "M1"})["result"]["bdevs"][0]
     assert st["num_write_ops"] > 0 and st["num_read_ops"] > 0     # both mirrors served the guest
+
+
+def test_nbd_start_disk_against_the_guest_kernel(run_guest) -> None:
+    """SPDK's nbd_start_disk / nbd_get_disks / nbd_stop_disk with spydk running in the guest
+    (the host has no nbd module): the Linux nbd driver attached through generic netlink."""
+    shares, env = guest_run.spydk_shares()
+    res = run_guest("nbd-kernel.sh", env, shares=shares, timeout=600)
+    guest_passed(res, "NBD KERNEL CHECK PASSED")

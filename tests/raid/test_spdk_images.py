@@ -80,3 +80,33 @@ def test_spdk_made_raid5f_assembles_reads_degraded_and_takes_writes(env: Env, tm
     new = bytes(range(256)) * 2 * 64
     write(env, "SpdkR5", 64, new)
     assert read(env, "SpdkR5", 64, 64) == new
+
+
+def test_spydk_writes_the_superblocks_spdk_wrote_byte_for_byte(env: Env, tmp_path: Path) -> None:
+    """The other direction without SPDK: spydk creates the same three arrays as SPDK did for
+    the fixtures (same names, raid uuids, levels, strips, base uuids and sizes) over blank
+    files; each base's first 4 KiB (superblock, crc, zero padding) must equal SPDK's bytes.
+    SPDK itself assembling spydk-made arrays: tests/raid/data/spdk-assembles-spydk.sh."""
+    spdk = {x: lzma.decompress((DATA / f"spdk-{x}.img.xz").read_bytes())[:4096] for x in "abcdefg"}
+    arrays = {"SpdkR1": ("ab", "raid1", 0), "SpdkR0": ("cd", "raid0", 64), "SpdkR5": ("efg", "raid5f", 16)}
+    for name, (letters, level, strip_kb) in arrays.items():
+        sbs = [sbm.decode(spdk[x]) for x in letters]
+        names = []
+        for i, x in enumerate(letters):
+            f = tmp_path / f"{x}.img"
+            with open(f, "wb") as fh:
+                fh.truncate(4 << 20)
+            rpc(env, "bdev_aio_create", {"filename": str(f), "name": f"Z{x}", "block_size": 512,
+                                         "uuid": str(sbs[i].base_bdevs[i].uuid)})
+            names.append(f"Z{x}")
+        params = {"name": name, "raid_level": level, "base_bdevs": names, "superblock": True,
+                  "uuid": str(sbs[0].uuid)}
+        if strip_kb:
+            params["strip_size_kb"] = strip_kb
+        rpc(env, "bdev_raid_create", params)
+        env.until(lambda n=name: get_bdev(n) is not None)  # type: ignore[misc]
+    env.drain()
+    for x in "abcdefg":
+        mine = read(env, f"Z{x}", 0, 8)
+        assert sbm.decode(mine) == sbm.decode(spdk[x]), x
+        assert mine == spdk[x], (x, [i for i in range(4096) if mine[i] != spdk[x][i]][:16])

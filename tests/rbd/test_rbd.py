@@ -4,6 +4,7 @@ resize, an OSD stopped mid-run (I/O waits and resumes), refusals of a wrong key,
 pool and a missing image."""
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -109,3 +110,42 @@ def test_osd_stopped_mid_run_io_waits_and_resumes(env: Env, ceph: Ceph) -> None:
     res = stop_job(env, j)
     assert res["io_failed"] == 0 and res["miscompares"] == 0
     rpc(env, "bdev_rbd_delete", {"name": "RO"})
+
+
+def test_osd_stopped_with_op_timeout_io_fails_clearly_and_resumes(env: Env, ceph: Ceph,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """With rados_osd_op_timeout set, I/O to a stopped OSD fails (ETIMEDOUT, said once in the
+    log with the option to look at) instead of waiting; the target goes on serving other
+    bdevs, and the same bdev works again once the OSD is back."""
+    ceph.run("rbd", "create", "--size", "8", "rbd/t")
+    rpc(env, "bdev_rbd_register_cluster", {"name": "ct", "config_file": ceph.conf, "key_file": ceph.keyring,
+                                           "config_param": {"rados_osd_op_timeout": "3"}})
+    rpc(env, "bdev_rbd_create", {"name": "RT", "pool_name": "rbd", "rbd_name": "t", "block_size": 512,
+                                 "cluster_name": "ct"})
+    rpc(env, "bdev_malloc_create", {"name": "Side", "num_blocks": 2048, "block_size": 512})
+    j = job(env, "RT", "write", qd=8)
+    env.until(lambda: j.done > 100)
+    assert j.failed == 0
+    caplog.set_level(logging.WARNING, logger="spydk.bdev.rbd")
+    ceph.script("osd-stop")
+    env.rh.run_until(lambda: j.failed >= 8, timeout=90)     # each write in flight timed out
+    errs = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errs) == 1, errs                              # once per run of failures, not per I/O
+    assert "rbd bdev RT (image rbd/t)" in errs[0] and "ETIMEDOUT" in errs[0], errs
+    assert "rados_osd_op_timeout" in errs[0], errs
+    # the target is alive meanwhile: another bdev takes I/O
+    write(env, "Side", 0, b"s" * 4096)
+    assert read(env, "Side", 0, 8) == b"s" * 4096
+    ceph.script("osd-start")
+    mark = j.done
+    env.rh.run_until(lambda: j.done > mark + 200, timeout=180)
+    res = stop_job(env, j)
+    assert res["io_failed"] >= 8
+    assert any("succeeds again" in r.getMessage() for r in caplog.records), caplog.records
+    # and nothing half-done: verify runs clean on the same bdev
+    v = job(env, "RT", "verify", qd=8, seed=3)
+    env.until(lambda: v.done > 200)
+    res = stop_job(env, v)
+    assert res["io_failed"] == 0 and res["miscompares"] == 0
+    rpc(env, "bdev_rbd_delete", {"name": "RT"})
+    rpc(env, "bdev_rbd_unregister_cluster", {"name": "ct"})

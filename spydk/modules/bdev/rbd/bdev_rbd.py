@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 from collections.abc import Callable
 from ctypes import byref, c_uint64, c_void_p
 from dataclasses import dataclass, field
@@ -92,6 +93,8 @@ class RbdBdev(Bdev):
         self.user_id = user_id
         self.config = config
         self.read_only = read_only
+        self.failing = False       # the last librbd I/O failed (errors are logged once per run)
+        self.io_errors = 0
         self.ioctx: c_void_p | None = None
         self.image = c_void_p()
         self.io_device = self._dev = _RbdDevice(name)
@@ -123,7 +126,7 @@ class RbdBdev(Bdev):
         n = io.nbytes
         rbd = self.rbd
         cpl = ctx.cpl
-        done = _Done(io)
+        done = _Done(io, self)
         try:
             if t == READ or t == WRITE:
                 arr, cnt, keep = librbd.iovecs(io.iovs or [], t == READ)
@@ -143,7 +146,27 @@ class RbdBdev(Bdev):
             return
         if rc < 0:
             cpl.cancel(comp)
+            self.io_failed(rc)
             io.complete(FAILED)
+
+    # -- errors: said once per run of failures, not per I/O -------------------------------------
+
+    def io_failed(self, rc: int) -> None:
+        self.io_errors += 1
+        if self.failing:
+            return
+        self.failing = True
+        code = -rc
+        name = errno.errorcode.get(code, str(code))
+        hint = (": no OSD answered within rados_osd_op_timeout; I/O succeeds again once the OSDs are back"
+                if code == errno.ETIMEDOUT else "")
+        log.error("rbd bdev %s (image %s/%s): librbd I/O failed with %s (%s)%s", self.name, self.pool,
+                  self.image_name, name, os.strerror(code), hint)
+
+    def io_recovered(self) -> None:
+        self.failing = False
+        log.warning("rbd bdev %s (image %s/%s): librbd I/O succeeds again (%d failed I/Os so far)", self.name,
+                    self.pool, self.image_name, self.io_errors)
 
     # -- lifetime -------------------------------------------------------------------------------
 
@@ -215,13 +238,20 @@ class _RbdDevice:
 class _Done:
     """Turns librbd's return value into the I/O's completion."""
 
-    __slots__ = ("io",)
+    __slots__ = ("io", "bdev")
 
-    def __init__(self, io: BdevIO):
+    def __init__(self, io: BdevIO, bdev: RbdBdev):
         self.io = io
+        self.bdev = bdev
 
     def __call__(self, rc: int) -> None:
-        self.io.complete(SUCCESS if rc >= 0 else FAILED)
+        if rc >= 0:
+            if self.bdev.failing:
+                self.bdev.io_recovered()
+            self.io.complete(SUCCESS)
+        else:
+            self.bdev.io_failed(rc)
+            self.io.complete(FAILED)
 
 
 # app-thread completions for open/close, per reactor (tests make one reactor per test)
