@@ -11,6 +11,7 @@ the guest's memory is touched.
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,9 +33,21 @@ from spydk.vhost.spec import (
 )
 
 _u16_from = U16.unpack_from
-_u16_into = U16.pack_into
 _desc_from = DESC.unpack_from
 _used_into = USED_ELEM.pack_into
+
+# Ring indexes and event fields the peer reads while we write them are stored through a
+# native 16-bit view (one 2-byte store). struct's pack_into must not be used for them: it
+# clears its target before packing, so a peer reading at that instant sees 0 (an avail
+# index of 0 made qemu-storage-daemon fetch a whole lap of stale entries: "Virtqueue size
+# exceeded"). Split rings are little-endian, as the native view is on the hosts we support.
+if sys.byteorder != "little":
+    raise ImportError("spydk.vhost needs a little-endian host (virtio rings are shared as native 16-bit words)")
+
+
+def u16_words(view: memoryview) -> memoryview:
+    """``view`` (even length) as 16-bit words: item stores are single 2-byte stores."""
+    return view.cast("B").cast("H")
 
 # Per chain: at most this many bytes in total (a bound on what one request can move).
 MAX_CHAIN_BYTES = 1 << 30
@@ -75,6 +88,7 @@ class DeviceQueue:
         self.indirect = indirect
         self._used_event_off = 4 + 2 * num
         self._avail_event_off = 4 + 8 * num
+        self._used16 = u16_words(self.used)     # used ring as 16-bit words: flags 0, idx 1
 
     # -- available ring -------------------------------------------------------------------
 
@@ -160,7 +174,7 @@ class DeviceQueue:
         _used_into(used, 4 + 8 * (idx & self.mask), head, written)
         idx = (idx + 1) & 0xFFFF
         self.used_idx = idx
-        _u16_into(used, 2, idx)   # after the element: x86 keeps stores in order
+        self._used16[1] = idx     # after the element: x86 keeps stores in order
 
     def need_interrupt(self) -> bool:
         """Whether the driver wants an interrupt for what was pushed since the last one."""
@@ -176,13 +190,13 @@ class DeviceQueue:
     def enable_kicks(self) -> None:
         """Ask for a kick on the next available buffer (after draining the ring)."""
         if self.event_idx:
-            _u16_into(self.used, self._avail_event_off, self.last_avail_idx)
+            self._used16[self._avail_event_off >> 1] = self.last_avail_idx
         else:
-            _u16_into(self.used, 0, 0)
+            self._used16[0] = 0
 
     def disable_kicks(self) -> None:
         if not self.event_idx:
-            _u16_into(self.used, 0, USED_F_NO_NOTIFY)
+            self._used16[0] = USED_F_NO_NOTIFY
 
 
 class DriverQueue:
@@ -202,6 +216,10 @@ class DriverQueue:
         if len(view) < self.size:
             raise ValueError(f"ring of {num} needs {self.size} bytes, got {len(view)}")
         self.view = view
+        self._w = u16_words(view[:self.size])    # the ring as 16-bit words
+        self._avail_idx_w = (self.avail_off + 2) >> 1
+        self._avail_ring_w = (self.avail_off + 4) >> 1
+        self._used_event_w = self._avail_ring_w + num
         self.event_idx = event_idx
         self.free = list(range(num - 1, -1, -1))
         self.avail_idx = 0
@@ -234,9 +252,10 @@ class DriverQueue:
             DESC.pack_into(v, self.desc_off + 16 * d, addr, length, flags, 0 if last else ids[n + 1])
         head = ids[0]
         self.chain_len[head] = len(ids)
-        _u16_into(v, self.avail_off + 4 + 2 * (self.avail_idx % self.num), head)
+        w = self._w
+        w[self._avail_ring_w + self.avail_idx % self.num] = head
         self.avail_idx = (self.avail_idx + 1) & 0xFFFF
-        _u16_into(v, self.avail_off + 2, self.avail_idx)
+        w[self._avail_idx_w] = self.avail_idx
         return head
 
     def add_indirect(self, table_addr: int, table: memoryview,
@@ -253,9 +272,10 @@ class DriverQueue:
         v = self.view
         DESC.pack_into(v, self.desc_off + 16 * head, table_addr, 16 * len(bufs), DESC_F_INDIRECT, 0)
         self.chain_len[head] = 1
-        _u16_into(v, self.avail_off + 4 + 2 * (self.avail_idx % self.num), head)
+        w = self._w
+        w[self._avail_ring_w + self.avail_idx % self.num] = head
         self.avail_idx = (self.avail_idx + 1) & 0xFFFF
-        _u16_into(v, self.avail_off + 2, self.avail_idx)
+        w[self._avail_idx_w] = self.avail_idx
         return head
 
     def need_kick(self) -> bool:
@@ -283,7 +303,7 @@ class DriverQueue:
                 self.free.append(d)
                 d = _desc_from(v, self.desc_off + 16 * d)[3]
             if self.event_idx:
-                _u16_into(v, self.avail_off + 4 + 2 * self.num, self.last_used)
+                self._w[self._used_event_w] = self.last_used
             n += 1
             cb(head, written)
         return n

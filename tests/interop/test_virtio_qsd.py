@@ -1,6 +1,8 @@
 """spydk's virtio initiator bdev attached to qemu-storage-daemon's vhost-user-blk export
 (a back end we did not write): data written through the bdev is in qsd's backing file and
-reads back; many requests in flight; flush goes through."""
+reads back; many requests in flight; flush goes through; a long verify run at queue depth
+32 (tens of thousands of requests: the run that used to end in qsd's "Virtqueue size
+exceeded" when a ring index was published with a clearing store)."""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +16,25 @@ from spydk.bdev.awaitable import AsyncDesc
 from spydk.modules.bdev.virtio.virtio_blk import attach_blk
 
 pytestmark = pytest.mark.interop
+
+
+# 32 workers x 1500 rounds x (write + read) = 96,000 requests through a 128-entry ring
+WORKERS = 32
+ROUNDS = 1500
+
+
+async def verify_run(a: AsyncDesc) -> None:
+    """Each worker owns 8 blocks of 4 KiB and, round after round, writes a fresh pattern
+    to one of them and reads it back: 32 requests in flight all the time."""
+    async def worker(w: int) -> None:
+        base = (8 << 20) + w * 8 * 4096
+        for r in range(ROUNDS):
+            off = base + (r % 8) * 4096
+            pattern = bytes([w, r & 0xFF]) * 2048
+            await a.write(off, pattern)
+            got = await a.read(off, 4096)
+            assert got == pattern, f"worker {w} round {r}: read back differs"
+    await asyncio.gather(*(worker(w) for w in range(WORKERS)))
 
 
 def test_virtio_bdev_against_qsd(rh, qsd_target) -> None:  # type: ignore[no-untyped-def]
@@ -40,6 +61,7 @@ def test_virtio_bdev_against_qsd(rh, qsd_target) -> None:  # type: ignore[no-unt
         got = await asyncio.gather(*(a.read((4 << 20) + i * 4096, 4096) for i in range(64)))
         assert got == chunks
         await a.flush()
+        await verify_run(a)
         await a.close()
         done = asyncio.get_running_loop().create_future()
         core.unregister_bdev(b, lambda rc: done.set_result(rc))
