@@ -143,3 +143,22 @@ def test_fake_scsi_read_pattern_is_unchanged() -> None:
         t.tag, t.transfer_length = tag, n
         FakeScsi().execute(t)
         assert bytes(t.data_in[0]) == bytes((i * 7 + tag) & 0xFF for i in range(n))
+
+
+def test_merge_adds_what_new_inputs_cover(tmp_path: Path) -> None:
+    """`-merge=1` (how long runs' finds get into fuzz/corpus) makes libFuzzer run its program
+    again through the shell with argv[0] first: that must be this target (it was run.py
+    itself, not executable, so every merge added nothing)."""
+    out, new = tmp_path / "out", tmp_path / "new"
+    out.mkdir()
+    new.mkdir()
+    for i, f in enumerate(sorted((CORPUS / "jsonrpc_framing").iterdir())):
+        (new / f"in{i}").write_bytes(f.read_bytes())
+    (new / "dup").write_bytes((CORPUS / "jsonrpc_framing" / f.name).read_bytes())
+    res = subprocess.run(
+        [sys.executable, "-m", "fuzz.run", "jsonrpc_framing", "-merge=1", str(out), str(new)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    tail = "\n".join((res.stdout + res.stderr).splitlines()[-20:])
+    assert res.returncode == 0, tail
+    kept = sorted(p.read_bytes() for p in out.iterdir())
+    assert kept and len(kept) < len(list(new.iterdir())), tail  # something added, the duplicate not
