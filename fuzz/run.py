@@ -2,6 +2,7 @@
 
     python -m fuzz.run TARGET [libFuzzer flags...] [CORPUS_DIR...]
     python -m fuzz.run --replay TARGET FILE_OR_DIR...
+    python -m fuzz.run TARGET -merge=1 fuzz/corpus/TARGET NEW_DIR...   (add what NEW_DIR covers more)
 
 Run from the repository root (the targets use the in-memory pairs under tests/). New
 inputs are written to the first corpus directory: give a scratch directory first and
@@ -10,6 +11,7 @@ fuzz/corpus/TARGET second to read the kept corpus without changing it.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 
 
@@ -45,7 +47,10 @@ def main(argv: list[str]) -> int:
     def one(data: bytes) -> None:
         fn(data)
 
-    atheris.Setup([argv[0], *argv[2:]], one)
+    # libFuzzer runs its own program again for -merge=1 and -fork (through the shell, with
+    # argv[0] first): make that program this target.
+    me = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "fuzz.run", name))
+    atheris.Setup([me, *argv[2:]], one)
     atheris.Fuzz()
     return 0
 

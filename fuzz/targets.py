@@ -153,6 +153,32 @@ def nvmf_controller(data: bytes) -> None:
 # iSCSI PDUs, login and text keys
 
 
+# What the harness's stand-in LU reads back: the READ data of a fuzzed command is a view of this
+# (a fuzzed Expected Data Transfer Length says up to 4 GiB; a real LU would bound it too).
+_READ_CAP = 1 << 20
+_READ_DATA = memoryview(bytes(range(256)) * (_READ_CAP // 256))
+
+
+def _fuzz_scsi_execute(task: Any) -> None:
+    """The in-memory initiator's LU, made cheap: reads return a view of a shared buffer (at most
+    1 MiB; less than asked is an underflow the target reports), writes are looked at, not kept."""
+    if task.cdb[0] in (0x28, 0x08):  # READ(10), READ(6)
+        n = min(task.transfer_length if task.cdb[0] == 0x28 else task.cdb[4] * 512, _READ_CAP)
+        task.data_in = [_READ_DATA[:n]]
+        task.data_in_length = n
+    elif task.cdb[0] == 0x2A:
+        for v in task.data_out:
+            len(v)
+
+
+def _drop_output(bufs: list[Any]) -> list[Any]:
+    # What the target sends is not checked, only that each buffer is still a live buffer (no
+    # copy: a fuzzed read sends up to 1 MiB).
+    for b in bufs:
+        memoryview(b)
+    return []
+
+
 def iscsi_pdus(data: bytes) -> None:
     """Raw bytes into a target connection: in login, or after a complete login."""
     if not data:
@@ -162,13 +188,10 @@ def iscsi_pdus(data: bytes) -> None:
     head, data = data[0], data[1:]
     # Writes up to 1 MiB: the same code paths, without zeroing 16 MiB buffers per input.
     cfg = TargetConfig(max_write_length=1 << 20)
-    if head & 1:
-        ini, conn, _ = logged_in(config=cfg)
-        # What the target answers is not checked (and may be larger than the test
-        # initiator's reader takes): drop it.
-        ini.collect = lambda bufs: []  # type: ignore[method-assign]
-    else:
-        ini, conn, _ = make(config=cfg)
+    # The initiator's reader only reads login responses (what follows is dropped unread).
+    ini, conn, _ = logged_in(config=cfg, max_rx_data=8192) if head & 1 else make(config=cfg, max_rx_data=8192)
+    ini.collect = _drop_output  # type: ignore[method-assign]
+    ini.scsi.execute = _fuzz_scsi_execute  # type: ignore[method-assign]
     for chunk in _chunks(data, (head >> 1) * 53 + 1):
         ini.raw(chunk)
         if ini.failed is not None:

@@ -400,3 +400,45 @@ def test_nvme_tcp_host_that_does_not_read(tgt: Target) -> None:
     h.close()
     a.close()
     tgt.nvme_verify()
+
+
+def test_iscsi_initiator_that_does_not_read(tgt: Target) -> None:
+    """An initiator that sends reads and never reads the Data-In: once the target's send
+    buffer is full it stops reading that initiator's commands (pause_writing), instead of
+    queueing every Data-In; other initiators are served."""
+    i = tgt.iscsi_initiator()
+    i.login(IQN)
+    assert i.sock is not None
+    i.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    n = 128 * 1024
+    cmds = []
+    for k in range(1600):  # 200 MiB of reads asked for, in the CmdSN window as it moves on
+        cdb = struct.pack(">BBIBHB", 0x28, 0, (k * 256) % 8192, 0, n // 512, 0).ljust(16, b"\0")
+        cmds.append(struct.pack(">BBxxI8sIIII16s", 0x01, 0xC1, 0, bytes(8), 0x1000 + k, n,
+                                i.cmd_sn + k, i.exp_stat_sn, cdb))
+    pdus = b"".join(cmds)
+    before = rss_bytes()
+    i.sock.setblocking(False)
+    sent = 0
+    # Batches of half the queue depth, spaced so the target has answered the previous one
+    # (its CmdSN window moves on as commands complete; commands past it would be dropped).
+    batch = 16 * 48
+    for _ in range(len(pdus) // batch):
+        end = sent + batch
+        for _ in range(20):
+            try:
+                sent += i.sock.send(pdus[sent:end])
+            except BlockingIOError:
+                pass
+            if sent == end:
+                break
+            time.sleep(0.02)
+        if sent < end:
+            break  # the target stopped taking commands
+        time.sleep(0.05)
+    time.sleep(1.0)  # let the target work through what it took
+    grown = rss_bytes() - before
+    print(f"sent {sent // 48} of {len(cmds)} reads, RSS grew {grown / MiB:.0f} MiB")
+    assert grown < 96 * MiB, f"RSS grew {grown / MiB:.0f} MiB"
+    tgt.iscsi_verify()
+    i.close()

@@ -27,6 +27,10 @@ IQN_FUZZ = "iqn.2016-06.io.spdk:fuzz"
 BS = 512
 NETFUZZ_SESSIONS = int(os.environ.get("SPYDK_NETFUZZ_SESSIONS", "60"))
 CHURN_CYCLES = int(os.environ.get("SPYDK_CHURN_CYCLES", "100"))  # NVMe/TCP + iSCSI each
+# Connections held open at once (NVMe/TCP: half admin, half I/O queues; iSCSI: sessions), and
+# rounds of opening, using and closing them all.
+CHURN_AT_ONCE = int(os.environ.get("SPYDK_CHURN_AT_ONCE", "40"))
+CHURN_ROUNDS = int(os.environ.get("SPYDK_CHURN_ROUNDS", "3"))
 MiB = 1 << 20
 
 
@@ -45,6 +49,8 @@ def config(nport: int, iport: int) -> dict[str, Any]:
                  {"method": "nvmf_subsystem_add_ns", "params": {"nqn": nqn, "namespace": {"bdev_name": bdev}}},
                  {"method": "nvmf_subsystem_add_listener", "params": {"nqn": nqn, "listen_address": addr()}}]
     iscsi: list[dict[str, Any]] = [
+        # Room for the sessions the churn holds at once (the default is 128).
+        {"method": "iscsi_set_options", "params": {"max_sessions": max(128, CHURN_AT_ONCE + 16)}},
         {"method": "iscsi_create_portal_group",
          "params": {"tag": 1, "portals": [{"host": "127.0.0.1", "port": str(iport)}]}},
         {"method": "iscsi_create_initiator_group",
@@ -209,3 +215,62 @@ def test_connection_churn(target: tuple[TargetProcess, int, int]) -> None:
     assert grown < 48 * MiB, f"RSS grew {grown / MiB:.1f} MiB over {CHURN_CYCLES} cycles"
     print(f"churn: {CHURN_CYCLES} NVMe/TCP + {CHURN_CYCLES} iSCSI cycles, verify ops {v.ops}, "
           f"fds {base_fds} -> {n}, rss {base_rss / MiB:.1f} -> {rss(t.pid) / MiB:.1f} MiB")
+
+
+def test_many_connections_at_once_churn(target: tuple[TargetProcess, int, int]) -> None:
+    """CHURN_AT_ONCE NVMe/TCP connections (admin and I/O queue of CHURN_AT_ONCE/2 hosts) and
+    CHURN_AT_ONCE iSCSI sessions open at the same time, each used (a write read back), then
+    all closed; CHURN_ROUNDS times, while the verify clients run. File descriptors come back
+    to the baseline, and the target's RSS after the last round is within a margin of the RSS
+    after the first (what a round holds is given back)."""
+    t, nport, iport = target
+    _, base_fds = baseline(t, nport, iport)
+    rng = random.Random(6)
+    after_first = 0
+    with Verifier(nport, iport) as v:
+        for rnd in range(CHURN_ROUNDS):
+            hosts: list[tuple[SocketHost, SocketHost]] = []
+            sessions: list[Initiator] = []
+            for _ in range(CHURN_AT_ONCE // 2):
+                a = SocketHost("127.0.0.1", nport)
+                c = a.connect_admin(NQN_FUZZ)
+                assert c.status == 0, c
+                io = SocketHost("127.0.0.1", nport)
+                assert io.connect_io(NQN_FUZZ, c.dw0 & 0xFFFF).status == 0
+                hosts.append((a, io))
+            for k in range(CHURN_AT_ONCE):
+                s = Initiator("127.0.0.1", iport, isid=b"\x80\0\0\3" + k.to_bytes(2, "big"))
+                s.login(IQN_FUZZ)
+                sessions.append(s)
+            assert fds(t.pid) >= base_fds + 2 * CHURN_AT_ONCE  # all of them open at once
+            for k, (_a, io) in enumerate(hosts):  # distinct blocks: [0, 8 * CHURN_AT_ONCE / 2)
+                data = rng.randbytes(4096)
+                assert io.wait(io.h.write(1, 8 * k, data, BS)).status == 0
+                assert io.wait(io.h.read(1, 8 * k, 8, BS)).data == data
+            for k, s in enumerate(sessions):  # distinct blocks from 8192 on
+                data = rng.randbytes(4096)
+                assert s.write10(0, 8192 + 8 * k, data).status == 0
+                assert s.read10(0, 8192 + 8 * k, 8).data == data
+            for a, io in hosts:
+                io.close()
+                a.close()
+            for s in sessions:
+                if rng.random() < 0.5:
+                    s.logout()
+                s.close()
+            n = settle(t.pid, base_fds + 3)  # the verify clients hold three connections
+            assert n <= base_fds + 3, f"round {rnd}: fds {base_fds} + 3 -> {n}"
+            assert not v.errors, v.errors
+            if rnd == 0:
+                after_first = rss(t.pid)
+    assert not v.errors, v.errors
+    assert v.ops["nvme"] > 0 and v.ops["iscsi"] > 0
+    assert t.proc.poll() is None
+    assert "Traceback" not in t.log_text(), t.log_text()[-5000:]
+    n = settle(t.pid, base_fds)
+    assert n <= base_fds, f"fds {base_fds} -> {n}"
+    grown = rss(t.pid) - after_first
+    assert grown < 48 * MiB, f"RSS grew {grown / MiB:.1f} MiB from round 1 to round {CHURN_ROUNDS}"
+    print(f"churn at once: {CHURN_ROUNDS} rounds of {CHURN_AT_ONCE} NVMe/TCP + {CHURN_AT_ONCE} iSCSI "
+          f"connections, verify ops {v.ops}, fds {base_fds} -> {n}, rss after round 1 "
+          f"{after_first / MiB:.1f} MiB, after the last {rss(t.pid) / MiB:.1f} MiB")
