@@ -130,3 +130,29 @@ def test_pending_base_io_holds_a_snapshot_until_it_completes() -> None:
         # nothing is left counted in flight: a second snapshot does not wait forever
         c.call("bdev_lvol_snapshot", {"lvol_name": "lvs/thick", "snapshot_name": "snap2"})
         c.call("bdev_delay_delete", {"name": "D0"})   # the delay module keeps its configs across apps
+
+
+def test_ten_deep_chain_reads_through_the_fast_path() -> None:
+    with AppHarness() as h:
+        c = h.client
+        c.call("bdev_malloc_create", {"name": "MC0", "num_blocks": 65536, "block_size": 512})
+        c.call("bdev_lvol_create_lvstore", {"bdev_name": "MC0", "lvs_name": "lvc", "cluster_sz": MIB})
+        c.call("bdev_lvol_create", {"lvol_name": "v", "size_in_mib": 12, "lvs_name": "lvc", "thin_provision": True})
+        for i in range(10):
+            h.run(_rw("lvc/v", i * MIB + 4096, bytes([65 + i]) * 4096))
+            c.call("bdev_lvol_snapshot", {"lvol_name": "lvc/v", "snapshot_name": f"s{i}"})
+        assert not any(v.find_lvol("lvc/v").blob.clusters)      # every cluster is in an ancestor
+        for i in range(12):
+            want = bytes([65 + i]) * 4096 if i < 10 else bytes(4096)
+            assert h.run(_read_dirty("lvc/v", i * MIB + 4096, 4096)) == want, i
+        for k in (0, 4, 9):         # snapshot k holds clusters 0..k (the older ones in its parents)
+            for i in range(10):
+                want = bytes([65 + i]) * 4096 if i <= k else bytes(4096)
+                assert h.run(_read_dirty(f"lvc/s{k}", i * MIB + 4096, 4096)) == want, (k, i)
+        clone = c.call("bdev_lvol_clone", {"snapshot_name": "lvc/s4", "clone_name": "c4"})
+        assert h.run(_read_dirty(clone, 3 * MIB + 4096, 4096)) == bytes([68]) * 4096
+        assert h.run(_read_dirty(clone, 7 * MIB + 4096, 4096)) == bytes(4096)
+        # deleting s9 (one clone: v) merges it into v; v still reads the whole chain
+        c.call("bdev_lvol_delete", {"name": "lvc/s9"})
+        for i in range(10):
+            assert h.run(_read_dirty("lvc/v", i * MIB + 4096, 4096)) == bytes([65 + i]) * 4096, i
