@@ -21,6 +21,7 @@ from spydk.bdev.io import (
     PENDING,
     READ,
     RESET,
+    SUCCESS,
     UNMAP,
     WRITE,
     WRITE_ZEROES,
@@ -217,6 +218,76 @@ class BdevDesc:
         if not self.writable:
             return EBADF
         return self._vectored(ch, WRITE, iovs, offset_blocks, num_blocks, cb, cb_arg)
+
+    def stacked_rw(self, ch: BdevChannel, type_: int, iovs: list[Any], offset_blocks: int, num_blocks: int,
+                   cb: IoCallback, cb_arg: Any = None) -> int:
+        """READ or WRITE for a bdev module stacked on this bdev (lvol, passthru-like), from
+        inside its own submit_request: ``iovs`` must cover exactly num_blocks*block_size.
+
+        Returns 1 when the base module finished the I/O successfully during this call: it is
+        accounted here and recycled, and ``cb`` is NOT called (the stacked module completes
+        its own I/O, typically by returning SUCCESS from its submit_request). Returns 0 when
+        the I/O is in flight (or failed): ``cb`` runs later, as for readv_blocks. Returns
+        -errno, and does not call ``cb``, when it was not submitted. This skips the base
+        channel's completion queue and batch for modules that answer at once (malloc, null)."""
+        bdev = self.bdev
+        if type_ != READ and (type_ != WRITE or not self.writable):
+            return EBADF if type_ == WRITE else EINVAL
+        if not 0 <= offset_blocks < offset_blocks + num_blocks <= bdev.num_blocks:
+            return EINVAL
+        nbytes = num_blocks * bdev.block_size
+        if (len(iovs[0]) if len(iovs) == 1 else _iovs_len(iovs)) != nbytes:
+            return EINVAL
+        free = ch.free
+        io = free.pop() if free else ch.new_io()
+        if io is None:
+            return ENOMEM
+        io.iovs = iovs
+        io.nbytes = nbytes
+        io.type = type_
+        io.offset_blocks = offset_blocks
+        io.num_blocks = num_blocks
+        io.cb = cb
+        io.cb_arg = cb_arg
+        io.status = PENDING
+        io.submit_ns = start = _now()
+        ch.outstanding += 1
+        if ch.slow:
+            return ch._submit_slow(io)
+        io.in_submit = True
+        submit = ch.submit_fn
+        try:
+            st = submit(ch.ctx, io)
+        except Exception:
+            io.in_submit = False
+            ch._module_raised(io)
+            return 0
+        io.in_submit = False
+        if st == SUCCESS:
+            # finished inside submit: account as the completion batch would, recycle
+            lat = _now() - start
+            stat = ch.stat
+            stat.ops[type_] += 1
+            stat.bytes[type_] += nbytes
+            stat.lat[type_] += lat
+            if lat > stat.lat_max[type_]:
+                stat.lat_max[type_] = lat
+            if lat < stat.lat_min[type_]:
+                stat.lat_min[type_] = lat
+            hist = ch.hist
+            if hist is not None and (ch.hist_opc < 0 or ch.hist_opc == type_):
+                hist.tally(lat)
+            ch.outstanding -= 1
+            io.status = SUCCESS
+            free.append(io)
+            return 1
+        if st:  # failed or NOMEM: the ordinary completion path (retry, error counts, cb)
+            io.status = st
+            cq = ch.cq
+            if not cq:
+                ch.thread.send_msg(ch.drain)
+            cq.append(io)
+        return 0
 
     def comparev_blocks(self, ch: BdevChannel, iovs: list[Any], offset_blocks: int, num_blocks: int,
                         cb: IoCallback, cb_arg: Any = None) -> int:

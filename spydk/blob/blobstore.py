@@ -376,7 +376,12 @@ class Blob:
 
     def _io_done(self) -> None:
         self.inflight -= 1
-        if self.inflight == 0 and self._drained is not None and not self._drained.done():
+        if self.inflight == 0 and self._drained is not None:
+            self._io_done_last()
+
+    def _io_done_last(self) -> None:
+        """The last I/O in flight finished: wake freeze()."""
+        if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
     async def freeze(self) -> None:

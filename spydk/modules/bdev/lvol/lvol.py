@@ -27,8 +27,9 @@ from spydk.bdev import (
     register_module,
     unregister_bdev,
 )
+from spydk.bdev.iobuf import ZERO_BUF_SIZE, ZEROES
 from spydk.bdev.registry import add_alias, get_bdev, remove_alias
-from spydk.blob import OP_READ, OP_UNMAP, OP_WRITE, OP_ZEROES, BdevBsDev, BlobChannel, BlobError, spec
+from spydk.blob import OP_READ, OP_UNMAP, OP_WRITE, OP_ZEROES, BdevBsDev, Blob, BlobChannel, BlobError, spec
 from spydk.lvol import BSTYPE, Lvol, LvolError, LvolStore, LvsOpts
 from spydk.thread import IoChannel, get_thread, io_device_register, io_device_unregister
 
@@ -321,7 +322,7 @@ class LvolBdev(Bdev):
         self.blob = bs.open_blob(lv.blob.id)
         self.io_device = s
         self._done = self._blob_done
-        self._desc = s.dev.desc
+        self._stacked = s.dev.desc.stacked_rw
         self._cluster_blocks = bs.cluster_blocks
 
     def io_type_supported(self, io_type: int) -> bool:
@@ -333,43 +334,35 @@ class LvolBdev(Bdev):
         t = io.type
         blob = self.blob
         if (t == _READ or t == _WRITE) and not blob.frozen:
-            # fast path: one allocated cluster, straight to the base bdev
+            # Fast path: an I/O inside one cluster whose data lives in an allocated cluster
+            # (of this volume or, for a read, of the nearest ancestor holding it) goes
+            # straight to the base bdev; when the base answers at once (malloc), this I/O
+            # is finished here too, with no request object, callback or second batch.
             cbk = self._cluster_blocks
             off = io.offset_blocks
-            c, within = divmod(off, cbk)
+            c = off // cbk
+            within = off - c * cbk
             n = io.num_blocks
             if within + n <= cbk:
                 clusters = blob.clusters
                 phys = clusters[c] if c < len(clusters) else 0
-                if not phys and t == _READ:
-                    # a clone reads what its nearest ancestor holds
-                    last = blob
-                    p = blob.parent()
-                    while p is not None:
-                        last = p
-                        pc = p.clusters
-                        if c >= len(pc):
-                            break
-                        phys = pc[c]
-                        if phys:
-                            break
-                        p = p.parent()
-                    if not phys and not last.is_esnap_clone:
-                        for v in io.iovs or ():   # nothing allocated below: zeroes
-                            v[:] = bytes(len(v))
-                        return IoStatus.SUCCESS
-                if phys and (t == _READ or not blob.read_only):
-                    blob.inflight += 1
-                    if t == _READ:
-                        rc = self._desc.readv_blocks(ctx.dev_ch, io.iovs, phys * cbk + within, n,  # type: ignore[arg-type]
-                                                     _fast_done, io)
-                    else:
-                        rc = self._desc.writev_blocks(ctx.dev_ch, io.iovs, phys * cbk + within, n,  # type: ignore[arg-type]
-                                                      _fast_done, io)
-                    if rc:
-                        blob._io_done()
-                        return IoStatus.NOMEM if rc == -errno.ENOMEM else IoStatus.FAILED
-                    return None
+                if t == _READ:
+                    if not phys:
+                        phys = _read_source(blob, c)
+                        if not phys:        # nothing allocated below: zeroes
+                            _zero_fill(io.iovs)  # type: ignore[arg-type]
+                            return _SUCCESS
+                elif blob.data_ro_flags:
+                    phys = 0                # read-only: the blob refuses it below
+                if phys > 0:
+                    rc = self._stacked(ctx.dev_ch, t, io.iovs, phys * cbk + within, n,  # type: ignore[arg-type]
+                                       _fast_done, io)
+                    if rc > 0:
+                        return _SUCCESS
+                    if rc == 0:
+                        blob.inflight += 1  # completes later through _fast_done
+                        return None
+                    return _NOMEM if rc == _ENOMEM else _FAILED
         op = _OPS.get(t)
         if op is None:
             return IoStatus.SUCCESS  # FLUSH and RESET: nothing cached, nothing queued here
@@ -415,13 +408,44 @@ class LvolBdev(Bdev):
         return None  # lvstores are found by examine, not replayed
 
 
-_READ = IoType.READ
-_WRITE = IoType.WRITE
+_READ = int(IoType.READ)
+_WRITE = int(IoType.WRITE)
+_SUCCESS = int(IoStatus.SUCCESS)
+_FAILED = int(IoStatus.FAILED)
+_NOMEM = int(IoStatus.NOMEM)
+_ENOMEM = -errno.ENOMEM
+
+
+def _read_source(blob: Blob, c: int) -> int:
+    """Where cluster c of an unallocated part of ``blob`` reads from: the store cluster of
+    the nearest ancestor holding it, 0 when nothing below holds it (zeroes), -1 when an
+    external snapshot does (the blob's general path reads it)."""
+    last = blob
+    p = blob.parent()
+    while p is not None:
+        last = p
+        pc = p.clusters
+        if c >= len(pc):
+            break
+        phys = pc[c]
+        if phys:
+            return phys
+        p = p.parent()
+    return -1 if last.is_esnap_clone else 0
+
+
+def _zero_fill(iovs: list[memoryview]) -> None:
+    for v in iovs:
+        n = len(v)
+        v[:] = ZEROES[:n] if n <= ZERO_BUF_SIZE else bytes(n)
 
 
 def _fast_done(child: BdevIO, ok: bool, io: BdevIO) -> None:
-    cast(LvolBdev, io.bdev).blob._io_done()
-    io.complete(IoStatus.SUCCESS if ok else IoStatus.FAILED)
+    blob = cast(LvolBdev, io.bdev).blob
+    blob.inflight -= 1
+    if not blob.inflight and blob._drained is not None:
+        blob._io_done_last()
+    io.complete(_SUCCESS if ok else _FAILED)
 
 
 def lvol_json(b: LvolBdev) -> dict[str, Any]:
