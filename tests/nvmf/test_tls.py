@@ -23,6 +23,7 @@ from spydk.keyring.file import file_keyring
 from spydk.nvme import tls_psk as P
 from spydk.nvme.host import Controller, ControllerOpts, NvmeError, TransportId
 from spydk.nvme.tls import TlsError, TlsSession
+from spydk.nvme.tls_io import TlsProtocol
 from spydk.nvmf import rpc as nvmf_rpc
 from spydk.nvmf.subsystem import ListenAddress, NvmfConfigError, Subsystem, load_psk
 from spydk.nvmf.tgt import Target, set_target
@@ -279,3 +280,75 @@ def test_openssl_s_client_is_an_independent_peer(keys: dict[str, str]) -> None:
         return proc.returncode or 0, resp, err
     _, resp, err = _run(main())
     assert resp[0] == 0x01 and resp[2] == 128, (resp[:8], err[-500:])  # ICResp
+
+
+class _RecordingSocket:
+    """Stands for the TCP socket under a TLS connection: records setsockopt calls."""
+    family = socket.AF_INET
+
+    def __init__(self) -> None:
+        self.opts: list[tuple[int, int, int]] = []
+
+    def setsockopt(self, level: int, opt: int, value: int) -> None:
+        self.opts.append((level, opt, value))
+
+
+class _RawTransport(asyncio.Transport):
+    def __init__(self, sock: _RecordingSocket) -> None:
+        super().__init__()
+        self.sock = sock
+        self.sent = bytearray()
+
+    def write(self, data: Any) -> None:
+        self.sent += data
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"socket": self.sock, "peername": ("127.0.0.1", 1)}.get(name, default)
+
+
+class _Sink(asyncio.BufferedProtocol):
+    def __init__(self) -> None:
+        self.buf = bytearray(65536)
+        self.got = bytearray()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self.buf)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.got += self.buf[:nbytes]
+
+
+def test_tls_reader_acknowledges_at_once() -> None:
+    """After each read of application data the TLS layer asks for an immediate ACK: SPDK's TLS
+    sockets send through a 4 KiB buffer, so a 128 KiB write from spdk_nvme_perf waited for a
+    40 ms delayed ACK after every few KiB (about 20 writes per second) until it did."""
+    key = P.derive(P.parse_interchange(KEY32), HOST, NQN)
+    sock = _RecordingSocket()
+    raw = _RawTransport(sock)
+    sink = _Sink()
+    proto = TlsProtocol(sink, TlsSession(server=True, lookup=lambda ident: key), handshake_timeout=5)
+    proto.connection_made(raw)
+    cli = TlsSession(server=False, key=key)
+    cli.start()
+
+    def deliver(data: bytes) -> None:
+        while data:
+            mv = proto.get_buffer(len(data))
+            n = min(len(mv), len(data))
+            mv[:n] = data[:n]
+            proto.buffer_updated(n)
+            data = data[n:]
+    for _ in range(4):
+        deliver(cli.take_output())
+        cli.receive(bytes(raw.sent))
+        raw.sent.clear()
+    assert proto.started and cli.handshake_done
+    sock.opts.clear()
+    payload = random.Random(5).randbytes(40_000)
+    cli.send(payload)
+    deliver(cli.take_output())
+    assert bytes(sink.got) == payload
+    assert (socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1) in sock.opts
