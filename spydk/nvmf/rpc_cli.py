@@ -196,6 +196,14 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
             "namespace": {k: v for k, v in ns.items() if v is not None}}))
     p.set_defaults(func=add_ns)
 
+    p = sub.add_parser("nvmf_subsystem_set_ns_ana_group", help="Move a namespace to another ANA group")
+    p.add_argument("nqn", help="subsystem NQN")
+    p.add_argument("nsid", type=int, help="namespace ID")
+    p.add_argument("anagrpid", type=int, help="ANA group ID (1..max_namespaces)")
+    p.add_argument("-t", "--tgt-name", help="target name")
+    p.set_defaults(func=lambda a: call("nvmf_subsystem_set_ns_ana_group", {
+        "nqn": a.nqn, "nsid": a.nsid, "anagrpid": a.anagrpid, "tgt_name": a.tgt_name}))
+
     p = sub.add_parser("nvmf_subsystem_remove_ns", help="Remove a namespace")
     p.add_argument("nqn", help="subsystem NQN")
     p.add_argument("nsid", type=int, help="namespace ID")

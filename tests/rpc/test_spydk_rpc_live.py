@@ -257,6 +257,9 @@ def _exercise(c: Cli, tmp: Path) -> None:
     assert c.json("nvmf_subsystem_get_listeners", NQN)[0]["address"]["trsvcid"] == port
     c.out("nvmf_subsystem_listener_set_ana_state", NQN, "-n", "non_optimized", "-t", "tcp",
           "-a", "127.0.0.1", "-s", port)
+    c.out("nvmf_subsystem_set_ns_ana_group", NQN, "1", "2")
+    assert c.json("nvmf_get_subsystems", NQN)[0]["namespaces"][0]["anagrpid"] == 2
+    assert "anagrpid" in c.fails("nvmf_subsystem_set_ns_ana_group", NQN, "1", "0")
     c.out("nvmf_discovery_add_referral", "-t", "tcp", "-a", "127.0.0.2", "-s", "4420")
     assert c.json("nvmf_discovery_get_referrals")[0]["address"]["traddr"] == "127.0.0.2"
     c.out("nvmf_discovery_remove_referral", "-t", "tcp", "-a", "127.0.0.2", "-s", "4420")
