@@ -179,16 +179,28 @@ class TlsProtocol(asyncio.BufferedProtocol):
             self._done(None)
             self.inner.connection_made(self.facade)
         inner = self.inner
+        read_into = s.read_into
         while True:
+            # Fill the protocol's buffer from every record at hand before handing it over: a
+            # host may send each command capsule in a record of its own (SPDK does), and one
+            # buffer_updated per record would cost the NVMe/TCP layer its batching.
             mv = memoryview(inner.get_buffer(65536))
+            size = len(mv)
+            filled = 0
             try:
-                n = s.read_into(mv)
+                while filled < size:
+                    n = read_into(mv[filled:] if filled else mv)
+                    if not n:
+                        break
+                    filled += n
             except TlsError as e:
                 self.fail(f"TLS error: {e}")
                 return
-            if not n:
+            if not filled:
                 break
-            inner.buffer_updated(n)
+            inner.buffer_updated(filled)
+            if filled < size:
+                break  # no more plaintext for now
         if s.closed:
             inner.eof_received()
             return
