@@ -21,6 +21,13 @@ def add_transport_args(p: argparse.ArgumentParser, *, required: bool = True) -> 
     p.add_argument("-k", "--keepalive", type=int, default=10000, metavar="MS",
                    help="keep-alive timeout in milliseconds (default 10000)")
     p.add_argument("--hostnqn", help="host NQN (default: derived from a fixed UUID)")
+    p.add_argument("-S", "--default-sock-impl", choices=("posix", "ssl"), default="posix",
+                   help="ssl: NVMe/TCP over TLS 1.3 with the PSK of --psk-path")
+    p.add_argument("--psk-path", help="file with the TLS PSK (NVMeTLSkey-1:..., as nvme gen-tls-key prints it)")
+    p.add_argument("--dhchap-key", metavar="FILE",
+                   help="file with the host's DH-HMAC-CHAP secret (DHHC-1:..., as nvme gen-dhchap-key prints it)")
+    p.add_argument("--dhchap-ctrlr-key", metavar="FILE",
+                   help="file with the controller's DH-HMAC-CHAP secret (bidirectional authentication)")
     # Accepted for compatibility with SPDK's tools; they change nothing here.
     for flag in ("-s", "-i", "-g"):
         p.add_argument(flag, help=argparse.SUPPRESS)
@@ -54,9 +61,26 @@ def trids(args: argparse.Namespace, prog: str) -> list[TransportId]:
     return out
 
 
+def _secret_file(path: str | None, flag: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError as e:
+        raise SystemExit(f"{flag} {path}: {e.strerror}") from None
+
+
 def ctrlr_opts(args: argparse.Namespace, t: TransportId, **kw: Any) -> ControllerOpts:
+    psk = _secret_file(args.psk_path, "--psk-path")
+    if psk is not None and args.default_sock_impl != "ssl":
+        raise SystemExit("--psk-path is used with -S ssl (TLS), as in SPDK's tools")
+    if psk is None and args.default_sock_impl == "ssl":
+        raise SystemExit("-S ssl needs the PSK: --psk-path FILE")
     opts = ControllerOpts(header_digest=args.enable_tcp_hdgst, data_digest=args.enable_tcp_ddgst,
-                          keep_alive_timeout_ms=args.keepalive, **kw)
+                          keep_alive_timeout_ms=args.keepalive, psk=psk,
+                          dhchap_key=_secret_file(args.dhchap_key, "--dhchap-key"),
+                          dhchap_ctrlr_key=_secret_file(args.dhchap_ctrlr_key, "--dhchap-ctrlr-key"), **kw)
     hostnqn = t.hostnqn or args.hostnqn
     if hostnqn:
         opts.hostnqn = hostnqn

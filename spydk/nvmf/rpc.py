@@ -407,6 +407,22 @@ def nvmf_subsystem_listener_set_ana_state(ctx: RpcContext, nqn: str, listen_addr
     return True
 
 
+@rpc_method("nvmf_subsystem_set_ns_ana_group", [
+    Param("nqn", "string", required=True), Param("nsid", "uint32", required=True),
+    Param("anagrpid", "uint32", required=True), _TGT,
+])
+def nvmf_subsystem_set_ns_ana_group(ctx: RpcContext, nqn: str, nsid: int, anagrpid: int,
+                                    tgt_name: str | None = None) -> bool:
+    """Put namespace ``nsid`` into ANA group ``anagrpid`` (1..max_namespaces); connected hosts
+    get an ANA change event."""
+    s = _subsys(_tgt(tgt_name), nqn)
+    try:
+        s.set_ns_ana_group(nsid, anagrpid)
+    except NvmfConfigError as e:
+        raise RpcError(INVALID_PARAMS, f"parameter '{'nsid' if e.errno == 2 else 'anagrpid'}': {e}") from None
+    return True
+
+
 # --------------------------------------------------------------------------------------------
 # Hosts
 # --------------------------------------------------------------------------------------------

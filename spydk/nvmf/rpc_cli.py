@@ -185,16 +185,26 @@ def add_commands(sub: argparse._SubParsersAction, call: Call) -> None:
     p.add_argument("-e", "--eui64", help="8-byte EUI-64 in hexadecimal")
     p.add_argument("-u", "--uuid", help="namespace UUID (default: the bdev's)")
     p.add_argument("-a", "--anagrpid", type=int, help="ANA group ID (default: the NSID)")
+    p.add_argument("-p", "--ptpl-file", help="file that keeps the reservations across restarts (PTPL)")
     p.add_argument("--no-auto-visible", action="store_true",
                    help="hide the namespace from every host until nvmf_ns_add_host shows it to one")
 
     def add_ns(a: argparse.Namespace) -> None:
         ns = {"bdev_name": a.bdev_name, "nsid": a.nsid, "nguid": a.nguid, "eui64": a.eui64,
-              "uuid": a.uuid, "anagrpid": a.anagrpid, "no_auto_visible": a.no_auto_visible or None}
+              "uuid": a.uuid, "anagrpid": a.anagrpid, "ptpl_file": a.ptpl_file,
+              "no_auto_visible": a.no_auto_visible or None}
         print_dict(call("nvmf_subsystem_add_ns", {
             "nqn": a.nqn, "tgt_name": a.tgt_name,
             "namespace": {k: v for k, v in ns.items() if v is not None}}))
     p.set_defaults(func=add_ns)
+
+    p = sub.add_parser("nvmf_subsystem_set_ns_ana_group", help="Move a namespace to another ANA group")
+    p.add_argument("nqn", help="subsystem NQN")
+    p.add_argument("nsid", type=int, help="namespace ID")
+    p.add_argument("anagrpid", type=int, help="ANA group ID (1..max_namespaces)")
+    p.add_argument("-t", "--tgt-name", help="target name")
+    p.set_defaults(func=lambda a: call("nvmf_subsystem_set_ns_ana_group", {
+        "nqn": a.nqn, "nsid": a.nsid, "anagrpid": a.anagrpid, "tgt_name": a.tgt_name}))
 
     p = sub.add_parser("nvmf_subsystem_remove_ns", help="Remove a namespace")
     p.add_argument("nqn", help="subsystem NQN")

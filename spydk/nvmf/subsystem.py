@@ -504,6 +504,24 @@ class Subsystem:
         if self.on_replica_changed is not None:
             self.on_replica_changed(self)
 
+    def set_ns_ana_group(self, nsid: int, anagrpid: int) -> None:
+        """Move a namespace to another ANA group: its paths then have that group's states."""
+        ns = self.namespaces.get(nsid)
+        if ns is None:
+            raise NvmfConfigError(f"{self.nqn} has no namespace {nsid}", 2)
+        if not 1 <= anagrpid <= self.max_namespaces:
+            raise NvmfConfigError(f"anagrpid {anagrpid} is out of range 1..{self.max_namespaces} "
+                                  f"(max_namespaces of {self.nqn})")
+        if ns.anagrpid == anagrpid:
+            return
+        ns.anagrpid = anagrpid
+        # Every host's ANA log changes (group membership), and Identify Namespace's ANAGRPID.
+        self.ana_change_count += 1
+        for c in list(self.controllers.values()):
+            c.ana_changed()
+        if self.on_replica_changed is not None:
+            self.on_replica_changed(self)
+
     def ana_groups(self) -> list[int]:
         return sorted({ns.anagrpid for ns in self.namespaces.values()})
 

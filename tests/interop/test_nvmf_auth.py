@@ -54,8 +54,15 @@ def test_dhchap_with_the_linux_host(run_guest_612, spydk_target, free_port, tmp_
                                          "HOST_KEY": host_key, "CTRL_KEY": ctrl_key,
                                          "WRONG_KEY": wrong_key}, timeout=600)
     guest_passed(res, "NVMF AUTH PASSED")
-    for what in ("wrong key", "missing key", "wrong controller key", "host not allowed"):
-        assert f"REFUSED: {what}" in res.console
+    # each refusal as the host saw it: the target's AUTH_Failure1 (reason: authentication
+    # failed) and the host's Failure2 after a wrong controller key are EKEYREJECTED; a host
+    # without a key learns that the controller requires authentication (ENOKEY); a host that is
+    # not allowed gets Connect Invalid Host (SCT 1h, SC 84h, with DNR: 16772 = 4184h)
+    seen = _refusals(res.console)
+    assert sorted(seen) == sorted(["wrong key", "missing key", "wrong controller key", "host not allowed"]), seen
+    assert "Key was rejected" in seen["wrong key"] and "Key was rejected" in seen["wrong controller key"]
+    assert "Required key not available" in seen["missing key"]
+    assert "is not allowed" in seen["host not allowed"] and "ret=16772" in seen["host not allowed"]
     log = tgt.log_path.read_text(errors="replace")
     assert "authenticated on qid 0" in log and "bidirectional" in log
     # (I/O queues authenticate too: the target answers their commands AUTHENTICATION REQUIRED
@@ -65,3 +72,18 @@ def test_dhchap_with_the_linux_host(run_guest_612, spydk_target, free_port, tmp_
     assert "intruder is not allowed" in log
     for secret in (host_key, ctrl_key, wrong_key):
         assert secret.split(":")[2] not in log  # secrets never reach the log
+
+
+def _refusals(console: str) -> dict[str, str]:
+    """``REFUSED: what`` lines of nvmf-auth.sh, each with the output printed before it."""
+    out: dict[str, str] = {}
+    chunk: list[str] = []
+    for line in console.splitlines():
+        if line.startswith("REFUSED: "):
+            out[line[len("REFUSED: "):]] = "\n".join(chunk)
+            chunk = []
+        elif line.startswith("== "):
+            chunk = []
+        else:
+            chunk.append(line)
+    return out

@@ -186,3 +186,55 @@ def test_verify_detects_wrong_data(liar: bool) -> None:
     assert st.miscompares == (q.bad_reads if liar else 0)
     if liar:
         assert q.bad_reads > 0
+
+
+def test_perf_over_tls_and_with_dhchap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """spydk perf -S ssl --psk-path (as spdk_nvme_perf) against a secure-channel listener, and
+    --dhchap-key / --dhchap-ctrlr-key against a subsystem whose host must authenticate."""
+    from spydk.nvme.auth.dhchap import generate_secret
+    from spydk.nvme.tls_psk import format_interchange
+    host = "nqn.2016-06.io.spdk:host1"
+    files = {}
+    for name, text in (("psk", format_interchange(bytes(range(32)), 1)), ("hk", generate_secret(32, 1)),
+                       ("ck", generate_secret(48, 0)), ("wrong", generate_secret(32, 0))):
+        files[name] = tmp_path / name
+        files[name].write_text(text)
+        files[name].chmod(0o600)
+    tls_port, auth_port = free_port(), free_port()
+    cfg = target_config(auth_port)
+    nvmf = cfg["subsystems"][1]["config"]
+    nvmf[1]["params"]["allow_any_host"] = False
+    tnqn = "nqn.2016-06.io.spdk:tls"
+    nvmf += [
+        {"method": "nvmf_subsystem_add_host", "params": {"nqn": NQN, "host": host, "dhchap_key": "hk",
+                                                         "dhchap_ctrlr_key": "ck"}},
+        {"method": "nvmf_create_subsystem", "params": {"nqn": tnqn}},
+        {"method": "nvmf_subsystem_add_ns", "params": {"nqn": tnqn, "namespace": {"bdev_name": "Malloc1"}}},
+        {"method": "nvmf_subsystem_add_listener", "params": {"nqn": tnqn, "secure_channel": True, "listen_address": {
+            "trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": str(tls_port)}}},
+        {"method": "nvmf_subsystem_add_host", "params": {"nqn": tnqn, "host": host, "psk": "psk"}}]
+    cfg["subsystems"][0]["config"].append({"method": "bdev_malloc_create", "params": {
+        "name": "Malloc1", "num_blocks": 8192, "block_size": 512}})
+    cfg["subsystems"].insert(0, {"subsystem": "keyring", "config": [
+        {"method": "keyring_file_add_key", "params": {"name": n, "path": str(files[n])}} for n in ("psk", "hk", "ck")]})
+    t = start_target(tmp_path / "tgt", cfg, app="nvmf_tgt")
+    try:
+        base = ["-q", "8", "-o", "4096", "-w", "randrw", "-M", "50", "-t", "0.5", "--verify", "--hostnqn", host]
+        runs = (["-r", trid(tls_port, tnqn), "-S", "ssl", "--psk-path", str(files["psk"])],
+                ["-r", trid(auth_port), "--dhchap-key", str(files["hk"])],
+                ["-r", trid(auth_port), "--dhchap-key", str(files["hk"]), "--dhchap-ctrlr-key", str(files["ck"])])
+        for extra in runs:
+            assert nvme_perf.main(base + extra) == 0, capsys.readouterr().err
+            out = capsys.readouterr().out
+            row = next(line for line in out.splitlines() if line.startswith("Total"))
+            assert float(row.rsplit(":", 1)[1].split()[0]) > 0
+        with pytest.raises(SystemExit):
+            nvme_perf.main(base + ["-r", trid(auth_port), "--dhchap-key", str(files["wrong"])])
+        assert "DH-HMAC-CHAP on queue 0 failed" in capsys.readouterr().err
+        with pytest.raises(SystemExit, match="-S ssl"):
+            nvme_perf.main(base + ["-r", trid(tls_port, tnqn), "--psk-path", str(files["psk"])])
+    finally:
+        t.stop()
+    log = t.log.read_text(errors="replace")
+    assert "authenticated" in log or "DH-HMAC-CHAP" in log
+    assert not any(files[n].read_text().split(":")[2] in log for n in ("psk", "hk", "ck"))

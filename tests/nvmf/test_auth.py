@@ -357,3 +357,74 @@ def test_auth_commands_without_a_transaction(aenv: Env) -> None:
                                read_len=8))  # too small for the challenge
     assert c.sc == spec.GenericStatus.INVALID_FIELD
     assert struct.calcsize("<I") == 4
+
+
+# -- spydk's host driver over sockets ----------------------------------------------------------
+
+def test_host_driver_authenticates_every_queue(keys: dict[str, str]) -> None:
+    """spydk's NVMe host (Controller, ControllerOpts.dhchap_key / dhchap_ctrlr_key) answers the
+    target's AUTHREQ on the admin and the I/O queues, one-way and bidirectionally; a wrong key,
+    no key and a wrong controller key each fail the attach with the reason."""
+    import asyncio
+    import random
+    import socket
+
+    from spydk.nvme.host import Controller, ControllerOpts, NvmeError, TransportId
+    from spydk.nvmf.subsystem import ListenAddress, Subsystem
+    from spydk.nvmf.tgt import Target
+    from spydk.nvmf.transport import TransportOptions
+    from spydk.nvmf.transports.tcp import TcpTransport
+    from tests.nvmf.helpers import MemoryBackend
+
+    tgt = Target()
+    tr = TcpTransport(tgt, TransportOptions())
+    tgt.add_transport(tr)
+    sub = Subsystem(NQN, allow_any_host=False)
+    tgt.add_subsystem(sub)
+    sub.add_namespace("Mem0", MemoryBackend(num_blocks=2048), nsid=1)
+    sub.add_host(HOSTNQN)
+    sub.set_host_keys(HOSTNQN, "hk", "ck")
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = str(so.getsockname()[1])
+
+    def ctrlr(key: str | None, ckey: str | None) -> Controller:
+        return Controller(TransportId(traddr="127.0.0.1", trsvcid=port, subnqn=NQN),
+                          ControllerOpts(hostnqn=HOSTNQN, dhchap_key=key, dhchap_ctrlr_key=ckey,
+                                         connect_timeout=5.0, arm_aer=False))
+
+    async def rw(c: Controller) -> None:
+        q = c.io_qpairs[0]
+        data = random.Random(4).randbytes(4096)
+        loop = asyncio.get_running_loop()
+        for op, buf in ((q.write, memoryview(data)), (q.read, memoryview(bytearray(4096)))):
+            fut = loop.create_future()
+            op(1, buf, 8, 8, lambda _a, st, _d, f=fut: f.set_result(st))
+            assert await fut == 0
+        assert bytes(buf) == data
+
+    async def main() -> None:
+        await tgt.add_listener(sub, ListenAddress("TCP", "127.0.0.1", port))
+        try:
+            for ckey in (None, CTRL_KEY):
+                c = ctrlr(HOST_KEY, ckey)
+                await c.connect()
+                await rw(c)
+                qps = nvmf_rpc.nvmf_subsystem_get_qpairs(None, NQN)  # type: ignore[arg-type]
+                assert len(qps) == 2 and all(q["auth"]["state"] == "completed" for q in qps)
+                await c.detach()
+            for key, ckey, why in ((WRONG_KEY, None, r"DH-HMAC-CHAP on queue 0 failed.*refused"),
+                                   (None, None, "requires DH-HMAC-CHAP"),
+                                   (HOST_KEY, WRONG_KEY, "did not prove")):
+                bad = ctrlr(key, ckey)
+                with pytest.raises(NvmeError, match=why):
+                    await bad.connect()
+                await bad.detach()
+        finally:
+            await tr.close()
+
+    set_target(tgt)
+    try:
+        asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        set_target(None)

@@ -259,6 +259,49 @@ def test_ana_reporting_log_and_aen() -> None:
     assert r.sct == 3 and r.sc == spec.PathStatus.ANA_INACCESSIBLE
 
 
+
+def test_set_ns_ana_group_moves_the_namespace() -> None:
+    """nvmf_subsystem_set_ns_ana_group: the namespace leaves group 1 (inaccessible on this path)
+    for group 2 (optimized): the host gets an ANA change event, the ANA log and Identify
+    Namespace show the new group, and I/O is served again."""
+    from spydk.nvme.spec import AnaState
+    from spydk.nvmf import rpc as nvmf_rpc
+    from spydk.nvmf.subsystem import NvmfConfigError
+    from spydk.nvmf.tgt import set_target
+    from spydk.rpc.errors import RpcError
+    e = Env()
+    s = e.subsys
+    s.ana_reporting = True
+    s.set_ana_state(s.listeners[0].address, AnaState.INACCESSIBLE, 1)
+    lk, cntlid = e.admin()
+    h = lk.host
+    lk.wait(h.admin(AdminOpcode.SET_FEATURES, cdw10=spec.FeatureId.ASYNC_EVENT_CONFIG, cdw11=1 << 11))
+    io = e.io(cntlid)
+    assert io.wait(io.host.read(1, 0, 1, 512)).sc == spec.PathStatus.ANA_INACCESSIBLE
+    aer = h.admin(AdminOpcode.ASYNC_EVENT_REQUEST)
+    set_target(e.tgt)
+    try:
+        assert nvmf_rpc.nvmf_subsystem_set_ns_ana_group(None, NQN, 1, 2)  # type: ignore[arg-type]
+        for nsid, grp, why in ((7, 2, "parameter 'nsid'.*no namespace 7"),
+                               (1, s.max_namespaces + 1, "parameter 'anagrpid'.*out of range")):
+            with pytest.raises(RpcError, match=why):
+                nvmf_rpc.nvmf_subsystem_set_ns_ana_group(None, NQN, nsid, grp)  # type: ignore[arg-type]
+    finally:
+        set_target(None)
+    with pytest.raises(NvmfConfigError):
+        s.set_ns_ana_group(1, 0)
+    c = lk.wait(aer)
+    assert (c.dw0 >> 8) & 0xFF == 3 and (c.dw0 >> 16) & 0xFF == LogPageId.ANA
+    log = lk.wait(h.get_log_page(LogPageId.ANA, 4096)).data
+    assert log is not None
+    _, ngrps = struct.unpack_from("<QH", log)
+    grp, nnsid, _, state = struct.unpack_from("<IIQB", log, 16)
+    assert (ngrps, grp, nnsid, state) == (1, 2, 1, AnaState.OPTIMIZED)
+    idns = lk.wait(h.identify(IdentifyCns.NAMESPACE, nsid=1)).data
+    assert idns is not None and struct.unpack_from("<I", idns, 92)[0] == 2  # ANAGRPID
+    assert io.wait(io.host.read(1, 0, 1, 512)).status == 0
+    assert s.namespaces[1].to_json()["anagrpid"] == 2
+
 def test_discovery_controller_log(env: Env) -> None:
     env.subsys.allow_any_host = False
     lk = env.link()

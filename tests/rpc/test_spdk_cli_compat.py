@@ -433,3 +433,65 @@ iscsi_delete_initiator_group 2
 iscsi_delete_portal_group 1
 """)
     assert rpc(s, "iscsi_get_target_nodes")[0]["pg_ig_maps"] == []
+
+
+def test_nvmf_security_script(fresh: TargetProcess, tmp_path: Path) -> None:
+    """Issue 15's methods as SPDK's client sends them: keyring, DH-HMAC-CHAP digests, groups and
+    keys, TLS listener and PSK, CRDT, ptpl_file, namespace masking, ANA group of a namespace."""
+    from spydk.nvme.auth.dhchap import generate_secret
+    from spydk.nvme.tls_psk import format_interchange
+    s, port, tport = fresh.sock, str(free_port()), str(free_port())
+    keys = {"hk": generate_secret(32, 1), "ck": generate_secret(48, 0),
+            "psk0": format_interchange(bytes(range(32)), 1)}
+    for name, text in keys.items():
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o600)
+    ptpl = tmp_path / "ptpl.json"
+    host, h2 = "nqn.2016-06.io.spdk:host1", "nqn.2016-06.io.spdk:host2"
+    script(s, f"""
+nvmf_set_config --dhchap-digests sha384,sha512 --dhchap-dhgroups null,ffdhe3072
+nvmf_set_crdt -t1 10 -t2 20 -t3 30
+framework_start_init
+framework_wait_init
+keyring_file_add_key hk {tmp_path / 'hk'}
+keyring_file_add_key ck {tmp_path / 'ck'}
+keyring_file_add_key psk0 {tmp_path / 'psk0'}
+keyring_file_add_key gone {tmp_path / 'ck'}
+keyring_file_remove_key gone
+bdev_malloc_create -b Malloc0 16 512
+bdev_malloc_create -b Malloc1 16 512
+nvmf_create_transport -t TCP
+nvmf_create_subsystem {NQN} -s SPDK15 -r
+nvmf_subsystem_add_ns {NQN} Malloc0 -p {ptpl}
+nvmf_subsystem_add_ns {NQN} Malloc1 -n 2 -i
+nvmf_ns_add_host {NQN} 2 {host}
+nvmf_ns_add_host {NQN} 2 {h2}
+nvmf_ns_remove_host {NQN} 2 {h2}
+nvmf_subsystem_set_ns_ana_group {NQN} 2 1
+nvmf_subsystem_add_listener {NQN} -t tcp -a 127.0.0.1 -s {port} -f ipv4
+nvmf_subsystem_add_listener {NQN} -t tcp -a 127.0.0.1 -s {tport} -f ipv4 -k
+nvmf_subsystem_add_host {NQN} {host} --dhchap-key hk --dhchap-ctrlr-key ck
+nvmf_subsystem_add_host {NQN} {h2} --psk psk0
+nvmf_subsystem_set_keys {NQN} {host} --dhchap-key ck
+""")
+    assert sorted(k["name"] for k in rpc(s, "keyring_get_keys")) == ["ck", "hk", "psk0"]
+    assert not any(t.split(":")[2] in json.dumps(rpc(s, "keyring_get_keys")) for t in keys.values())
+    sub = rpc(s, "nvmf_get_subsystems", NQN)[0]
+    hosts = {h["nqn"]: h for h in sub["hosts"]}
+    assert hosts[host] == {"nqn": host, "dhchap_key": "ck"} and hosts[h2]["psk"] == "psk0"
+    ns = {n["nsid"]: n for n in sub["namespaces"]}
+    assert ns[2]["anagrpid"] == 1 and ns[2]["no_auto_visible"] and ns[2]["hosts"] == [{"nqn": host}]
+    dump = rpc(s, "framework_get_config", "nvmf")
+    lst = {c["params"]["listen_address"]["trsvcid"]: c["params"] for c in dump
+           if c["method"] == "nvmf_subsystem_add_listener"}
+    assert lst[tport]["secure_channel"] is True and lst[port]["secure_channel"] is False
+    cfg = {c["method"]: c["params"] for c in dump}
+    assert cfg["nvmf_set_config"]["dhchap_digests"] == ["sha384", "sha512"]
+    assert cfg["nvmf_set_config"]["dhchap_dhgroups"] == ["null", "ffdhe3072"]
+    assert (cfg["nvmf_set_crdt"]["crdt1"], cfg["nvmf_set_crdt"]["crdt3"]) == (10, 30)
+    adds = [c["params"] for c in dump if c["method"] == "nvmf_subsystem_add_ns"]
+    assert any(a["namespace"].get("ptpl_file") == str(ptpl) for a in adds)
+    # bad parameters get messages that name them
+    assert "anagrpid" in rpc_fails(s, "nvmf_subsystem_set_ns_ana_group", NQN, "2", "99")
+    assert "dhchap" in rpc_fails(s, "nvmf_subsystem_add_host", NQN, "nqn.2016-06.io.spdk:h3", "--dhchap-key", "nokey")
+    assert "psk" in rpc_fails(s, "nvmf_subsystem_add_host", NQN, "nqn.2016-06.io.spdk:h4", "--psk", "nokey")

@@ -45,7 +45,8 @@ OUR_METHODS = {
     "metrics_get_exporter": "Prometheus endpoint state, no SPDK counterpart",
 }
 
-# Every method the foundation, bdev, NVMe-oF and iSCSI issues (2, 3, 5, 6) ask for.
+# Every method the foundation, bdev, NVMe-oF, iSCSI, NVMe host and NVMe-oF security issues
+# (2, 3, 5, 6, 12, 15) ask for.
 ISSUE_METHODS = {
     2: """spdk_get_version rpc_get_methods framework_start_init framework_wait_init
         framework_get_config framework_get_subsystems framework_get_reactors thread_get_stats
@@ -75,6 +76,9 @@ ISSUE_METHODS = {
         iscsi_target_node_remove_pg_ig_maps iscsi_target_node_set_auth iscsi_create_auth_group
         iscsi_delete_auth_group iscsi_auth_group_add_secret iscsi_auth_group_remove_secret
         iscsi_get_auth_groups iscsi_set_discovery_auth iscsi_get_connections iscsi_get_stats""",
+    15: """keyring_file_add_key keyring_file_remove_key keyring_get_keys nvmf_subsystem_set_keys
+        nvmf_subsystem_set_ns_ana_group nvmf_create_target nvmf_delete_target nvmf_get_targets
+        nvmf_ns_add_host nvmf_ns_remove_host nvmf_set_crdt""",
     12: """bdev_nvme_attach_controller bdev_nvme_detach_controller bdev_nvme_get_controllers
         bdev_nvme_set_options bdev_nvme_reset_controller bdev_nvme_get_io_paths
         bdev_nvme_set_multipath_policy bdev_nvme_start_discovery bdev_nvme_stop_discovery""",

@@ -257,6 +257,9 @@ def _exercise(c: Cli, tmp: Path) -> None:
     assert c.json("nvmf_subsystem_get_listeners", NQN)[0]["address"]["trsvcid"] == port
     c.out("nvmf_subsystem_listener_set_ana_state", NQN, "-n", "non_optimized", "-t", "tcp",
           "-a", "127.0.0.1", "-s", port)
+    c.out("nvmf_subsystem_set_ns_ana_group", NQN, "1", "2")
+    assert c.json("nvmf_get_subsystems", NQN)[0]["namespaces"][0]["anagrpid"] == 2
+    assert "anagrpid" in c.fails("nvmf_subsystem_set_ns_ana_group", NQN, "1", "0")
     c.out("nvmf_discovery_add_referral", "-t", "tcp", "-a", "127.0.0.2", "-s", "4420")
     assert c.json("nvmf_discovery_get_referrals")[0]["address"]["traddr"] == "127.0.0.2"
     c.out("nvmf_discovery_remove_referral", "-t", "tcp", "-a", "127.0.0.2", "-s", "4420")
@@ -447,7 +450,7 @@ def test_nvmf_dhchap_commands(tgt: TargetProcess, tmp_path: Path, capsys: pytest
 
 
 def test_nvmf_targets_and_masking_commands(tgt: TargetProcess, capsys: pytest.CaptureFixture[str],
-                                           used: set[str]) -> None:
+                                           used: set[str], tmp_path: Path) -> None:
     c = Cli(tgt.sock, capsys, used)
     assert c.out("nvmf_create_target", "-n", "t2", "-s", "16").strip() == "t2"
     assert c.json("nvmf_get_targets") == ["nvmf_tgt", "t2"]
@@ -460,6 +463,11 @@ def test_nvmf_targets_and_masking_commands(tgt: TargetProcess, capsys: pytest.Ca
     c.out("nvmf_ns_remove_host", NQN, "1", HOSTNQN, "-t", "t2")
     assert "visible to every host" not in c.fails("nvmf_ns_remove_host", NQN, "1", HOSTNQN, "-t", "t2")
     assert NQN not in {s["nqn"] for s in c.json("nvmf_get_subsystems")}  # the default target has none
+    c.out("bdev_malloc_create", "-b", "H1", "1", "512")
+    ptpl = str(tmp_path / "h1.ptpl")
+    assert c.out("nvmf_subsystem_add_ns", NQN, "H1", "-t", "t2", "-p", ptpl).strip() == "2"
+    adds = [e["params"] for e in c.json("framework_get_config", "nvmf") if e["method"] == "nvmf_subsystem_add_ns"]
+    assert any(a["namespace"].get("ptpl_file") == ptpl for a in adds)
     c.out("nvmf_delete_target", "-n", "t2")
     assert c.json("nvmf_get_targets") == ["nvmf_tgt"]
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from spydk.log import get_logger
 from spydk.nvme import spec, tls_psk
+from spydk.nvme.auth import dhchap
 from spydk.nvme.host.codec import LocalProtocolError
 from spydk.nvme.host.identify import (
     IdentifyController,
@@ -33,6 +34,7 @@ from spydk.nvme.host.qpair import ST_ABORTED_SQ_DELETION, Qpair
 from spydk.nvme.host.tcp import Connector, TcpQpair
 from spydk.nvme.host.trid import DISCOVERY_NQN, TransportId
 from spydk.nvme.spec import AdminOpcode, FeatureId, IdentifyCns, LogPageId
+from spydk.nvme.spec import auth as sa
 from spydk.nvme.spec import fabrics as fab
 
 log = get_logger("nvme")
@@ -40,6 +42,7 @@ log = get_logger("nvme")
 _ANA_HDR = struct.Struct("<QH6x")
 _ANA_DESC = struct.Struct("<IIQB15x")
 ADMIN_ICD = 4096  # in-capsule data on the admin queue (the Connect data needs 1024)
+AUTH_RECV_LEN = 4096  # AUTH_Receive allocation: a challenge with an ffdhe8192 value is ~1.1 KiB
 
 
 def default_hostnqn() -> str:
@@ -87,6 +90,10 @@ class ControllerOpts:
     arm_aer: bool = True
     # TLS 1.3 secure channel: the configured PSK in interchange format (NVMeTLSkey-1:HH:...:)
     psk: str | None = None
+    # DH-HMAC-CHAP (in-band authentication, when the controller asks for it after Connect):
+    # the host's secret and, for bidirectional authentication, the controller's (DHHC-1:..:)
+    dhchap_key: str | None = None
+    dhchap_ctrlr_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -248,7 +255,55 @@ class Controller:
         if st:
             raise NvmeError(f"controller {self.name}: Connect of queue {qid} refused: "
                             f"{status_str(st)} (check subnqn, hostnqn and the target's allowed hosts)", st)
+        if (dw0 >> 16) & sa.AUTHREQ_ATR:
+            await self._authenticate(q, qid)
         return dw0 & 0xFFFF
+
+    async def _authenticate(self, q: TcpQpair, qid: int) -> None:
+        """The DH-HMAC-CHAP transaction the controller asked for in its Connect response."""
+        o = self.opts
+        if o.dhchap_key is None:
+            raise NvmeError(f"controller {self.name}: the controller requires DH-HMAC-CHAP "
+                            "authentication; give the host's secret (dhchap_key)")
+        try:
+            auth = dhchap.HostAuth(o.hostnqn, self.trid.subnqn, dhchap.parse_secret(o.dhchap_key),
+                                   dhchap.parse_secret(o.dhchap_ctrlr_key) if o.dhchap_ctrlr_key else None,
+                                   t_id=qid)
+        except dhchap.SecretError as e:
+            raise NvmeError(f"controller {self.name}: dhchap key: {e}") from None
+
+        async def send(msg: bytes) -> None:
+            await self._cmd(q, opc=spec.FABRICS_OPCODE, write=msg, what=f"AUTH_Send (qid {qid})",
+                            sqe=sa.build_auth_command(0, True, len(msg), bytes(16)))
+
+        async def receive() -> bytes:
+            _, _, data = await self._cmd(q, opc=spec.FABRICS_OPCODE, read_len=AUTH_RECV_LEN,
+                                         what=f"AUTH_Receive (qid {qid})",
+                                         sqe=sa.build_auth_command(0, False, AUTH_RECV_LEN, bytes(16)))
+            assert data is not None
+            return data
+
+        try:
+            await send(auth.negotiate())
+            msg = await receive()
+            try:
+                reply = auth.challenge(msg)
+            except (dhchap.HostAuthError, sa.AuthFormatError) as e:
+                if sa.message_head(msg)[1] != sa.AuthId.FAILURE1:  # the host refuses: tell why
+                    await send(auth.failure2(e.reason))
+                raise
+            await send(reply)
+            out = auth.success1(await receive())
+            if out is not None:
+                await send(out)
+        except (dhchap.HostAuthError, sa.AuthFormatError) as e:
+            raise NvmeError(f"controller {self.name}: DH-HMAC-CHAP on queue {qid} failed: {e}") from None
+        if not auth.done:
+            raise NvmeError(f"controller {self.name}: DH-HMAC-CHAP on queue {qid} failed: the "
+                            "controller did not prove it knows the controller key (Failure2 sent)")
+        log.info("controller %s: queue %d authenticated (%s, DH group %d%s)", self.name, qid,
+                 dhchap.hash_name(auth.hash_id), auth.dhgroup_id,
+                 ", bidirectional" if auth.ctrlr_secret is not None else "")
 
     # -- initialization --------------------------------------------------------------------------
 

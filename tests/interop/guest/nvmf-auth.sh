@@ -27,6 +27,7 @@ refused() {  # refused WHAT ARGS...: the connect to NQN must fail
   if conn "$NQN" "$@" >/tmp/conn.out 2>&1; then cat /tmp/conn.out; die "$_what was accepted"; fi
   grep -q "already connected" /tmp/conn.out && die "$_what: nvme-cli did not even try"
   cat /tmp/conn.out
+  dmesg | tail -n 3 | grep -E 'not allowed|failed to connect queue'  # the status, also when the console is quiet
   echo "REFUSED: $_what"
 }
 
