@@ -6,9 +6,10 @@ For each run: wall time from exec to the first successful framework_wait_init an
 CPU time (user + system, from /proc/PID/stat) the target's processes had used by then: the main
 process and, with several cores, its worker reactors. On a shared machine the wall time is
 mostly waiting for a CPU (check /proc/pressure/cpu); the CPU time is what start-up costs
-and what the wall time would be on an idle core. ``--no-bytecode`` points the bytecode cache at
-an empty directory and forbids writing it, so every module is compiled from source (a
-checkout run with PYTHONDONTWRITEBYTECODE=1 starts that way).
+and what the wall time would be on an idle core. ``--no-bytecode`` runs a copy of the spydk
+package without its bytecode cache, under PYTHONDONTWRITEBYTECODE=1, so every spydk module is
+compiled at each start (the standard library and the dependencies keep theirs): a checkout
+whose cache was never written starts that way.
 Also prints ``-X importtime``'s total for the main process's imports of one extra run.
 """
 from __future__ import annotations
@@ -54,11 +55,12 @@ def ready(path: str) -> bool:
         return False
 
 
-def one(mask: str, env: dict[str, str], tmp: str, extra: list[str] | None = None) -> tuple[float, float, str]:
+def one(mask: str, env: dict[str, str], tmp: str, extra: list[str] | None = None,
+        cwd: str | None = None) -> tuple[float, float, str]:
     sock = os.path.join(tmp, f"startup{time.monotonic_ns()}.sock")
     cmd = [sys.executable, *(extra or []), "-m", "spydk.apps.main", "tgt", "-m", mask, "-r", sock]
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         while not ready(sock):
             if p.poll() is not None:
@@ -93,9 +95,16 @@ def main() -> int:
     a = ap.parse_args()
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="spydk-startup-") as tmp:
+        cwd = None
         if a.no_bytecode:
+            import shutil
+
+            import spydk
+            cwd = os.path.join(tmp, "src")
+            shutil.copytree(os.path.dirname(spydk.__file__), os.path.join(cwd, "spydk"),
+                            ignore=shutil.ignore_patterns("__pycache__"))
             env["PYTHONDONTWRITEBYTECODE"] = "1"
-            env["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "no-pycache")
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [cwd, env.get("PYTHONPATH")]))
         else:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             one("0x1", env, tmp)   # writes the bytecode cache once
@@ -106,10 +115,10 @@ def main() -> int:
         for mask in a.masks.split(","):
             walls, cpus = [], []
             for _ in range(a.runs):
-                w, c, _err = one(mask, env, tmp)
+                w, c, _err = one(mask, env, tmp, cwd=cwd)
                 walls.append(w)
                 cpus.append(c)
-            _, _, err = one(mask, env, tmp, ["-X", "importtime"])
+            _, _, err = one(mask, env, tmp, ["-X", "importtime"], cwd=cwd)
             print(f"-m {mask}: wall to ready median {statistics.median(walls):.3f} s "
                   f"(min {min(walls):.3f}, max {max(walls):.3f}); CPU by then median "
                   f"{statistics.median(cpus):.3f} s (min {min(cpus):.3f}, max {max(cpus):.3f}); "
