@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Idle cost of `spydk tgt`: start-to-RPC-ready time, CPU used while idle, RSS.
 
-    .venv/bin/python bench/app_idle.py [--seconds 10] [--poll] [--default-config]
+    .venv/bin/python bench/app_idle.py [--seconds 10] [--poll] [--default-config] [-m 0x3]
 
 Start-up is timed from spawning the process to the first answered spdk_get_version after
 framework_wait_init. Idle CPU is utime+stime from /proc/<pid>/stat over the window, as a
-percentage of one core. RSS is VmRSS at the end of the window.
+percentage of one core, summed over the target and its worker reactor processes (-m with
+several cores). RSS is VmRSS of the main process at the end of the window.
 """
 from __future__ import annotations
 
@@ -29,6 +30,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_seconds(p) for p in pids)
+
+
 def rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -43,9 +56,10 @@ def measure(seconds: float, extra: list[str]) -> dict[str, float]:
         t = start_target(tmp, None, extra_args=extra)
         ready = time.perf_counter() - t0
         try:
-            c0, w0 = cpu_seconds(t.pid), time.perf_counter()
+            pids = [t.pid, *children(t.pid)]
+            c0, w0 = tree_cpu_seconds(pids), time.perf_counter()
             time.sleep(seconds)
-            c1, w1 = cpu_seconds(t.pid), time.perf_counter()
+            c1, w1 = tree_cpu_seconds(pids), time.perf_counter()
             rss = rss_mib(t.pid)
         finally:
             rc = t.stop()
@@ -57,12 +71,13 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--poll", action="store_true", help="also measure --poll (busy-polling) mode")
     ap.add_argument("--default-config", action="store_true", help="start with --default-config")
+    ap.add_argument("-m", "--cpumask", default="0x1", help="the target's -m (0x3: a worker reactor too)")
     args = ap.parse_args()
-    base = ["--default-config"] if args.default_config else []
+    base = ["-m", args.cpumask] + (["--default-config"] if args.default_config else [])
     modes = [("event (default)", base)] + ([("poll (--poll)", base + ["--poll"])] if args.poll else [])
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"spydk tgt idle cost, {args.seconds:g} s window, {time.strftime('%Y-%m-%d')}, commit {rev}, "
-          f"{os.cpu_count()} CPUs")
+    print(f"spydk tgt -m {args.cpumask} idle cost, {args.seconds:g} s window, {time.strftime('%Y-%m-%d %H:%M')}, "
+          f"commit {rev}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     print(f"{'mode':<18} {'start->ready':>13} {'idle CPU':>9} {'RSS':>9}")
     for name, extra in modes:
         r = measure(args.seconds, extra)

@@ -92,8 +92,9 @@ def one_run(kind: str, mask: str, a: argparse.Namespace) -> dict[str, Any]:
     proc, d = start(kind, mask, port, a.spdk_dir)
     try:
         trid = f"trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:{port} subnqn:{NQN}"
-        # Two generator processes of one I/O queue each (spdk_nvme_perf -P 2 against spydk's
-        # target hits a CID-reuse protocol error on main as well: see docs/performance.md).
+        # Two generator processes of one I/O queue each: each queue keeps its own depth, so
+        # each reactor's rate shows (one spdk_nvme_perf -P 2 takes its queues in turn for each
+        # new I/O, so both get the same count whatever each reactor's speed).
         cmd = [str(a.spdk_dir / "build/bin/spdk_nvme_perf"), "--no-huge", "-s", "1024", "-r", trid,
                "-q", str(a.qd), "-o", "4096", "-w", "randread", "-t", str(a.seconds), "-P", "1",
                "-c", hex(1 << a.gen_core)]

@@ -366,17 +366,26 @@ class App:
             raise RpcError(errors.INVALID_STATE, "framework_start_init was already called; the subsystems "
                                                  "are initialized once")
         self._init_started = True
-        for s in self.subsystems:
-            if s.init is not None:
-                try:
-                    await self.run_on_app_thread(s.init, self)
-                except Exception as e:
-                    raise StartupError(f"subsystem {s.name!r} failed to initialize: {e}") from e
-            self.initialized.append(s)
-            log.debug("subsystem %s initialized", s.name)
-        if self.opts.workers is not None:
+        # The workers initialize their replicas while main initializes its own subsystems (each
+        # reactor's are its own; nothing else is sent to them until both are done).
+        replicas = (asyncio.ensure_future(self.opts.workers.call_all("replica_start_init"))
+                    if self.opts.workers is not None else None)
+        try:
+            for s in self.subsystems:
+                if s.init is not None:
+                    try:
+                        await self.run_on_app_thread(s.init, self)
+                    except Exception as e:
+                        raise StartupError(f"subsystem {s.name!r} failed to initialize: {e}") from e
+                self.initialized.append(s)
+                log.debug("subsystem %s initialized", s.name)
+        except BaseException:
+            if replicas is not None:
+                await asyncio.gather(replicas, return_exceptions=True)   # no stray task at teardown
+            raise
+        if replicas is not None:
             try:
-                await self.opts.workers.call_all("replica_start_init")
+                await replicas
             except Exception as e:
                 raise StartupError(f"a worker reactor failed to initialize its subsystems: {e}") from e
         if self.state is AppState.STARTUP:

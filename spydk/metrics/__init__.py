@@ -5,7 +5,9 @@ Opt-in: ``--metrics ADDR:PORT`` on the target apps, or the ``metrics_start_expor
 ``allow_remote`` (the endpoint has no authentication). The HTTP server is a small asyncio
 server (no thread of its own, as library code must not start threads); each scrape
 gathers the stats RPCs on the app thread (see collector.py) and the process metrics of
-prometheus_client's ProcessCollector (memory, CPU, open files).
+prometheus_client's ProcessCollector (memory, CPU, open files). prometheus_client and the
+collector are imported when an exporter starts: the RPCs of this package are registered by every
+target, which should not pay for an HTTP stack it may never serve.
 """
 from __future__ import annotations
 
@@ -13,14 +15,12 @@ import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Any
-
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.process_collector import ProcessCollector
+from typing import TYPE_CHECKING, Any
 
 from spydk import log as spydk_log
-from spydk.metrics import collector
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = spydk_log.get_logger("metrics")
 MAX_REQUEST = 8192
@@ -95,6 +95,9 @@ class Exporter:
                 "scrapes": self.scrapes}
 
     async def render(self) -> bytes:
+        from prometheus_client.exposition import generate_latest
+
+        from spydk.metrics import collector
         self.bridge.metrics = await collector.collect(self.app)
         try:
             return generate_latest(self.registry)
@@ -115,6 +118,7 @@ class Exporter:
         else:
             path = parts[1].split("?", 1)[0]
             if path == "/metrics":
+                from prometheus_client.exposition import CONTENT_TYPE_LATEST
                 try:
                     body = await self.render()
                     status, ctype = "200 OK", CONTENT_TYPE_LATEST
@@ -152,6 +156,8 @@ async def start(app: Any, address: str, port: int | None = None, *, allow_remote
         raise MetricsError(f"refusing to serve metrics on non-loopback address {host!r}: the endpoint "
                            f"has no authentication; use 127.0.0.1, or allow it explicitly "
                            f"(--metrics-allow-remote, or allow_remote=true)")
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.process_collector import ProcessCollector
     _starting = True
     try:
         registry = CollectorRegistry(auto_describe=False)

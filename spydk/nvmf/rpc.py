@@ -35,6 +35,7 @@ from spydk.rpc.errors import INVALID_PARAMS, RpcError
 from spydk.rpc.registry import RpcContext, State, rpc_method
 from spydk.rpc.schema import Param
 from spydk.thread import TICK_RATE, cores
+from spydk.thread.reactor import get_reactor
 
 log = get_logger("nvmf")
 
@@ -622,11 +623,20 @@ def nvmf_subsystem_get_qpairs(ctx: RpcContext, nqn: str, tgt_name: str | None = 
 async def nvmf_get_stats(ctx: RpcContext, tgt_name: str | None = None) -> dict[str, Any]:
     """Per poll group (one per reactor) queue pair and I/O counters."""
     t = _tgt(tgt_name)
-    groups = [t.stats()]
     ws = cores.workers()
-    if ws is not None:
-        for per_worker in await ws.call_all("nvmf_worker_stats", t.name):
-            groups += per_worker
+    if ws is None:
+        return {"tick_rate": TICK_RATE, "poll_groups": [t.stats()]}
+    # One poll group per core, numbered and listed in core order as SPDK's (the main core
+    # need not be the lowest: -p).
+    main_core = get_reactor().lcore
+    by_core = {main_core: [t.stats()]}
+    for w, per_worker in zip(ws, await ws.call_all("nvmf_worker_stats", t.name), strict=True):
+        by_core[w.core] = per_worker
+    groups = []
+    for i, core in enumerate(sorted(by_core)):
+        for g in by_core[core]:
+            g["name"] = f"nvmf_tgt_poll_group_{i:03d}"
+            groups.append(g)
     return {"tick_rate": TICK_RATE, "poll_groups": groups}
 
 

@@ -20,6 +20,7 @@ import inspect
 import os
 import pickle
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -74,7 +75,8 @@ class Link:
         self._dec = FrameDecoder()
         self._out: list[bytes] = []          # frames of this loop turn
         self._out_fds: list[int] = []
-        self._backlog = bytearray()          # bytes a full socket did not take
+        # bytes a full socket did not take, in segments: [data, descriptors still to pass with it]
+        self._backlog: deque[list[Any]] = deque()
         self._flush_scheduled = False
         self._next_id = 1
         self._calls: dict[int, asyncio.Future[Any]] = {}
@@ -107,7 +109,7 @@ class Link:
 
     def _queue(self, kind: int, cid: int, payload: bytes, fds: list[int] | tuple[int, ...]) -> None:
         bufs, fdl = self._enc.frame(kind, cid, payload, fds)
-        if fdl and (self._out_fds or self._backlog):
+        if fdl and self._out_fds:
             self._flush()   # descriptors ride on the first byte of a sendmsg: one frame's worth per batch
         self._out += bufs
         self._out_fds += fdl
@@ -124,47 +126,60 @@ class Link:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self.closed or not (self._out or self._backlog):
-            return
-        if self._backlog:   # the writer callback drains it; keep order
-            self._backlog += b"".join(self._out)
-            self._out.clear()
+        if self.closed or not self._out:
             return
         bufs, fds = self._out, self._out_fds
         self._out, self._out_fds = [], []
+        if self._backlog:   # the writer callback drains it; keep order, descriptors with their bytes
+            self._park(b"".join(bufs), fds)
+            return
         if len(bufs) > 64:   # IOV_MAX is 1024; one joined buffer is cheaper than many small ones anyway
             bufs = [b"".join(bufs)]
         total = sum(len(b) for b in bufs)
-        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
         try:
-            sent = self.sock.sendmsg(bufs, anc)
+            sent = self.sock.sendmsg(bufs, self._rights(fds))
         except (BlockingIOError, InterruptedError):
-            if fds:   # the descriptors must go with the first byte: retry this batch whole
-                self._out, self._out_fds = bufs + self._out, fds + self._out_fds
-                self.loop.call_later(0.001, self._flush)
-                return
-            sent = 0
+            sent = 0   # nothing left, descriptors included: they wait with their bytes
         except OSError as e:
             self._lost(f"send failed: {e}")
             return
         self.batches_out += 1
         if sent < total:
-            self._backlog += b"".join(bufs)[sent:]
+            self._park(b"".join(bufs)[sent:], [] if sent else fds)
             self.loop.add_writer(self.sock.fileno(), self._writable)
 
+    @staticmethod
+    def _rights(fds: list[int]) -> list[tuple[int, int, array.array[int]]]:
+        return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+
+    def _park(self, data: bytes, fds: list[int]) -> None:
+        """Queue bytes the socket did not take. A segment's descriptors leave with its first
+        byte, so bytes with descriptors start a segment of their own; plain bytes join the
+        last segment."""
+        if fds or not self._backlog:
+            self._backlog.append([bytearray(data), fds])
+        else:
+            self._backlog[-1][0] += data
+
     def _writable(self) -> None:
-        try:
-            sent = self.sock.send(self._backlog)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            self._lost(f"send failed: {e}")
-            return
-        del self._backlog[:sent]
-        if not self._backlog:
-            self.loop.remove_writer(self.sock.fileno())
-            if self._out:
-                self._flush()
+        while self._backlog:
+            seg = self._backlog[0]
+            data, fds = seg
+            try:
+                sent = self.sock.sendmsg([data], self._rights(fds)) if fds else self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                self._lost(f"send failed: {e}")
+                return
+            seg[1] = []   # passed with the first byte
+            del data[:sent]
+            if data:
+                return
+            self._backlog.popleft()
+        self.loop.remove_writer(self.sock.fileno())
+        if self._out:
+            self._flush()
 
     # -- receiving --------------------------------------------------------------------
 

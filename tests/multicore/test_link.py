@@ -104,3 +104,45 @@ def test_corrupt_stream_closes_the_link():
         assert a.closed
         sb.close()
     asyncio.run(main())
+
+
+def test_descriptors_queued_behind_a_backlog_go_with_their_own_frames():
+    # A socket that cannot take a big message leaves a backlog; descriptors sent after it must
+    # neither be lost nor ride on another frame's bytes.
+    async def main():
+        loop = asyncio.get_running_loop()
+        sa, sb = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        sa.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sb.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        got: list[tuple[str, bytes]] = []
+
+        def take(tag, *, fds):
+            for fd in fds:
+                got.append((tag, os.read(fd, 16)))
+                os.close(fd)
+            if not fds:
+                got.append((tag, b""))
+        a = Link(sa, loop, {}, name="a")
+        a.notify("take", "big" + "x" * (4 << 20))     # far more than the socket takes at once
+        a.flush()
+        assert a._backlog, "the test needs a backlog to exist"
+        pipes = []
+        for i in range(3):
+            r, w = os.pipe()
+            os.write(w, f"pipe{i}".encode())
+            os.close(w)
+            pipes.append(r)
+            a.notify("take", f"fd{i}", fds=[r])
+        a.notify("take", "last")
+        b = Link(sb, loop, {"take": take}, name="b")   # the reader starts only now
+        for _ in range(2000):
+            if len(got) == 5:
+                break
+            await asyncio.sleep(0.001)
+        assert [t[:3] for t, _ in got] == ["big", "fd0", "fd1", "fd2", "las"]
+        assert [d for _, d in got[1:4]] == [b"pipe0", b"pipe1", b"pipe2"]
+        for r in pipes:
+            os.close(r)
+        a.close()
+        b.close()
+    asyncio.run(main())

@@ -128,3 +128,13 @@ def test_bad_input_on_a_worker_queue_closes_only_that_connection(target: Any) ->
     assert h.wait(h.h.read(1, 3, 1, BS)).data == data
     for s in (adm, good, h):
         s.close()
+
+
+def test_poll_groups_are_numbered_in_core_order_whatever_the_main_core(tmp_path: Path) -> None:
+    port = _free_port()
+    t = start_target(tmp_path, _config(port), extra_args=["-m", "0x3", "-p", "1"])
+    try:
+        groups = _groups(t)
+        assert [g["name"] for g in groups] == ["nvmf_tgt_poll_group_000", "nvmf_tgt_poll_group_001"]
+    finally:
+        t.stop()

@@ -17,21 +17,14 @@ import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from cryptography.hazmat.primitives.asymmetric import dh
+from typing import TYPE_CHECKING, Any
 
 from spydk.nvme.auth import ffdhe
 from spydk.nvme.spec import auth as sa
 from spydk.nvme.spec.auth import DhGroupId, FailureReason, HashId
 
-# cryptography marks finite-field DH as deprecated (it still works, in C): the NVMe spec
-# requires exactly these groups, so the warning is silenced for this use only.
-try:
-    from cryptography.utils import CryptographyDeprecationWarning
-    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
-                            message=".*Diffie-Hellman.*")
-except ImportError:  # pragma: no cover - older cryptography without the class
-    pass
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import dh
 
 SECRET_PREFIX = "DHHC-1"
 SECRET_KEY_LENGTHS = (32, 48, 64)
@@ -129,9 +122,24 @@ def ctrlr_response(hash_id: int, key: bytes, challenge: bytes, seqnum: int, t_id
 _params: dict[int, dh.DHParameters] = {}
 
 
+def _dh() -> Any:
+    """cryptography's DH, imported at the first exchange (not by every target that registers
+    the NVMe RPCs). It marks finite-field DH as deprecated (it still works, in C): the NVMe
+    spec requires exactly these groups, so the warning is silenced for this use only."""
+    from cryptography.hazmat.primitives.asymmetric import dh
+    try:
+        from cryptography.utils import CryptographyDeprecationWarning
+        warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
+                                message=".*Diffie-Hellman.*")
+    except ImportError:  # pragma: no cover - older cryptography without the class
+        pass
+    return dh
+
+
 def _parameters(group: int) -> dh.DHParameters:
     p = _params.get(group)
     if p is None:
+        dh = _dh()
         bits = sa.DHGROUP_BITS[DhGroupId(group)]
         prime = ffdhe.PRIMES[bits]
         p = _params[group] = dh.DHParameterNumbers(prime, ffdhe.GENERATOR, (prime - 1) // 2).parameters()
@@ -159,7 +167,7 @@ class DhExchange:
         prime = ffdhe.PRIMES[self.length * 8]
         if not 1 < y < prime - 1:
             raise ValueError("DH value outside 2..p-2")
-        peer = dh.DHPublicNumbers(y, _parameters(self.group).parameter_numbers()).public_key()
+        peer = _dh().DHPublicNumbers(y, _parameters(self.group).parameter_numbers()).public_key()
         return self._priv.exchange(peer).rjust(self.length, b"\0")
 
 

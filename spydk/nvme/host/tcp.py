@@ -19,8 +19,6 @@ from typing import Any
 
 from spydk.nvme.host import codec as cd
 from spydk.nvme.host.qpair import ST_ABORTED_SQ_DELETION, ST_TRANSIENT, Qpair, Tracker
-from spydk.nvme.tls import TlsSession
-from spydk.nvme.tls_io import TlsProtocol
 from spydk.nvme.tls_psk import TlsKey
 from spydk.thread import Thread, set_thread
 
@@ -114,6 +112,9 @@ class TcpQpair(Qpair):
         proto: asyncio.BufferedProtocol = link
         handshake: asyncio.Future[str | None] | None = None
         if tls is not None:
+            # Imported here: OpenSSL's bindings cost a target that never dials TLS ~30 ms at start-up.
+            from spydk.nvme.tls import TlsSession
+            from spydk.nvme.tls_io import TlsProtocol
             hs = handshake = loop.create_future()
 
             def done(err: str | None) -> None:

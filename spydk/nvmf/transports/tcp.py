@@ -31,8 +31,6 @@ from spydk.log import NOTICE, get_logger
 from spydk.nvme import spec, tcp
 from spydk.nvme.spec import GenericStatus, SglSubtype, SglType
 from spydk.nvme.spec.tcp import Fes
-from spydk.nvme.tls import TlsSession
-from spydk.nvme.tls_io import TlsProtocol
 from spydk.nvme.tls_psk import TlsKey
 from spydk.nvmf import ctrlr as nvmf_ctrlr
 from spydk.nvmf.bdev_ns import BdevBackend, io_status, rc_status
@@ -133,6 +131,9 @@ class TcpTransport(Transport):
         conn = TcpConnection(self, addr)
         if not self.tgt.secure_address(addr):
             return conn
+        # Imported at the first secure channel: OpenSSL's bindings are not start-up work.
+        from spydk.nvme.tls import TlsSession
+        from spydk.nvme.tls_io import TlsProtocol
         session = TlsSession(server=True, lookup=lambda ident: self._psk(conn, ident))
         return TlsProtocol(conn, session)
 

@@ -81,6 +81,51 @@ def _disk_memory(size: int) -> mmap.mmap:
     return m
 
 
+def _meminfo(key: str) -> int:
+    """A /proc/meminfo value (kB fields in bytes), 0 when absent."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    parts = line.split()
+                    return int(parts[1]) * (1024 if parts[-1] == "kB" else 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _shared_memfd(name: str, size: int) -> int:
+    """A memfd for a disk the reactors of a multi-core app share. Shared memory gets no
+    transparent huge pages (unless shmem_enabled allows them), and random 4 KiB copies from
+    4 KiB pages cost ~15 % more than from huge pages (0.69 vs 0.60 us, 2026-12-05, this VM:
+    a per-core cost -m 0x1 did not pay). So: hugetlb pages when the reserved pool has room
+    to spare (at most half of what is free), else ordinary shared memory."""
+    huge = _meminfo("Hugepagesize")
+    if huge and size <= _meminfo("HugePages_Free") * huge // 2:
+        try:
+            fd = os.memfd_create(f"spydk-malloc-{name}", os.MFD_CLOEXEC | os.MFD_HUGETLB)
+        except (OSError, AttributeError):
+            pass
+        else:
+            try:
+                os.ftruncate(fd, -(-size // huge) * huge)
+                return fd
+            except OSError:
+                os.close(fd)
+    fd = os.memfd_create(f"spydk-malloc-{name}", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _map_shared(fd: int, size: int) -> mmap.mmap:
+    """Map a disk's memfd whole: a hugetlb file is a number of huge pages, maybe past the disk."""
+    return mmap.mmap(fd, max(size, os.fstat(fd).st_size), flags=mmap.MAP_SHARED)
+
+
 _adopted: dict[str, int] = {}   # name -> memfd main passed with a replicated create (workers)
 
 
@@ -120,14 +165,14 @@ class MallocBdev(Bdev):
                          physical_block_size=physical_block_size)
         self._memfd = -1
         fd = _adopted.pop(name, None)
+        size = block_size * num_blocks
         if fd is not None:   # a worker reactor: map the memory main created (same data everywhere)
             self._memfd = fd
-            self._map = mmap.mmap(fd, block_size * num_blocks, flags=mmap.MAP_SHARED)
+            self._map = _map_shared(fd, size)
         elif workers() is not None:   # main of a multi-core app: memory the workers can map
-            self._memfd = os.memfd_create(f"spydk-malloc-{name}", os.MFD_CLOEXEC)
+            self._memfd = _shared_memfd(name, size)
             try:
-                os.ftruncate(self._memfd, block_size * num_blocks)
-                self._map = mmap.mmap(self._memfd, block_size * num_blocks, flags=mmap.MAP_SHARED)
+                self._map = _map_shared(self._memfd, size)
             except OSError:
                 os.close(self._memfd)
                 raise
@@ -138,7 +183,7 @@ class MallocBdev(Bdev):
                 self._map.madvise(MADV_POPULATE_WRITE)
             except OSError:
                 pass
-        self.mem = memoryview(self._map)
+        self.mem = memoryview(self._map)[:size]   # a hugetlb mapping may be longer than the disk
         self.io_device = module.io_device()
         self._shift = block_size.bit_length() - 1
 
