@@ -190,6 +190,12 @@ class Bdev:
     def submit_request(self, ctx: Any, io: BdevIO) -> int | None:
         raise NotImplementedError
 
+    # Optional (None: BdevDesc.rw_batch falls back to one submit_request per I/O):
+    # submit_batch(ctx, ios) serves a list of READs or WRITEs (all of one type, each with one
+    # buffer of exactly io.nbytes) at once and sets every io.status to its final status
+    # (never NOMEM or PENDING); the layer completes them as one batch.
+    submit_batch: Callable[[Any, list[BdevIO]], None] | None = None
+
     def io_type_supported(self, io_type: int) -> bool:
         return io_type in (READ, WRITE)
 

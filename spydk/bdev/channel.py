@@ -75,7 +75,7 @@ class BdevChannel:
     __slots__ = ("bdev", "thread", "io_ch", "module_ch", "ctx", "submit_fn", "free", "cq",
                  "_spare", "drain", "finish", "stat", "outstanding", "blocked", "slow",
                  "split_check", "boundary", "max_blocks", "wunit", "queued", "nomem", "hist",
-                 "hist_opc", "_nomem_poller", "supported", "cpl_ns", "traced")
+                 "hist_opc", "_nomem_poller", "supported", "cpl_ns", "traced", "batch_fn")
 
     def __init__(self, bdev: Bdev, io_ch: IoChannel):
         self.bdev = bdev
@@ -84,6 +84,7 @@ class BdevChannel:
         self.module_ch = bdev.get_io_channel()
         self.ctx = self.module_ch.ctx
         self.submit_fn = bdev.submit_request
+        self.batch_fn = bdev.submit_batch  # None: BdevDesc.rw_batch goes one by one
         # A deque: a list popped empty and refilled each I/O reallocates its storage twice.
         self.free: deque[BdevIO] = deque()
         self.cq: list[BdevIO] = []
@@ -345,6 +346,36 @@ class BdevChannel:
         self.outstanding -= len(batch) - skipped
         batch.clear()
         self._spare = batch
+
+    def _batch_done(self, ios: list[BdevIO]) -> None:
+        """Complete a batch that BdevDesc.rw_batch gave the module's submit_batch: one
+        message, one timestamp, the statistics added once (each I/O's latency is the same:
+        one submission time, one completion time), then one call of the caller's batch
+        callback with the whole list; the BdevIOs are recycled after it returns."""
+        self.cpl_ns = now = _now()
+        io0 = ios[0]
+        t = io0.type
+        lat = now - io0.submit_ns
+        n = 0
+        for io in ios:
+            if io.status == SUCCESS:
+                n += 1
+            else:
+                errors = self.stat.errors
+                errors[io.status] = errors.get(io.status, 0) + 1
+        if n:
+            hist = self.hist
+            if hist is not None:
+                if self.hist_opc < 0 or self.hist_opc == t:
+                    for _ in range(n):
+                        hist.tally(lat)
+            self._account(t, n, n * io0.nbytes, n * lat, lat, lat)
+        try:
+            io0.cb(ios)  # type: ignore[misc,call-arg,arg-type]
+        except Exception:
+            _cb_raised(io0)
+        self.outstanding -= len(ios)
+        self.free.extend(ios)
 
     def _account(self, t: int, n: int, nb: int, lsum: int, lmin: int, lmax: int) -> None:
         """Add n successful I/Os of type t (nb bytes, latencies summing to lsum)."""

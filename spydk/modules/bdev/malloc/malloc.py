@@ -224,6 +224,21 @@ class MallocBdev(Bdev):
         # FLUSH and RESET: nothing to do for memory
         return SUCCESS
 
+    def submit_batch(self, ctx: Any, ios: list[BdevIO]) -> None:
+        # BdevDesc.rw_batch: READs or WRITEs of one type, one buffer of io.nbytes each.
+        mem = self.mem
+        shift = self._shift
+        if ios[0].type == READ:
+            for io in ios:
+                off = io.offset_blocks << shift
+                io._iov1[0][_ALL] = mem[off:off + io.nbytes]
+                io.status = SUCCESS
+        else:
+            for io in ios:
+                off = io.offset_blocks << shift
+                mem[off:off + io.nbytes] = io._iov1[0]
+                io.status = SUCCESS
+
     def _zero(self, off: int, end: int) -> None:
         mem = self.mem
         while off < end:
