@@ -4,7 +4,9 @@
     .venv/bin/python bench/bdevperf.py --inproc 400000 [--bdev Null0] [--profile]
 
 Runs each case in a fresh process (`python -m spydk.apps.main bdevperf ...`) and prints a
-table. --inproc runs bdevperf's Job in this process for a fixed number of 4 KiB randread
+table. With SPDK_DIR=/path/to/spdk, SPDK's C bdevperf runs each case right after ours on
+the same config, both pinned with taskset to one CPU (--cpu, default 0), and the table
+gets SPDK's IOPS from the same run and the ratio. --inproc runs bdevperf's Job in this process for a fixed number of 4 KiB randread
 I/Os at QD128 and prints CPU ns per I/O (best of 3; with --profile, a cProfile breakdown
 of one more run); under `valgrind --tool=cachegrind`, the difference between two I/O
 counts gives instructions per I/O, a figure other jobs on the machine do not disturb. Reference: SPDK's C bdevperf, malloc 4 KiB randread QD128 on one core of this kind
@@ -40,9 +42,10 @@ CPU = re.compile(r"CPU: .* (\d+) I/O per CPU second")
 ROW = re.compile(r"^\s+(\S+)\s+:\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)")
 
 
-def run_case(config: str, bdev: str, workload: str, size: str, qd: int, secs: float) -> dict[str, float]:
-    cmd = [sys.executable, "-m", "spydk.apps.main", "bdevperf", "-c", config, "-T", bdev,
-           "-q", str(qd), "-o", size, "-w", workload, "-t", str(secs)]
+def run_case(config: str, bdev: str, workload: str, size: str, qd: int, secs: float,
+             pin: list[str]) -> dict[str, float]:
+    cmd = pin + [sys.executable, "-m", "spydk.apps.main", "bdevperf", "-c", config, "-T", bdev,
+                 "-q", str(qd), "-o", size, "-w", workload, "-t", str(secs)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=secs * 4 + 60)
     res: dict[str, float] = {}
     for line in out.stdout.splitlines():
@@ -54,6 +57,23 @@ def run_case(config: str, bdev: str, workload: str, size: str, qd: int, secs: fl
             res["per_cpu_s"] = float(c.group(1))
             return res
     raise SystemExit(f"no result for {bdev} {workload}:\n{out.stdout}\n{out.stderr}")
+
+
+def run_spdk(spdk_dir: str, config: str, bdev: str, workload: str, size: str, qd: int, secs: float,
+             pin: list[str], malloc_mib: int) -> float:
+    """SPDK's C bdevperf on the same config, same case, same CPU: its IOPS."""
+    exe = os.path.join(spdk_dir, "build", "examples", "bdevperf")
+    sock = os.path.join(tempfile.gettempdir(), f"bench-bdevperf-{os.getpid()}.sock")
+    # --no-huge: DPDK's memory (-s, MiB) must hold the malloc disk plus ~768 MiB for the app
+    cmd = pin + [exe, "--no-huge", "-s", str(768 + malloc_mib), "--no-pci", "--disable-cpumask-locks",
+                 "-m", "0x1", "-r", sock, "--json", config, "-T", bdev, "-q", str(qd), "-o", size,
+                 "-w", workload, "-t", str(int(max(1, secs)))]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=secs * 4 + 60)
+    for line in out.stdout.splitlines():
+        m = ROW.match(line)
+        if m and m.group(1) == bdev:
+            return float(m.group(3))
+    raise SystemExit(f"no SPDK result for {bdev} {workload}:\n{out.stdout}\n{out.stderr}")
 
 
 def inproc(bdev: str, n_ios: int, malloc_mib: int, profile: bool) -> None:
@@ -140,6 +160,9 @@ def main() -> int:
                     help="instructions per I/O of --bdev under valgrind (slow: about a minute)")
     ap.add_argument("--trace", metavar="GROUPS",
                     help="with --inproc/--instructions: trace groups to turn on (as -e), to measure their cost")
+    ap.add_argument("--cpu", type=int, help="pin each run to this CPU (taskset; CPU 0 when SPDK_DIR is set)")
+    ap.add_argument("--case", action="append", metavar="BDEV:WORKLOAD:SIZE",
+                    help="only these cases, e.g. Malloc0:randread:4k (repeatable)")
     ap.add_argument("--plot", metavar="FILE", help="also draw the table as a bar chart (.png/.svg)")
     a = ap.parse_args()
     if a.trace:
@@ -164,22 +187,37 @@ def main() -> int:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(cfg, f)
         path = f.name
-    print(f"spydk bdevperf, one core, {a.time:g} s per case, {datetime.date.today()}, "
-          f"malloc {a.malloc_mib} MiB (4 KiB blocks)")
+    spdk_dir = os.environ.get("SPDK_DIR")
+    pin = ["taskset", "-c", str(0 if a.cpu is None else a.cpu)] if a.cpu is not None or spdk_dir else []
+    cases = [c for c in CASES if not a.case or f"{c[0]}:{c[1]}:{c[2]}" in a.case]
+    print(f"spydk bdevperf, one core{f' (CPU {pin[-1]})' if pin else ''}, {a.time:g} s per case, "
+          f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, malloc {a.malloc_mib} MiB "
+          f"(4 KiB blocks), load average {os.getloadavg()[0]:.2f}")
+    if spdk_dir:
+        print(f"SPDK C column: {spdk_dir}/build/examples/bdevperf, same case and CPU, run right after ours")
     print(f"{'bdev':8} {'workload':10} {'size':>5} {'QD':>4} {'IOPS':>11} {'MiB/s':>9} {'avg us':>8} "
-          f"{'IO/CPU-s':>10} {'vs SPDK':>8}")
+          f"{'IO/CPU-s':>10} {'SPDK IOPS':>11} {'vs SPDK':>8}")
     rows: list[tuple[str, float]] = []
     try:
-        for bdev, w, size, qd in CASES:
-            r = run_case(path, bdev, w, size, qd, a.time)
+        for bdev, w, size, qd in cases:
+            r = run_case(path, bdev, w, size, qd, a.time, pin)
             rows.append((f"{bdev} {w} {size} QD{qd}", r["iops"]))
-            ref = f"{r['iops'] / SPDK_MALLOC_4K_RANDREAD_QD128:7.1%}" \
-                if (bdev, w, size, qd) == ("Malloc0", "randread", "4k", 128) else ""
+            if spdk_dir:
+                ref_iops = run_spdk(spdk_dir, path, bdev, w, size, qd, a.time, pin, a.malloc_mib)
+                spdk_col = f"{ref_iops:11.0f}"
+            else:
+                ref_iops = SPDK_MALLOC_4K_RANDREAD_QD128 \
+                    if (bdev, w, size, qd) == ("Malloc0", "randread", "4k", 128) else 0
+                spdk_col = f"{'~' + format(ref_iops, 'd'):>11}" if ref_iops else ""
+            ref = f"{r['iops'] / ref_iops:7.1%}" if ref_iops else ""
             print(f"{bdev:8} {w:10} {size:>5} {qd:>4} {r['iops']:11.0f} {r['mibps']:9.1f} {r['avg_us']:8.1f} "
-                  f"{r['per_cpu_s']:10.0f} {ref:>8}", flush=True)
+                  f"{r['per_cpu_s']:10.0f} {spdk_col:>11} {ref:>8}", flush=True)
     finally:
         os.unlink(path)
-    print(f"SPDK C bdevperf reference: malloc 4k randread QD128 one core ~{SPDK_MALLOC_4K_RANDREAD_QD128:,} IOPS")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    if not spdk_dir:
+        print(f"SPDK C bdevperf reference (not run: set SPDK_DIR): malloc 4k randread QD128 one core "
+              f"~{SPDK_MALLOC_4K_RANDREAD_QD128:,} IOPS")
     print("IO/CPU-s: completions per second of CPU the run used (steadier than IOPS on a shared machine)")
     if a.plot:
         from spydk.apps.plots import bar_table
