@@ -180,6 +180,9 @@ class BdevDesc:
         one completion message with one submission and one completion time; otherwise
         each I/O goes through read_blocks/write_blocks and cb gets one-element lists.
         iostat and histograms count every I/O exactly as the one-by-one calls do."""
+        if not len(offsets) == len(bufs) == len(cb_args):
+            raise ValueError(f"rw_batch on {self.bdev.name}: {len(offsets)} offsets, {len(bufs)} buffers and "
+                             f"{len(cb_args)} callback arguments; give one of each per I/O")
         batch_fn = ch.batch_fn
         if write and not self.writable:
             return 0
@@ -193,9 +196,7 @@ class BdevDesc:
         now = _now()
         ios: list[BdevIO] = []
         append = ios.append
-        i = 0
-        for off in offsets:
-            buf = bufs[i]
+        for off, buf, arg in zip(offsets, bufs, cb_args, strict=False):  # lengths checked above
             if not 0 <= off < off + num_blocks <= nblocks or len(buf) != nbytes:
                 break
             try:
@@ -211,11 +212,11 @@ class BdevDesc:
             io.offset_blocks = off
             io.num_blocks = num_blocks
             io.cb = cb  # type: ignore[assignment]
-            io.cb_arg = cb_args[i]
+            io.cb_arg = arg
             io.status = PENDING
             io.submit_ns = now
             append(io)
-            i += 1
+        i = len(ios)
         if not i:
             return 0
         ch.outstanding += i

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from spydk.bdev.io import FAILED, READ, SUCCESS, WRITE, BdevIO
 from spydk.modules.bdev.malloc.malloc import create_malloc_disk
 from spydk.modules.bdev.null.null import create_null_disk
@@ -81,8 +83,10 @@ def test_batch_refuses_bad_entries_from_the_first_one(env: Env) -> None:
     assert [a for _, _, a, _ in sink.flat()] == [0, 1]
     # a wrong-sized buffer stops it too
     assert _batch(env, desc, ch, False, [bytearray(512), bytearray(100)], [0, 1], 1, sink, [0, 1]) == 1
+    with pytest.raises(ValueError, match="one of each per I/O"):
+        env.call(lambda: desc.rw_batch(ch, False, bufs, [0, 1], 1, sink, [0, 1]))
     ro = env.open("Nb", write=False)
-    assert env.call(lambda: ro.rw_batch(ch, True, bufs, [0], 1, sink, [0])) == 0
+    assert env.call(lambda: ro.rw_batch(ch, True, bufs[:1], [0], 1, sink, [0])) == 0
     assert ch.outstanding == 0
     env.call(desc.put_io_channel, ch)
 
