@@ -139,12 +139,9 @@ class Job:
         self.seq = 0
         self.idx = 0
         self.block_size = bs
-        # read/write/randread/randwrite complete in _rw_done, which resubmits with these
-        # (bound once here: a bound method made per I/O is an allocation)
+        # read/write/randread/randwrite run in batches: _batch_done accounts a completion
+        # batch and resubmits it with one BdevDesc.rw_batch call
         self.rand = self.workload in ("randread", "randwrite")
-        self._rw = self.desc.read_blocks if self.workload in ("read", "randread") else self.desc.write_blocks
-        self._rw_cb = self._rw_done
-        # those four run in batches: one BdevDesc.rw_batch call per completion batch
         self.batched = self.workload in ("read", "randread", "write", "randwrite")
         self._write = self.workload in ("write", "randwrite")
         self._batch_cb = self._batch_done
@@ -199,14 +196,12 @@ class Job:
         return off
 
     def _submit(self, slot: int) -> int:
-        """The general path (every workload); read and write workloads continue in the lean
-        _rw_done."""
+        """The general path (workloads other than read/write/randread/randwrite, which run in
+        batches: _submit_batch)."""
         w = self.workload
         desc, ch = self.desc, self.ch
         assert desc is not None and ch is not None
         off = self._next_offset()
-        if w in ("read", "randread", "write", "randwrite"):
-            return self._rw(ch, self.bufs[slot], off, self.nblocks, self._rw_cb, slot)  # type: ignore[no-any-return]
         if w in ("rw", "randrw"):
             self.idx = (self.idx + 1) & (RANDOM_TABLE - 1)
             if self.mix[self.idx]:
@@ -233,26 +228,6 @@ class Job:
             self.done += 1
         else:
             self.failed += 1
-
-    def _rw_done(self, io: BdevIO, ok: bool, slot: int) -> None:
-        # The hot path of read and write workloads: account, then resubmit the same slot.
-        lat = self.ch.cpl_ns - io.submit_ns
-        self.lat_sum += lat
-        if lat > self.lat_max:
-            self.lat_max = lat
-        if lat < self.lat_min:
-            self.lat_min = lat
-        if ok:
-            self.done += 1
-        else:
-            self.failed += 1
-        if self.running:
-            off = next(self._rand_offsets) if self.rand else self._next_offset()
-            submit = self._rw  # a local: calling an instance attribute directly is not specialized
-            if submit(self.ch, self.bufs[slot], off, self.nblocks, self._rw_cb, slot) == 0:
-                return
-        self.outstanding -= 1
-        self._check_done()
 
     def _submit_batch(self, slots: list[int]) -> None:
         """Resubmit these slots in one rw_batch call (read and write workloads)."""
