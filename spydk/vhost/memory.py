@@ -116,6 +116,32 @@ class GuestMemory:
                 return r.view[off:off + length]
         raise MemoryFault(f"guest address range {addr:#x}+{length:#x} is outside guest memory")
 
+    def gpa_split(self, addr: int, length: int) -> list[memoryview]:
+        """Views of guest-physical [addr, addr+length), one per region it crosses.
+
+        A buffer contiguous in guest-physical space may span regions that are adjacent
+        there but mapped separately (QEMU splits RAM around holes and hot-plugged DIMMs):
+        each piece is a view into its own mapping. MemoryFault if any byte is unmapped.
+        """
+        out: list[memoryview] = []
+        end = addr + length
+        cur = addr
+        for r in self.regions:     # sorted by gpa
+            if cur >= end:
+                break
+            rend = r.gpa + r.size
+            if rend <= cur:
+                continue
+            if r.gpa > cur:
+                break              # a hole at cur
+            take = min(end, rend) - cur
+            off = cur - r.gpa
+            out.append(r.view[off:off + take])
+            cur += take
+        if cur < end:
+            raise MemoryFault(f"guest address range {addr:#x}+{length:#x} is outside guest memory")
+        return out
+
     def uva(self, addr: int, length: int) -> memoryview:
         """View of the front end's virtual range [addr, addr+length), or MemoryFault."""
         for r in self.regions:

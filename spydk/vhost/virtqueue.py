@@ -151,16 +151,21 @@ class DeviceQueue:
             if total > MAX_CHAIN_BYTES:
                 raise VirtqError(f"descriptor chain from head {head} describes more than {MAX_CHAIN_BYTES} bytes")
             if length:
-                try:
-                    view = gpa(addr, length)
-                except MemoryFault as e:
-                    raise VirtqError(str(e)) from None
                 if flags & DESC_F_WRITE:
-                    writable.append(view)
+                    out = writable
                 elif writable:
                     raise VirtqError(f"readable descriptor after a writable one in chain {head}")
                 else:
-                    readable.append(view)
+                    out = readable
+                try:
+                    out.append(gpa(addr, length))
+                except MemoryFault:
+                    # Contiguous in guest-physical space but split across regions: one
+                    # view per region (or a real fault, which gpa_split raises again).
+                    try:
+                        out.extend(self.mem.gpa_split(addr, length))
+                    except MemoryFault as e:
+                        raise VirtqError(str(e)) from None
             if not flags & DESC_F_NEXT:
                 break
             i = nxt

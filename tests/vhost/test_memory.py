@@ -33,7 +33,24 @@ def test_two_regions_no_spanning() -> None:
     mem.gpa(4096, 1)[0] = 7
     assert b[0] == 7
     with pytest.raises(MemoryFault):
-        mem.gpa(4000, 200)     # contiguous in GPA but two mappings: refused, not stitched
+        mem.gpa(4000, 200)     # contiguous in GPA but two mappings: one view cannot hold it
+    # ... gpa_split gives one view per mapping instead (a descriptor may span regions)
+    a[4000:4096] = b"x" * 96
+    parts = mem.gpa_split(4000, 200)
+    assert [len(p) for p in parts] == [96, 104]
+    assert bytes(parts[0]) == b"x" * 96 and parts[1][0] == 7
+    parts[1][1] = 9
+    assert b[1] == 9
+
+
+@pytest.mark.parametrize("addr, length", [(4000, 200), (100, 8000), (0, 12288), (12288, 1)])
+def test_split_refuses_holes(addr: int, length: int) -> None:
+    a, c = bytearray(4096), bytearray(4096)
+    mem = GuestMemory([Region(0, 4096, 0x100000, memoryview(a)),
+                       Region(8192, 4096, 0x200000, memoryview(c))])   # hole at 4096
+    with pytest.raises(MemoryFault, match="outside guest memory"):
+        mem.gpa_split(addr, length)
+    assert [len(p) for p in mem.gpa_split(8192, 4096)] == [4096]
 
 
 def _table(*regions: tuple[int, int, int, int]) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from spydk.vhost.memory import GuestMemory, Region
 from spydk.vhost.spec import AVAIL_F_NO_INTERRUPT, DESC, DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE, U16
 from spydk.vhost.virtqueue import DeviceQueue, DriverQueue, VirtqError
 
@@ -142,3 +143,24 @@ def test_ring_outside_memory_refused() -> None:
         DeviceQueue(mem, 256, GPA, GPA + 4096, GPA + 8192)
     with pytest.raises(VirtqError, match="power of two"):
         DeviceQueue(mem, 3, GPA, GPA, GPA)
+
+
+def test_descriptor_spanning_two_regions() -> None:
+    """A buffer contiguous in guest-physical space but split across two memory-table
+    regions becomes two views, each in its own mapping (SPDK's bdevperf hit this)."""
+    lo, hi = bytearray(0x4000), bytearray(0x4000)
+    mem = GuestMemory([Region(GPA, 0x4000, 0x100000, memoryview(lo)),
+                       Region(GPA + 0x4000, 0x4000, 0x900000, memoryview(hi))])
+    drv = DriverQueue(memoryview(lo)[:0x2000], GPA, NUM)
+    dev = DeviceQueue(mem, NUM, drv.desc_addr, drv.avail_addr, drv.used_addr)
+    lo[0x3000:0x4000] = b"a" * 0x1000
+    hi[0:0x1000] = b"b" * 0x1000
+    drv.add([(GPA + 0x3000, 0x2000, False), (GPA + 0x3800, 0x1000, True)])
+    chain = dev.pop()
+    assert chain is not None
+    assert [bytes(v) for v in chain.readable] == [b"a" * 0x1000, b"b" * 0x1000]
+    assert [len(v) for v in chain.writable] == [0x800, 0x800]
+    # beyond the second region: the chain is refused, nothing outside is exposed
+    drv.add([(GPA + 0x7000, 0x2000, False)])
+    with pytest.raises(VirtqError, match="outside guest memory"):
+        dev.pop()
