@@ -327,7 +327,9 @@ def run_perf(perf: Path, port: int, pid: int, op: str, size: int, qd: int, rand:
     """One spdk_nvme_perf run (its reactor on `core`) against the target listening on `port`;
     the target's CPU time is taken over the whole run (connecting costs it next to nothing)."""
     trid = f"trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:{port} subnqn:{NQN}"
-    cmd = [str(perf), "--no-huge", "-s", str(PERF_MEM_MB), "-r", trid, "-q", str(qd), "-o", str(size),
+    # under timeout -s KILL: perf is killed at the end even if this script is killed first
+    cmd = ["timeout", "-s", "KILL", str(round(seconds) + 50), str(perf), "--no-huge", "-s", str(PERF_MEM_MB),
+           "-r", trid, "-q", str(qd), "-o", str(size),
            "-w", ("rand" if rand else "") + op, "-t", str(max(1, round(seconds))), "-c", hex(1 << core)]
     c0 = cpu_ticks(pid)
     w0 = sched_ns(pid)[1]
@@ -418,7 +420,9 @@ def run_spydk_perf(port: int, pid: int, op: str, size: int, qd: int, rand: bool,
 def run_perf_rusage(perf: Path, port: int, op: str, size: int, qd: int, rand: bool, seconds: float,
                     core: int) -> dict:  # type: ignore[type-arg]
     trid = f"trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:{port} subnqn:{NQN}"
-    cmd = [str(perf), "--no-huge", "-s", str(PERF_MEM_MB), "-r", trid, "-q", str(qd), "-o", str(size),
+    # under timeout -s KILL: perf is killed at the end even if this script is killed first
+    cmd = ["timeout", "-s", "KILL", str(round(seconds) + 50), str(perf), "--no-huge", "-s", str(PERF_MEM_MB),
+           "-r", trid, "-q", str(qd), "-o", str(size),
            "-w", ("rand" if rand else "") + op, "-t", str(max(1, round(seconds))), "-c", hex(1 << core)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
