@@ -77,6 +77,7 @@ _C2H_PACK = _pdu._C2H_PACK
 _RESP_PACK = _pdu._RESP_PACK
 _LAST_SUCCESS = _pdu._LAST_SUCCESS
 _READY = _pdu.READY
+_CLOSED = _pdu.CLOSED
 FABRICS = spec.FABRICS_OPCODE
 _FCTYPE_CONNECT = 0x01
 CONNECT_DATA_LEN = 1024  # the Connect command's data is exactly this (NVMe over Fabrics 1.1)
@@ -337,7 +338,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         self.in_batch = True
         try:
             evs = tq.pending_events
-            if tq.closed and evs:
+            if tq._state == _CLOSED and evs:  # tq.closed without the property call
                 # The codec met a fatal error (or the end) further on in what arrived: the
                 # commands before it are not started, only the error is answered.
                 keep = [e for e in evs if type(e) is not _CapsuleCommand and type(e) is not _H2CData]
@@ -431,8 +432,14 @@ class TcpConnection(asyncio.BufferedProtocol):
                         self._other_event(ev)  # type: ignore[arg-type]
             if heads:
                 qp.sq_head += heads
-            if reads or writes:
-                self._count_io(ctrlr, reads, read_bytes, writes, write_bytes)
+            # SMART counters of the batch (_count_io, inline): only the fast path counts here,
+            # and it runs on a connected queue, so ctrlr is set when these are non-zero.
+            if reads:
+                ctrlr.reads += reads  # type: ignore[union-attr]
+                ctrlr.read_units += read_bytes >> 9  # type: ignore[union-attr]
+            if writes:
+                ctrlr.writes += writes  # type: ignore[union-attr]
+                ctrlr.write_units += write_bytes >> 9  # type: ignore[union-attr]
             # Deliver the completions this batch caused (bdev I/O completed during submit is
             # queued as a message) now, so that one write carries them: without this each
             # I/O costs two more event-loop iterations.
