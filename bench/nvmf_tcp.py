@@ -327,7 +327,9 @@ def run_perf(perf: Path, port: int, pid: int, op: str, size: int, qd: int, rand:
     """One spdk_nvme_perf run (its reactor on `core`) against the target listening on `port`;
     the target's CPU time is taken over the whole run (connecting costs it next to nothing)."""
     trid = f"trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:{port} subnqn:{NQN}"
-    cmd = [str(perf), "--no-huge", "-s", str(PERF_MEM_MB), "-r", trid, "-q", str(qd), "-o", str(size),
+    # under timeout -s KILL: perf is killed at the end even if this script is killed first
+    cmd = ["timeout", "-s", "KILL", str(round(seconds) + 50), str(perf), "--no-huge", "-s", str(PERF_MEM_MB),
+           "-r", trid, "-q", str(qd), "-o", str(size),
            "-w", ("rand" if rand else "") + op, "-t", str(max(1, round(seconds))), "-c", hex(1 << core)]
     c0 = cpu_ticks(pid)
     w0 = sched_ns(pid)[1]
@@ -418,7 +420,9 @@ def run_spydk_perf(port: int, pid: int, op: str, size: int, qd: int, rand: bool,
 def run_perf_rusage(perf: Path, port: int, op: str, size: int, qd: int, rand: bool, seconds: float,
                     core: int) -> dict:  # type: ignore[type-arg]
     trid = f"trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:{port} subnqn:{NQN}"
-    cmd = [str(perf), "--no-huge", "-s", str(PERF_MEM_MB), "-r", trid, "-q", str(qd), "-o", str(size),
+    # under timeout -s KILL: perf is killed at the end even if this script is killed first
+    cmd = ["timeout", "-s", "KILL", str(round(seconds) + 50), str(perf), "--no-huge", "-s", str(PERF_MEM_MB),
+           "-r", trid, "-q", str(qd), "-o", str(size),
            "-w", ("rand" if rand else "") + op, "-t", str(max(1, round(seconds))), "-c", hex(1 << core)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -523,6 +527,7 @@ def main() -> None:
                          "valgrind's cachegrind (deterministic; a few minutes)")
     ap.add_argument("--inproc", type=int, metavar="N", help=argparse.SUPPRESS)
     ap.add_argument("--inproc-op", choices=("read", "write"), default="read", help=argparse.SUPPRESS)
+    ap.add_argument("--inproc-batch", type=int, default=32, help=argparse.SUPPRESS)
     ap.add_argument("--trace", metavar="GROUPS",
                     help="with --profile/--instructions: trace groups to turn on (as -e), to measure their cost")
     ap.add_argument("--plot", metavar="FILE", help="also draw the table's IOPS as a bar chart (.png/.svg)")
@@ -542,7 +547,7 @@ def main() -> None:
         profile_read()
         return
     if a.inproc:
-        inproc_batches(a.inproc, a.inproc_op)
+        inproc_batches(a.inproc, a.inproc_op, a.inproc_batch)
         return
     if a.instructions:
         instructions(a.trace)
@@ -770,16 +775,17 @@ def _batches(hi):  # type: ignore[no-untyped-def]
     return reads, writes
 
 
-def inproc_batches(n: int, op: str) -> None:
-    """Feed n 4 KiB I/Os (batches of 32 per receive) to the in-process target; print the count."""
+def inproc_batches(n: int, op: str, per: int = 32) -> None:
+    """Feed n 4 KiB I/Os (batches of `per` per receive; 1 = queue depth 1) to the in-process
+    target; print the count."""
     io, hi = _inprocess_target()
     reads, writes = _batches(hi)
-    batch = b"".join(reads if op == "read" else writes)
+    batch = b"".join((reads if op == "read" else writes)[:per])
     for _ in range(20):  # warm up: pools, rings, specialization
         _feed(io, batch)
-    for _ in range(n // 32):
+    for _ in range(n // per):
         _feed(io, batch)
-    print(f"N {n // 32 * 32} I/Os", flush=True)
+    print(f"N {n // per * per} I/Os", flush=True)
 
 
 def _feed(io, data: bytes) -> None:  # type: ignore[no-untyped-def]
@@ -796,11 +802,12 @@ def instructions(trace_groups: str | None = None) -> None:
     """Instructions per 4 KiB I/O: two cachegrind runs of --inproc per operation, their
     difference divided by the difference in I/O count (start-up and set-up cancel out)."""
     import re
-    for op in ("read", "write"):
+    for op, per in (("read", 32), ("write", 32), ("read", 1)):
         counts = []
         for n in (3_200, 12_800):
             cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-                   sys.executable, os.path.abspath(__file__), "--inproc", str(n), "--inproc-op", op]
+                   sys.executable, os.path.abspath(__file__), "--inproc", str(n), "--inproc-op", op,
+                   "--inproc-batch", str(per)]
             if trace_groups:
                 cmd += ["--trace", trace_groups]
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
@@ -811,7 +818,7 @@ def instructions(trace_groups: str | None = None) -> None:
             counts.append((int(refs.group(1).replace(",", "")), ios))
         (i1, n1), (i2, n2) = counts
         name = "read" if op == "read" else "in-capsule write"
-        print(f"4 KiB {name}, 32 per receive{', trace ' + trace_groups if trace_groups else ''}: "
+        print(f"4 KiB {name}, {per} per receive{', trace ' + trace_groups if trace_groups else ''}: "
               f"{(i2 - i1) / (n2 - n1):,.0f} instructions per I/O", flush=True)
 
 
