@@ -33,6 +33,7 @@ from spydk.bdev.io import (
     IoType,
 )
 from spydk.bdev.iobuf import pool as iobuf_pool
+from spydk.bdev.stats import PENDING_MAX as _PENDING_MAX
 from spydk.thread import (
     Thread,
     get_io_channel,
@@ -330,12 +331,13 @@ class BdevDesc:
         io.type = type_
         io.offset_blocks = offset_blocks
         io.num_blocks = num_blocks
-        io.cb = cb
-        io.cb_arg = cb_arg
         io.status = PENDING
-        io.submit_ns = start = _now()
+        start = _now()
         ch.outstanding += 1
         if ch.slow:
+            io.cb = cb
+            io.cb_arg = cb_arg
+            io.submit_ns = start
             return ch._submit_slow(io)
         io.in_submit = True
         submit = ch.submit_fn
@@ -343,20 +345,26 @@ class BdevDesc:
             st = submit(ch.ctx, io)
         except Exception:
             io.in_submit = False
+            io.cb = cb
+            io.cb_arg = cb_arg
+            io.submit_ns = start
             ch._module_raised(io)
             return 0
         io.in_submit = False
-        if st == SUCCESS:
+        if st != SUCCESS:
+            # In flight or failed: what the completion path reads. Stored only now (a
+            # completion during submit is queued, never delivered before this returns).
+            io.cb = cb
+            io.cb_arg = cb_arg
+            io.submit_ns = start
+        else:
             # finished inside submit: account as the completion batch would, recycle
             lat = _now() - start
-            stat = ch.stat
-            stat.ops[type_] += 1
-            stat.bytes[type_] += nbytes
-            stat.lat[type_] += lat
-            if lat > stat.lat_max[type_]:
-                stat.lat_max[type_] = lat
-            if lat < stat.lat_min[type_]:
-                stat.lat_min[type_] = lat
+            pend = ch.stat.pending[type_]   # counted by IoStat.fold(), in C
+            pend.append(lat)
+            pend.append(nbytes)
+            if len(pend) >= _PENDING_MAX:
+                ch.stat.fold()
             hist = ch.hist
             if hist is not None and (ch.hist_opc < 0 or ch.hist_opc == type_):
                 hist.tally(lat)

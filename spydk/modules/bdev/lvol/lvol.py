@@ -344,8 +344,10 @@ class LvolBdev(Bdev):
             within = off - c * cbk
             n = io.num_blocks
             if within + n <= cbk:
-                clusters = blob.clusters
-                phys = clusters[c] if c < len(clusters) else 0
+                try:
+                    phys = blob.clusters[c]
+                except IndexError:  # past a thin blob's last cluster (no len() call per I/O)
+                    phys = 0
                 if t == _READ:
                     if not phys:
                         phys = _read_source(blob, c)
