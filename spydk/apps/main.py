@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import importlib
 import os
+import resource
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -118,6 +119,22 @@ def target_parser(cmd: str) -> argparse.ArgumentParser:
     return p
 
 
+FD_LIMIT_CAP = 1 << 20  # when the hard limit is unlimited
+
+
+def raise_fd_limit() -> None:
+    """Take the open-file limit up to the hard limit: the default connection limits (1024 per
+    NVMe/TCP listener and per iSCSI portal group) need more descriptors than the usual soft
+    limit of 1024, and a target short of descriptors can only refuse new connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = FD_LIMIT_CAP if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError):
+            pass  # kept as it was: the limits' own refusals still apply
+
+
 def run_target(cmd: str, argv: Sequence[str]) -> int:
     args = target_parser(cmd).parse_args(argv)
     spydk_log.setup()
@@ -149,6 +166,7 @@ def run_target(cmd: str, argv: Sequence[str]) -> int:
     if args.default_config:
         opts.config, opts.config_source = default_config(), "<default config>"
     log = spydk_log.get_logger("app")
+    raise_fd_limit()  # before the workers fork: they inherit it
     others = [c for c in args.cpumask if c != lcore]
     if others:
         # Fork before any loop, socket or config exists: a worker starts with the plugins

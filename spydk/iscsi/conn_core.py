@@ -423,6 +423,11 @@ class ConnectionCore:
         if self.state not in (ConnState.FAILED, ConnState.LOGGED_OUT):
             self.state = ConnState.FAILED
         self._detach()
+        # The dispatch table and the reader's placement callback are bound methods of ours:
+        # drop them so that the connection and its receive buffer go now, not at the next
+        # cyclic collection (nothing is parsed after the transport closed).
+        self._dispatch = {}
+        self.reader.place = None
 
     def _detach(self) -> None:
         self._release_staged()

@@ -188,6 +188,10 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         if conn is not None:
             self.glue.protocols.pop(conn, None)
         self.transport = None
+        # Our one bound method for every task is a reference cycle: drop it so that the closed
+        # connection goes now, not at the next cyclic collection (tasks still with the SCSI
+        # layer hold their own reference to it and complete into nothing).
+        self.__dict__.pop("_on_complete", None)
 
     # -- events -----------------------------------------------------------------------
 

@@ -175,6 +175,25 @@ class TcpTransport(Transport):
                 "connections": len(self.connections)}
 
 
+class _ClosedOwner:
+    """The owner of a closed connection's queue pair: a completion that comes after the close
+    gives its buffer back and sends nothing (the queue pair no longer refers to its connection,
+    so a closed connection is freed by reference counting, without the cyclic collector)."""
+
+    __slots__ = ("pool",)
+
+    def __init__(self, pool: Any):
+        self.pool = pool
+
+    def send_completion(self, req: Request) -> None:
+        if req.pool_buf is not None:
+            self.pool.put(req.pool_buf)
+            req.pool_buf = None
+
+    def disconnect(self, reason: str) -> None:
+        pass
+
+
 class TcpConnection(asyncio.BufferedProtocol):
     """One NVMe/TCP connection: codec events in, Requests to the controller, PDUs out."""
 
@@ -289,7 +308,13 @@ class TcpConnection(asyncio.BufferedProtocol):
         if self.admission_timer is not None:
             self.admission_timer.cancel()
             self.admission_timer = None
+        # Break the reference cycles (the queue pair's owner, our bound callbacks) so that the
+        # connection and its receive buffers go now, not at the next cyclic collection. I/O still
+        # in flight holds what it needs; its completion finds the connection closed.
+        self.__dict__.pop("_read_cb", None)
+        self.__dict__.pop("_write_cb", None)
         if not self.counted:
+            self.qp.owner = _ClosedOwner(self.tr.pool)
             return  # refused at accept: nothing was set up
         self.counted = False
         tr = self.tr
@@ -319,6 +344,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         for _req, waiter in self.buf_wait.values():
             self.tr.pool.cancel(waiter)
         self.buf_wait.clear()
+        self.qp.owner = _ClosedOwner(self.tr.pool)
 
     def pause_writing(self) -> None:
         # The host does not read what we send: stop reading its commands until it does, so
