@@ -171,6 +171,8 @@ class BdevDesc:
                  cb: BatchCallback, cb_args: list[Any]) -> int:
         """Submit len(offsets) reads (write=False) or writes of num_blocks each: bufs[i]
         (exactly num_blocks*block_size bytes) at block offsets[i], io.cb_arg = cb_args[i].
+        A read's buffer may be None, as for read_blocks: the layer supplies it (the module's
+        own memory on a zero-copy bdev, else a pooled buffer); read it from io.iovs in cb.
 
         Returns how many were submitted: a prefix of the lists (the first one that is out
         of range, of the wrong size, or finds no free BdevIO, and those after it, were not;
@@ -187,9 +189,9 @@ class BdevDesc:
         batch_fn = ch.batch_fn
         if write and not self.writable:
             return 0
-        if batch_fn is None or ch.slow:
-            return self._rw_each(ch, write, bufs, offsets, num_blocks, cb, cb_args)
         bdev = self.bdev
+        if batch_fn is None or ch.slow or (not bdev.zcopy_read and None in bufs):
+            return self._rw_each(ch, write, bufs, offsets, num_blocks, cb, cb_args)
         nblocks = bdev.num_blocks
         nbytes = num_blocks * bdev.block_size
         pop = ch.free.pop
@@ -198,7 +200,7 @@ class BdevDesc:
         ios: list[BdevIO] = []
         append = ios.append
         for off, buf, arg in zip(offsets, bufs, cb_args, strict=False):  # lengths checked above
-            if not 0 <= off < off + num_blocks <= nblocks or len(buf) != nbytes:
+            if not 0 <= off < off + num_blocks <= nblocks or (len(buf) != nbytes if buf is not None else write):
                 break
             try:
                 io = pop()
@@ -207,8 +209,11 @@ class BdevDesc:
                 if io is None:
                     break
             io.nbytes = nbytes
-            io.iovs = iov1 = io._iov1
-            iov1[0] = buf
+            if buf is None:  # a zero-copy read: submit_batch points io.iovs at its memory
+                io.iovs = None
+            else:
+                io.iovs = iov1 = io._iov1
+                iov1[0] = buf
             io.type = t
             io.offset_blocks = off
             io.num_blocks = num_blocks
@@ -237,7 +242,8 @@ class BdevDesc:
         """rw_batch one I/O at a time (modules without submit_batch, or a slow channel)."""
         rw = self.write_blocks if write else self.read_blocks
         for i, off in enumerate(offsets):
-            if len(bufs[i]) != num_blocks * self.bdev.block_size:
+            buf = bufs[i]
+            if (len(buf) != num_blocks * self.bdev.block_size) if buf is not None else write:
                 return i
             if rw(ch, bufs[i], off, num_blocks, _one_done, (cb, cb_args[i])):
                 return i

@@ -188,7 +188,10 @@ def test_fast_path_takes_exactly_what_rw_status_accepts(benv: BdevEnv, slba: int
         assert r.status != 0 and r.sc == (st >> 1) & 0xFF
 
 
-def test_fast_path_bdev_failure_is_logged(benv: BdevEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("batched", [True, False])
+def test_fast_path_bdev_failure_is_logged(benv: BdevEnv, monkeypatch: pytest.MonkeyPatch, batched: bool) -> None:
+    """A failed bdev I/O, through the module's submit_batch or (a module without it) one by
+    one, is answered and logged as on the general path."""
     disk = benv.disk
     orig = disk.submit_request
 
@@ -197,8 +200,13 @@ def test_fast_path_bdev_failure_is_logged(benv: BdevEnv, monkeypatch: pytest.Mon
             bio.complete(FAILED)
             return
         orig(ctx, bio)
-    # Before the first I/O: the bdev channel takes the submit function when it is created.
+
+    def failing_batch(ctx: Any, ios: list[BdevIO]) -> None:
+        for bio in ios:
+            bio.status = FAILED
+    # Before the first I/O: the bdev channel takes the submit functions when it is created.
     monkeypatch.setattr(disk, "submit_request", failing)
+    monkeypatch.setattr(disk, "submit_batch", failing_batch if batched else None)
     io = benv.io()
     r = io.wait(io.host.read(1, 0, 1, BS))
     assert r.sc == GenericStatus.INTERNAL_DEVICE_ERROR
@@ -207,6 +215,99 @@ def test_fast_path_bdev_failure_is_logged(benv: BdevEnv, monkeypatch: pytest.Mon
     assert benv.general == 0
     ctrlr = next(iter(benv.subsys.controllers.values()))
     assert ctrlr.error_count == 2 and ctrlr.errors[-1].cid == w.cid
+
+
+def test_fast_batch_is_one_rw_batch_per_run(benv: BdevEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One receive of writes, reads, writes and reads of the same blocks: one module call
+    per run (same direction and length), issued in the host's order (each read sees the
+    write before it), every command answered with its own data; iostat counts each."""
+    calls: list[tuple[int, int]] = []
+    orig = benv.disk.submit_batch
+    assert orig is not None
+
+    def counting(ctx: Any, ios: list[BdevIO]) -> None:
+        calls.append((ios[0].type, len(ios)))
+        orig(ctx, ios)
+    monkeypatch.setattr(benv.disk, "submit_batch", counting)
+    io = benv.io()
+    first = {i: os.urandom(BS) for i in range(8)}
+    second = {i: os.urandom(BS) for i in range(8)}
+    w1 = [io.host.write(1, 500 + i, first[i], BS) for i in range(8)]
+    r1 = [io.host.read(1, 500 + i, 1, BS) for i in range(8)]
+    r1b = [io.host.read(1, 500 + 2 * i, 2, BS) for i in range(3)]  # another length: a new run
+    # (other blocks: a zero-copy read's data is the bdev's memory until it is sent)
+    w2 = [io.host.write(1, 520 + i, second[i], BS) for i in range(8)]
+    r2 = [io.host.read(1, 520 + i, 1, BS) for i in range(8)]
+    push_bytes(io.conn, io.host.take_output())  # one batch
+    io.pump()
+    assert calls == [(WRITE, 8), (READ, 8), (READ, 3), (WRITE, 8), (READ, 8)]
+    for c in w1 + w2:
+        assert io.host.completions.pop(c).status == 0
+    for i, c in enumerate(r1):
+        r = io.host.completions.pop(c)
+        assert r.status == 0 and r.data == first[i]
+    for i, c in enumerate(r1b):
+        r = io.host.completions.pop(c)
+        assert r.status == 0 and r.data == first[2 * i] + first[2 * i + 1]
+    for i, c in enumerate(r2):
+        assert io.host.completions.pop(c).data == second[i]
+    assert benv.general == 0
+    st = benv.disk.iostat()
+    assert (st.ops[READ], st.ops[WRITE]) == (19, 16)
+    assert st.bytes[READ] == 22 * BS
+
+
+def test_fast_batch_errors_are_per_command(benv: BdevEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In one run, the I/Os the module fails get their own error completions (and error log
+    entries); the others their data."""
+    orig = benv.disk.submit_batch
+    assert orig is not None
+
+    def odd_fail(ctx: Any, ios: list[BdevIO]) -> None:
+        orig(ctx, ios)
+        for bio in ios:
+            if bio.offset_blocks & 1:
+                bio.status = FAILED
+    monkeypatch.setattr(benv.disk, "submit_batch", odd_fail)
+    io = benv.io()
+    blobs = {i: os.urandom(BS) for i in range(10)}
+    ws = {io.host.write(1, 600 + i, blobs[i], BS): i for i in range(10)}
+    rs = {io.host.read(1, 600 + i, 1, BS): i for i in range(10)}
+    push_bytes(io.conn, io.host.take_output())
+    io.pump()
+    for c, i in ws.items():
+        r = io.host.completions.pop(c)
+        assert (r.sc == GenericStatus.INTERNAL_DEVICE_ERROR) if i & 1 else (r.status == 0)
+    for c, i in rs.items():
+        r = io.host.completions.pop(c)
+        if i & 1:
+            assert r.sc == GenericStatus.INTERNAL_DEVICE_ERROR
+        else:
+            assert r.status == 0 and r.data == blobs[i]
+    ctrlr = next(iter(benv.subsys.controllers.values()))
+    assert ctrlr.error_count == 10
+    assert {e.cid for e in ctrlr.errors} == {c for c, i in list(ws.items()) + list(rs.items()) if i & 1}
+
+
+def test_fast_batch_out_of_bdev_ios_fails_each_exactly(benv: BdevEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When rw_batch takes only part of a run (no free BdevIO left), the rest goes one by
+    one and each command gets the status that submit gives it (NOT READY for -ENOMEM)."""
+    from spydk.bdev import bdev as bdev_mod
+    from spydk.bdev import channel as bdev_channel
+    io = benv.io()
+    blobs = {i: os.urandom(BS) for i in range(6)}
+    assert io.wait(io.host.write(1, 700, b"".join(blobs[i] for i in range(6)), BS)).status == 0
+    # Leave 3 BdevIOs to allocate and none free on the channel.
+    ch = benv.backend.channel()
+    ch.free.clear()
+    monkeypatch.setattr(bdev_mod.options, "bdev_io_pool_size", bdev_channel._io_allocated + 3)
+    rs = [io.host.read(1, 700 + i, 1, BS) for i in range(6)]
+    push_bytes(io.conn, io.host.take_output())
+    io.pump()
+    got = [io.host.completions.pop(c) for c in rs]
+    assert [r.data for r in got[:3]] == [blobs[i] for i in range(3)]
+    assert all(r.status == 0 for r in got[:3])
+    assert all(r.sc == GenericStatus.NAMESPACE_NOT_READY for r in got[3:])
 
 
 def test_split_read_keeps_its_buffer_until_sent(rh: Any) -> None:

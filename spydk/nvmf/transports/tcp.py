@@ -12,10 +12,12 @@ namespace backed by a zero-copy-capable bdev goes from the capsule straight to t
 range and length check (``nvmf.io.rw_status``, the one definition; the loop evaluates it
 inline, and a test checks both agree) and need none of its other cases (other SGL forms,
 fused, ANA); every other command, and any error, goes through ``exec_request``, so the result
-on the wire is the same. The bdev submission is the bdev
-layer's public fast path (``desc.read_blocks``/``write_blocks`` on a channel taken once), and
-completions queued during the batch are delivered by ``Thread.poll_if_messages`` before the
-one write.
+on the wire is the same. Consecutive fast-path commands of one receive batch with the same
+namespace, direction and length form a run, submitted with one ``desc.rw_batch`` (on a
+channel taken once) when the next command or event is not of it; its completion is one call
+that appends every C2HData/CapsuleResp. What rw_batch does not take goes one by one through
+``read_blocks``/``write_blocks``, so each command keeps its exact status. Completions queued
+during the batch are delivered by ``Thread.poll_if_messages`` before the one write.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from spydk import trace as _trace
 from spydk.bdev import iobuf
+from spydk.bdev.io import SUCCESS as _IO_SUCCESS
 from spydk.log import NOTICE, get_logger
 from spydk.nvme import spec, tcp
 from spydk.nvme.spec import GenericStatus, SglSubtype, SglType
@@ -233,6 +236,8 @@ class TcpConnection(asyncio.BufferedProtocol):
         self.admission_timer: asyncio.TimerHandle | None = None
         self._read_cb = self._read_done  # bound once: the bdev callbacks of the fast path
         self._write_cb = self._write_done
+        self._read_batch_cb = self._read_batch_done
+        self._write_batch_cb = self._write_batch_done
 
     # -- asyncio protocol ------------------------------------------------------------------------
 
@@ -383,11 +388,18 @@ class TcpConnection(asyncio.BufferedProtocol):
                 if _TRACE_TCP:
                     _trace.record(_tp.TCP_READ_DONE, id(self), 0, 0, id(qp))
             max_io = self.max_io
-            read_cb = self._read_cb
-            write_cb = self._write_cb
             # Per-command bookkeeping of the fast path, summed here and stored before anything
             # else can look at it (the general path, a failed submit, the completions below).
             heads = reads = read_bytes = writes = write_bytes = 0
+            # The current run of fast-path commands for one rw_batch: same backend, direction
+            # and length, in arrival order; submitted when the next command or event is not
+            # of it, before anything else runs (so I/O is issued in the host's order).
+            run_b: Any = None
+            run_w = False
+            run_nlb = 0
+            run_offs: list[int] = []
+            run_bufs: list[Any] = []
+            run_args: list[int] = []
             while evs and not self.closing:
                 ev = pop()
                 t = type(ev)
@@ -410,32 +422,51 @@ class TcpConnection(asyncio.BufferedProtocol):
                                 data = ev.data  # type: ignore[union-attr]
                                 if opc == _OPC_READ:
                                     if data is None and ts == _SGL_TRANSPORT:
+                                        if run_b is not b or run_w or run_nlb != nlb:
+                                            if run_b is not None:
+                                                qp.sq_head += heads
+                                                heads = 0
+                                                self._submit_run(run_b, run_w, run_nlb, run_offs, run_bufs,
+                                                                 run_args)
+                                            run_b = b
+                                            run_w = False
+                                            run_nlb = nlb
+                                            run_offs = []
+                                            run_args = []
                                         heads += 1
                                         reads += 1
                                         read_bytes += length
-                                        rc = b.desc.read_blocks(b.io_channel or b.channel(), None, slba, nlb,
-                                                                read_cb, nsid << 16 | cid)
-                                        if rc:
-                                            qp.sq_head += heads
-                                            heads = 0
-                                            self._fast_fail(opc, nsid << 16 | cid, rc_status(rc))
+                                        run_offs.append(slba)
+                                        run_args.append(nsid << 16 | cid)
                                         continue
                                 elif opc == _OPC_WRITE:
                                     if data is not None and ts == _SGL_INCAPSULE and not addr \
                                             and len(data) == length:
+                                        if run_b is not b or not run_w or run_nlb != nlb:
+                                            if run_b is not None:
+                                                qp.sq_head += heads
+                                                heads = 0
+                                                self._submit_run(run_b, run_w, run_nlb, run_offs, run_bufs,
+                                                                 run_args)
+                                            run_b = b
+                                            run_w = True
+                                            run_nlb = nlb
+                                            run_offs = []
+                                            run_bufs = []
+                                            run_args = []
                                         heads += 1
                                         writes += 1
                                         write_bytes += length
-                                        rc = b.desc.write_blocks(b.io_channel or b.channel(), data, slba, nlb,
-                                                                 write_cb, nsid << 16 | cid)
-                                        if rc:
-                                            qp.sq_head += heads
-                                            heads = 0
-                                            self._fast_fail(opc, nsid << 16 | cid, rc_status(rc))
+                                        run_offs.append(slba)
+                                        run_bufs.append(data)
+                                        run_args.append(nsid << 16 | cid)
                                         continue
                     if heads:
                         qp.sq_head += heads
                         heads = 0
+                    if run_b is not None:
+                        self._submit_run(run_b, run_w, run_nlb, run_offs, run_bufs, run_args)
+                        run_b = None
                     self._capsule(ev)  # type: ignore[arg-type]
                     if qp.ctrlr is not ctrlr:  # a Connect (or a disconnect) changed the queue
                         if qp.ctrlr is not None:
@@ -451,6 +482,9 @@ class TcpConnection(asyncio.BufferedProtocol):
                     if heads:
                         qp.sq_head += heads
                         heads = 0
+                    if run_b is not None:
+                        self._submit_run(run_b, run_w, run_nlb, run_offs, run_bufs, run_args)
+                        run_b = None
                     if t is _H2CData:
                         if ev.last:  # type: ignore[union-attr]
                             self._h2c_done(ev.ttag)  # type: ignore[union-attr]
@@ -458,6 +492,8 @@ class TcpConnection(asyncio.BufferedProtocol):
                         self._other_event(ev)  # type: ignore[arg-type]
             if heads:
                 qp.sq_head += heads
+            if run_b is not None:
+                self._submit_run(run_b, run_w, run_nlb, run_offs, run_bufs, run_args)
             # SMART counters of the batch (_count_io, inline): only the fast path counts here,
             # and it runs on a connected queue, so ctrlr is set when these are non-zero.
             if reads:
@@ -486,7 +522,103 @@ class TcpConnection(asyncio.BufferedProtocol):
         ctrlr.writes += writes
         ctrlr.write_units += write_bytes >> 9
 
+    def _submit_run(self, b: BdevBackend, write: bool, nlb: int, offs: list[int], bufs: list[Any],
+                    args: list[int]) -> None:
+        """Submit a run of fast-path commands (see _process) with one rw_batch; what it did not
+        take (no free BdevIO, a read-only descriptor) goes one by one, so that each command
+        fails with its own exact status."""
+        ch = b.io_channel or b.channel()
+        desc = b.desc
+        if not write:
+            bufs = [None] * len(offs)  # zero-copy reads: the bdev hands out its memory
+        n = desc.rw_batch(ch, write, bufs, offs, nlb, self._write_batch_cb if write else self._read_batch_cb, args)
+        if n < len(offs):
+            rw = desc.write_blocks if write else desc.read_blocks
+            cb = self._write_cb if write else self._read_cb
+            opc = _OPC_WRITE if write else _OPC_READ
+            for i in range(n, len(offs)):
+                rc = rw(ch, bufs[i], offs[i], nlb, cb, args[i])
+                if rc:
+                    self._fast_fail(opc, args[i], rc_status(rc))
+
     # -- fast path completions (bdev callbacks; arg is nsid << 16 | cid) --------------------------
+
+    def _read_batch_done(self, ios: list[Any]) -> None:
+        """rw_batch's completion of a run of reads: every C2HData (or error) appended at once."""
+        if self.closing:
+            for io in ios:
+                if io.status != _IO_SUCCESS:
+                    self._fast_fail(_OPC_READ, io.cb_arg, io_status(io))
+            return
+        tq = self.tq
+        inline = self.c2h_success and tq._c2h_fast and tq._state == _READY
+        out = self.out
+        n = 0
+        for io in ios:
+            arg = io.cb_arg
+            if io.status != _IO_SUCCESS:
+                self._fast_fail(_OPC_READ, arg, io_status(io))
+                out = self.out  # a completion may have flushed (no event loop: tests)
+                continue
+            n += 1
+            iovs = io.iovs
+            pb = io.pool_buf
+            if pb is not None:  # not zero-copy after all (e.g. a split read): keep it until sent
+                io.pool_buf = None
+                self.pool_bufs.append(pb)
+            if inline and len(iovs) == 1:
+                data = iovs[0]
+                dlen = len(data)
+                if dlen:  # tq.append_c2h_data's one-PDU case, inline
+                    out.append(_C2H_PACK(7, _LAST_SUCCESS, 24, 24, 24 + dlen, arg & 0xFFFF, 0, dlen))
+                    out.append(data)
+                    continue
+            self._c2h(iovs, arg)
+        self.inflight -= n
+        self.tgt.completed_nvme_io += n
+        if not self.in_batch and not self.flush_scheduled:
+            self._schedule_flush()
+
+    def _write_batch_done(self, ios: list[Any]) -> None:
+        """rw_batch's completion of a run of in-capsule writes: every CapsuleResp at once."""
+        if self.closing:
+            for io in ios:
+                if io.status != _IO_SUCCESS:
+                    self._fast_fail(_OPC_WRITE, io.cb_arg, io_status(io))
+            return
+        qp = self.qp
+        tq = self.tq
+        inline = not tq._hd and tq._state == _READY
+        n = 0
+        for io in ios:
+            arg = io.cb_arg
+            if io.status != _IO_SUCCESS:
+                self._fast_fail(_OPC_WRITE, arg, io_status(io))
+                continue
+            n += 1
+            if inline:  # tq.append_response without digest, inline
+                self.out.append(_RESP_PACK(5, 0, 24, 0, 24, 0, 0, qp.sq_head % (qp.sqsize + 1), qp.qid,
+                                           arg & 0xFFFF, 0))
+            else:
+                tq.append_response(self.out, arg & 0xFFFF, 0, 0, 0, qp.sq_head % (qp.sqsize + 1), qp.qid)
+        self.inflight -= n
+        self.tgt.completed_nvme_io += n
+        if not self.in_batch and not self.flush_scheduled:
+            self._schedule_flush()
+
+    def _c2h(self, iovs: Any, arg: int) -> None:
+        """A read's data with the codec's general calls (digests, several buffers, no
+        success flag in the last C2HData: then a CapsuleResp too)."""
+        tq = self.tq
+        cid = arg & 0xFFFF
+        if self.c2h_success and len(iovs) == 1:
+            tq.append_c2h_data(self.out, cid, iovs[0])
+            return
+        qp = self.qp
+        success = self.c2h_success
+        self.out += tq.send_c2h_data(cid, 0, list(iovs), last=True, success=success)
+        if not success:
+            tq.append_response(self.out, cid, 0, 0, 0, qp.sq_head % (qp.sqsize + 1), qp.qid)
 
     def _read_done(self, io: Any, success: bool, arg: int) -> None:
         if not success:
@@ -512,12 +644,7 @@ class TcpConnection(asyncio.BufferedProtocol):
             else:
                 tq.append_c2h_data(self.out, arg & 0xFFFF, data)
         else:
-            qp = self.qp
-            cid = arg & 0xFFFF
-            success = self.c2h_success
-            self.out += self.tq.send_c2h_data(cid, 0, list(iovs), last=True, success=success)
-            if not success:
-                self.tq.append_response(self.out, cid, 0, 0, 0, qp.sq_head % (qp.sqsize + 1), qp.qid)
+            self._c2h(iovs, arg)
         self.tgt.completed_nvme_io += 1
         if not self.in_batch and not self.flush_scheduled:
             self._schedule_flush()

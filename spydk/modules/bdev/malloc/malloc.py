@@ -225,13 +225,19 @@ class MallocBdev(Bdev):
         return SUCCESS
 
     def submit_batch(self, ctx: Any, ios: list[BdevIO]) -> None:
-        # BdevDesc.rw_batch: READs or WRITEs of one type, one buffer of io.nbytes each.
+        # BdevDesc.rw_batch: READs or WRITEs of one type, one buffer of io.nbytes each, or
+        # none (io.iovs None) for a zero-copy read: it gets a view of the memory.
         mem = self.mem
         shift = self._shift
         if ios[0].type == READ:
             for io in ios:
                 off = io.offset_blocks << shift
-                io._iov1[0][_ALL] = mem[off:off + io.nbytes]
+                if io.iovs is None:
+                    iov1 = io._iov1
+                    iov1[0] = mem[off:off + io.nbytes]
+                    io.iovs = iov1
+                else:
+                    io._iov1[0][_ALL] = mem[off:off + io.nbytes]
                 io.status = SUCCESS
         else:
             for io in ios:

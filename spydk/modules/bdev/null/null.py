@@ -53,8 +53,14 @@ class NullBdev(Bdev):
         return SUCCESS  # done at once: the layer completes it
 
     def submit_batch(self, ctx: Any, ios: list[BdevIO]) -> None:
-        # BdevDesc.rw_batch: reads leave the caller's buffers as they are, writes go nowhere
+        # BdevDesc.rw_batch: reads leave the caller's buffers as they are (a zero-copy read,
+        # io.iovs None, gets zeroes), writes go nowhere
         for io in ios:
+            if io.iovs is None:
+                n = io.nbytes
+                iov1 = io._iov1
+                iov1[0] = ZEROES[:n] if n <= ZERO_BUF_SIZE else memoryview(bytes(n))
+                io.iovs = iov1
             io.status = SUCCESS
 
     def write_config_json(self) -> dict[str, Any]:
