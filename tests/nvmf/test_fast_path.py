@@ -208,13 +208,18 @@ def test_fast_path_bdev_failure_is_logged(benv: BdevEnv, monkeypatch: pytest.Mon
     monkeypatch.setattr(disk, "submit_request", failing)
     monkeypatch.setattr(disk, "submit_batch", failing_batch if batched else None)
     io = benv.io()
-    r = io.wait(io.host.read(1, 0, 1, BS))
-    assert r.sc == GenericStatus.INTERNAL_DEVICE_ERROR
-    w = io.wait(io.host.write(1, 0, bytes(BS), BS))
-    assert w.sc == GenericStatus.INTERNAL_DEVICE_ERROR
+    n = 3 if batched else 1  # several in one receive: a run for rw_batch; one alone: read_blocks
+    rs = [io.host.read(1, i, 1, BS) for i in range(n)]
+    push_bytes(io.conn, io.host.take_output())
+    io.pump()
+    assert all(io.host.completions.pop(c).sc == GenericStatus.INTERNAL_DEVICE_ERROR for c in rs)
+    ws = [io.host.write(1, i, bytes(BS), BS) for i in range(n)]
+    push_bytes(io.conn, io.host.take_output())
+    io.pump()
+    assert all(io.host.completions.pop(c).sc == GenericStatus.INTERNAL_DEVICE_ERROR for c in ws)
     assert benv.general == 0
     ctrlr = next(iter(benv.subsys.controllers.values()))
-    assert ctrlr.error_count == 2 and ctrlr.errors[-1].cid == w.cid
+    assert ctrlr.error_count == 2 * n and ctrlr.errors[-1].cid == ws[-1]
 
 
 def test_fast_batch_is_one_rw_batch_per_run(benv: BdevEnv, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -87,6 +87,7 @@ CONNECT_DATA_LEN = 1024  # the Connect command's data is exactly this (NVMe over
 _ST_ABORTED = GenericStatus.ABORTED_BY_REQUEST << 1
 _CAPSULE_HDR = struct.Struct("<BBBBI")
 _now = time.monotonic_ns
+_NO_RUN: list[Any] = []  # _process's run lists before a run starts (never appended to)
 
 # Trace points. _TRACE_TCP: the nvmf_tcp group is on. _TRACE_PATH: nvmf_tcp or nvmf_ctrlr is
 # on, so commands leave the fast path for the general one, where every layer records them.
@@ -394,12 +395,16 @@ class TcpConnection(asyncio.BufferedProtocol):
             # The current run of fast-path commands for one rw_batch: same backend, direction
             # and length, in arrival order; submitted when the next command or event is not
             # of it, before anything else runs (so I/O is issued in the host's order).
+            # (The lists are made when a run starts: a lone command, as at queue depth 1,
+            # is submitted on its own.)
             run_b: Any = None
             run_w = False
             run_nlb = 0
-            run_offs: list[int] = []
-            run_bufs: list[Any] = []
-            run_args: list[int] = []
+            run_offs: list[int] = _NO_RUN
+            run_bufs: list[Any] = _NO_RUN
+            run_args: list[int] = _NO_RUN
+            read_cb = self._read_cb
+            write_cb = self._write_cb
             while evs and not self.closing:
                 ev = pop()
                 t = type(ev)
@@ -422,6 +427,17 @@ class TcpConnection(asyncio.BufferedProtocol):
                                 data = ev.data  # type: ignore[union-attr]
                                 if opc == _OPC_READ:
                                     if data is None and ts == _SGL_TRANSPORT:
+                                        if run_b is None and not evs:  # alone: the single call
+                                            heads += 1
+                                            reads += 1
+                                            read_bytes += length
+                                            rc = b.desc.read_blocks(b.io_channel or b.channel(), None, slba, nlb,
+                                                                    read_cb, nsid << 16 | cid)
+                                            if rc:
+                                                qp.sq_head += heads
+                                                heads = 0
+                                                self._fast_fail(opc, nsid << 16 | cid, rc_status(rc))
+                                            continue
                                         if run_b is not b or run_w or run_nlb != nlb:
                                             if run_b is not None:
                                                 qp.sq_head += heads
@@ -442,6 +458,17 @@ class TcpConnection(asyncio.BufferedProtocol):
                                 elif opc == _OPC_WRITE:
                                     if data is not None and ts == _SGL_INCAPSULE and not addr \
                                             and len(data) == length:
+                                        if run_b is None and not evs:  # alone: the single call
+                                            heads += 1
+                                            writes += 1
+                                            write_bytes += length
+                                            rc = b.desc.write_blocks(b.io_channel or b.channel(), data, slba, nlb,
+                                                                     write_cb, nsid << 16 | cid)
+                                            if rc:
+                                                qp.sq_head += heads
+                                                heads = 0
+                                                self._fast_fail(opc, nsid << 16 | cid, rc_status(rc))
+                                            continue
                                         if run_b is not b or not run_w or run_nlb != nlb:
                                             if run_b is not None:
                                                 qp.sq_head += heads
@@ -529,6 +556,14 @@ class TcpConnection(asyncio.BufferedProtocol):
         fails with its own exact status."""
         ch = b.io_channel or b.channel()
         desc = b.desc
+        if len(offs) == 1:  # one command (queue depth 1): the single call costs less
+            if write:
+                rc = desc.write_blocks(ch, bufs[0], offs[0], nlb, self._write_cb, args[0])
+            else:
+                rc = desc.read_blocks(ch, None, offs[0], nlb, self._read_cb, args[0])
+            if rc:
+                self._fast_fail(_OPC_WRITE if write else _OPC_READ, args[0], rc_status(rc))
+            return
         if not write:
             bufs = [None] * len(offs)  # zero-copy reads: the bdev hands out its memory
         n = desc.rw_batch(ch, write, bufs, offs, nlb, self._write_batch_cb if write else self._read_batch_cb, args)
