@@ -12,6 +12,7 @@ from typing import Any
 
 from spydk.bdev import BdevDesc, BdevEvent, BdevIO, IoType, open_ext
 from spydk.bdev import BdevError as _BdevError
+from spydk.bdev.io import READ, WRITE
 from spydk.vhost.controller import RingState, VhostController, VhostError
 from spydk.vhost.spec import (
     BLK_CONFIG,
@@ -45,6 +46,7 @@ MAX_QUEUES = 16
 SEG_MAX = 126
 MAX_DISCARD_SECTORS = 0x3FFFFF     # 2 GiB - 512 per discard/write-zeroes request
 _hdr_from = BLK_REQ_HDR.unpack_from
+_HDR_SIZE = BLK_REQ_HDR.size
 
 
 def take(views: list[memoryview], n: int) -> tuple[bytes, list[memoryview]]:
@@ -171,12 +173,17 @@ class VhostBlkController(VhostController):
         last = w[-1]
         status = last[len(last) - 1:]
         data_in = w[:-1] if len(last) == 1 else [*w[:-1], last[:-1]]
-        hdr, data_out = take(chain.readable, BLK_REQ_HDR.size)
-        if len(hdr) < BLK_REQ_HDR.size:
-            self.fail(rs, f"request {chain.head} has a {len(hdr)}-byte header")
-            rs.outstanding -= 1
-            return
-        typ, _prio, sector = _hdr_from(hdr)
+        r = chain.readable
+        if r and len(r[0]) == _HDR_SIZE:     # the header in a descriptor of its own (Linux, QEMU)
+            typ, _prio, sector = _hdr_from(r[0])
+            data_out = r[1:]
+        else:
+            hdr, data_out = take(r, _HDR_SIZE)
+            if len(hdr) < _HDR_SIZE:
+                self.fail(rs, f"request {chain.head} has a {len(hdr)}-byte header")
+                rs.outstanding -= 1
+                return
+            typ, _prio, sector = _hdr_from(hdr)
         task = BlkTask(self, rs, chain.head, status, 1)
         b = self.bdev
         bs = b.block_size
@@ -195,12 +202,19 @@ class VhostBlkController(VhostController):
                 return
             if typ == BLK_T_IN:
                 task.written = nbytes + 1
-                rc = desc.readv_blocks(ch, views, off // bs, nbytes // bs, _io_done, task)
+                io_type = READ
             elif self.readonly:
                 self._finish(task, BLK_S_IOERR)
                 return
             else:
-                rc = desc.writev_blocks(ch, views, off // bs, nbytes // bs, _io_done, task)
+                io_type = WRITE
+            # stacked_rw returns 1 when the bdev (malloc, null) finished the I/O in this call:
+            # the request completes here, with no completion message and reactor iteration.
+            rc = desc.stacked_rw(ch, io_type, views, off // bs, nbytes // bs, _io_done, task)
+            if rc == 1:
+                status[0] = BLK_S_OK
+                self.complete(rs, task.head, task.written)
+                return
         elif typ == BLK_T_FLUSH:
             rc = desc.flush_blocks(ch, 0, b.num_blocks, _io_done, task)
             if rc == -errno.ENOTSUP:

@@ -69,6 +69,7 @@ class VhostController:
         self._rings: dict[int, RingState] = {}
         self._kick_fds: dict[int, int] = {}      # ring index -> fd registered with the loop
         self._flush_scheduled = False
+        self._in_kick = False
         self._irq_poller: Poller | None = None
         self._completions = 0
         self._rate_t0 = time.monotonic_ns()
@@ -286,7 +287,17 @@ class VhostController:
             pass
         except OSError:
             return
-        self._process(rs)
+        # One wake-up per kick: completions the bdev queued during submit (malloc, null) are
+        # delivered here and the interrupt goes out before we return to the loop, instead of
+        # a reactor iteration for the completions and another for the flush message.
+        self._in_kick = True
+        try:
+            if self._process(rs):
+                self.thread.poll_if_messages()
+        finally:
+            self._in_kick = False
+        if self._flush_scheduled and self._irq_poller is None:
+            self._flush()
 
     def _process(self, rs: RingState) -> int:
         q = rs.vring.queue
@@ -329,7 +340,7 @@ class VhostController:
             rs.pending_irq = True
             if not self._flush_scheduled:
                 self._flush_scheduled = True
-                if self._irq_poller is None:
+                if self._irq_poller is None and not self._in_kick:   # _kicked flushes itself
                     self.thread.send_msg(self._flush)
         if rs.stop_cbs and not rs.outstanding:
             self._maybe_stopped(rs)

@@ -133,3 +133,42 @@ def test_requests_in_flight_fail_when_the_back_end_goes_away(env: Env) -> None:
             pass
         await a.close()
     env.run(_on_thread(env, go))
+
+
+def test_malloc_requests_complete_within_their_kick(env: Env) -> None:
+    """Reads and writes a malloc bdev finishes during submission complete inside the kick
+    handler: no bdev completion message, no flush message (one wake-up per kick), and the
+    interrupt still reaches the front end (its requests finish with the right data)."""
+    ctrl = _setup(env)
+    sent: list[str] = []
+    flushes = [0]
+
+    async def go() -> None:
+        await attach_blk("VirtioBlk0", str(env.sock_dir / "vhost.0"), 1, 64)
+        a = await AsyncDesc.open("VirtioBlk0", write=True)
+        thread = env.thread
+        real_send, real_flush = thread.send_msg, ctrl._flush
+
+        def send_msg(fn, *args):  # type: ignore[no-untyped-def]
+            if fn == ctrl._flush:
+                sent.append("flush")
+            elif getattr(fn, "__self__", None) is ctrl.ch:
+                sent.append("bdev completion")
+            real_send(fn, *args)
+
+        def flush(arg=None):  # type: ignore[no-untyped-def]
+            flushes[0] += 1
+            return real_flush(arg)
+        thread.send_msg = send_msg  # type: ignore[method-assign]
+        ctrl._flush = flush  # type: ignore[method-assign]
+        try:
+            bufs = [os.urandom(4096) for _ in range(16)]
+            await asyncio.gather(*(a.write(i * 4096, bufs[i]) for i in range(16)))
+            assert await asyncio.gather(*(a.read(i * 4096, 4096) for i in range(16))) == bufs
+        finally:
+            del thread.send_msg
+            del ctrl._flush
+        await a.close()
+    env.run(_on_thread(env, go))
+    assert sent == []
+    assert flushes[0] >= 2
