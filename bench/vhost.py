@@ -10,6 +10,7 @@ that mean something are the ratios and the target's CPU time per I/O, taken from
 /proc/<pid>/stat between the guest's start and end markers of each fio phase. Every target
 serves a 64 MiB RAM disk: spydk and SPDK a malloc bdev, qemu-storage-daemon a raw file in
 /dev/shm. SPDK busy-polls its core, so its CPU per I/O is its whole core divided by the I/O.
+Without a guest (quicker, steadier, cachegrind-able): bench/vhost_local.py.
 """
 from __future__ import annotations
 
