@@ -237,6 +237,10 @@ def _reset_for_tests() -> None:
     _examine_waiters.clear()
     channel._reset_for_tests()
     options.__init__()  # type: ignore[misc]
+    for m in modules():  # vbdev modules' pending configs (delay, passthru, split) are per app
+        configs = getattr(m, "configs", None)
+        if isinstance(configs, dict):
+            configs.clear()
 
 
 def _trace_changed() -> None:

@@ -33,6 +33,11 @@ class PassthruModule(BdevModule):
     def __init__(self) -> None:
         self.configs: dict[str, PassthruConfig] = {}
 
+    def fini(self) -> None:
+        # The configs belong to this app instance: forget them at shutdown, so a later app
+        # in the same process (tests, embedding) does not re-create these bdevs on examine.
+        self.configs.clear()
+
     def config_json(self) -> list[dict[str, Any]]:
         out = []
         for c in self.configs.values():

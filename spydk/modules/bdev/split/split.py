@@ -38,6 +38,11 @@ class SplitModule(BdevModule):
     def __init__(self) -> None:
         self.configs: dict[str, SplitConfig] = {}
 
+    def fini(self) -> None:
+        # The configs belong to this app instance: forget them at shutdown, so a later app
+        # in the same process (tests, embedding) does not re-create these bdevs on examine.
+        self.configs.clear()
+
     def config_json(self) -> list[dict[str, Any]]:
         return [{"method": "bdev_split_create",
                  "params": {"base_bdev": c.base_bdev, "split_count": c.split_count,
