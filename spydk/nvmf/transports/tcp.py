@@ -317,8 +317,8 @@ class TcpConnection(asyncio.BufferedProtocol):
         # Break the reference cycles (the queue pair's owner, our bound callbacks) so that the
         # connection and its receive buffers go now, not at the next cyclic collection. I/O still
         # in flight holds what it needs; its completion finds the connection closed.
-        self.__dict__.pop("_read_cb", None)
-        self.__dict__.pop("_write_cb", None)
+        for cb in ("_read_cb", "_write_cb", "_read_batch_cb", "_write_batch_cb"):
+            self.__dict__.pop(cb, None)
         if not self.counted:
             self.qp.owner = _ClosedOwner(self.tr.pool)
             return  # refused at accept: nothing was set up
