@@ -147,6 +147,11 @@ class Job:
         self.rand = self.workload in ("randread", "randwrite")
         self.rw_workload = self.workload in ("read", "randread", "write", "randwrite")
         self.batched = False  # decided in start(), when the channel exists
+        # Slots of batches smaller than the queue depth (I/Os a module's submit_batch
+        # handed back complete alone, e.g. an lvol's first write to a cluster): gathered
+        # after the completions being delivered now and resubmitted as one batch, so that
+        # the queue does not stay split into small batches for the rest of the run.
+        self._regroup: list[int] = []
         self._write = self.workload in ("write", "randwrite")
         self._batch_cb = self._batch_done
         self._rw = self.desc.write_blocks if self._write else self.desc.read_blocks
@@ -274,10 +279,22 @@ class Job:
         self.lat_min, self.lat_max = lat_min, lat_max
         self.done += len(ios) - failed
         self.failed += failed
+        if not self.running:
+            self.outstanding -= len(ios)
+            self._check_done()
+        elif len(ios) == self.qd:
+            self._submit_batch(slots)
+        else:
+            if not self._regroup:
+                self.thread.send_msg(self._submit_regrouped)
+            self._regroup += slots
+
+    def _submit_regrouped(self, _arg: Any = None) -> None:
+        slots, self._regroup = self._regroup, []
         if self.running:
             self._submit_batch(slots)
         else:
-            self.outstanding -= len(ios)
+            self.outstanding -= len(slots)
             self._check_done()
 
     def _rw_done(self, io: BdevIO, ok: bool, slot: int) -> None:

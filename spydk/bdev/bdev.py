@@ -192,9 +192,13 @@ class Bdev:
 
     # Optional (None: BdevDesc.rw_batch falls back to one submit_request per I/O):
     # submit_batch(ctx, ios) serves a list of READs or WRITEs (all of one type, each with one
-    # buffer of exactly io.nbytes) at once and sets every io.status to its final status
-    # (never NOMEM or PENDING); the layer completes them as one batch.
-    submit_batch: Callable[[Any, list[BdevIO]], None] | None = None
+    # buffer of exactly io.nbytes) at once. It sets the final status (never NOMEM) of every
+    # io it finishes, and returns None, or the list of those it did not take: these it left
+    # untouched (status PENDING, nothing submitted), and the layer passes each to
+    # submit_request. The layer completes the finished ones as one batch. It may read only
+    # io.type, offset_blocks, num_blocks, nbytes, iovs and _iov1: a stacked module lends it
+    # its own BdevIOs (BdevDesc.stacked_batch).
+    submit_batch: Callable[[Any, list[BdevIO]], list[BdevIO] | None] | None = None
 
     def io_type_supported(self, io_type: int) -> bool:
         return io_type in (READ, WRITE)

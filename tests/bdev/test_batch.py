@@ -212,3 +212,44 @@ def test_none_buffers_on_a_copying_bdev_take_pooled_buffers(env: Env) -> None:
     assert [grab.data[i] for i in range(4)] == [(SUCCESS, b) for b in blobs]
     assert d.iostat().ops[READ] == 4 and ch.outstanding == 0
     env.call(desc.put_io_channel, ch)
+
+
+def test_handed_back_ios_go_one_by_one_and_count_once(env: Env) -> None:
+    """A submit_batch may finish some I/Os and hand the others back untouched: those go
+    through submit_request one at a time and complete alone; iostat counts each I/O once."""
+    bdev = env.call(lambda: create_malloc_disk("Pb", 512, 256))
+    whole = bdev.submit_batch
+
+    def partial(ctx: Any, ios: list[BdevIO]) -> list[BdevIO]:
+        mine = ios[0::2]
+        whole(ctx, mine)
+        return ios[1::2]
+    bdev.submit_batch = partial  # before the channel exists: it takes the module's function
+    desc = env.open("Pb")
+    ch = env.call(desc.get_io_channel)
+    sink = Sink(ch, [False])
+    data = [bytes([i + 1]) * 512 for i in range(9)]
+    assert _batch(env, desc, ch, True, data, list(range(9)), 1, sink, list(range(9))) == 9
+    assert sorted(len(c) for c in sink.calls) == [1, 1, 1, 1, 5]
+    assert {a for c in sink.calls if len(c) == 5 for _, _, a, _ in c} == {0, 2, 4, 6, 8}
+    assert all(st == SUCCESS for _, st, _, _ in sink.flat())
+    rbufs = [bytearray(512) for _ in range(9)]
+    sink2 = Sink(ch, [False])
+    assert _batch(env, desc, ch, False, rbufs, list(range(9)), 1, sink2, list(range(9))) == 9
+    assert [bytes(b) for b in rbufs] == data
+    s = bdev.iostat()
+    assert s.ops[WRITE] == 9 and s.ops[READ] == 9 and s.bytes[READ] == 9 * 512
+    assert ch.outstanding == 0
+    env.call(desc.put_io_channel, ch)
+    env.call(desc.close)
+    # everything handed back: no batch completion at all, each I/O alone
+    b2 = env.call(lambda: create_malloc_disk("Pc", 512, 16))
+    b2.submit_batch = lambda ctx, ios: ios
+    d2 = env.open("Pc")
+    ch2 = env.call(d2.get_io_channel)
+    sink3 = Sink(ch2, [False])
+    assert _batch(env, d2, ch2, False, [bytearray(512) for _ in range(3)], [0, 1, 2], 1, sink3, [0, 1, 2]) == 3
+    assert [len(c) for c in sink3.calls] == [1, 1, 1] and b2.iostat().ops[READ] == 3
+    assert ch2.outstanding == 0
+    env.call(d2.put_io_channel, ch2)
+    env.call(d2.close)

@@ -323,6 +323,8 @@ class LvolBdev(Bdev):
         self.io_device = s
         self._done = self._blob_done
         self._stacked = s.dev.desc.stacked_rw
+        self._stacked_batch = s.dev.desc.stacked_batch
+        self._base = s.dev.bdev
         self._cluster_blocks = bs.cluster_blocks
 
     def io_type_supported(self, io_type: int) -> bool:
@@ -373,6 +375,69 @@ class LvolBdev(Bdev):
             return IoStatus.NOMEM if rc == -errno.ENOMEM else IoStatus.FAILED
         return None
 
+    def submit_batch(self, ctx: BlobChannel, ios: list[BdevIO]) -> list[BdevIO] | None:
+        # BdevDesc.rw_batch: READs or WRITEs of one type and size, one buffer each. Those
+        # the fast path of submit_request would send to an allocated cluster go to the base
+        # bdev as one batch when it takes batches during the call (malloc, null); unwritten
+        # reads with nothing below are zeroed here. The rest (first writes that allocate,
+        # I/O across a cluster boundary, external snapshots, a base that answers later, a
+        # frozen or read-only blob) is handed back untouched, for submit_request one by one.
+        blob = self.blob
+        read = ios[0].type == _READ
+        if blob.frozen or not (read or not blob.data_ro_flags):
+            return ios
+        cbk = self._cluster_blocks
+        clusters = blob.clusters
+        ncl = len(clusters)
+        base_cl = self._base.num_blocks // cbk  # a mapped cluster past this is corrupt: not taken
+        if read:  # for unallocated clusters: the parent's map, or zeroes when nothing is below
+            parent = blob.parent()
+            below = parent is not None or blob.is_esnap_clone
+            pcl = parent.clusters if parent is not None else []
+            npcl = len(pcl)
+            nbytes = ios[0].nbytes
+            zero = ZEROES[:nbytes] if nbytes <= ZERO_BUF_SIZE else None
+        own: list[int] = []
+        keep = own.append
+        take = ios  # until one is left out; then the list of those taken
+        rest: list[BdevIO] = []
+        for io in ios:
+            off = io.offset_blocks
+            c = off // cbk
+            within = off - c * cbk
+            if within + io.num_blocks <= cbk:
+                phys = clusters[c] if c < ncl else 0
+                if not phys and read:
+                    if below:
+                        phys = pcl[c] if c < npcl else 0
+                        if not phys:
+                            phys = _read_source(blob, c)
+                    if not phys:
+                        if zero is not None:
+                            io._iov1[0][:] = zero  # rw_batch: one buffer of nbytes
+                        else:
+                            _zero_fill(io.iovs)  # type: ignore[arg-type]
+                        io.status = _SUCCESS
+                        if take is ios:
+                            take = ios[:len(own)]
+                        continue
+                if 0 < phys < base_cl:
+                    keep(off)
+                    io.offset_blocks = phys * cbk + within
+                    if take is not ios:
+                        take.append(io)
+                    continue
+            rest.append(io)
+            if take is ios:
+                take = ios[:len(own)]
+        if own:
+            left = self._stacked_batch(ctx.dev_ch, take, own)
+            if left < 0:
+                rest += take
+            elif left:
+                rest += [io for io in take if io.status == _PENDING]
+        return rest or None
+
     @staticmethod
     def _blob_done(ok: bool, io: BdevIO) -> None:
         io.complete(IoStatus.SUCCESS if ok else IoStatus.FAILED)
@@ -415,6 +480,7 @@ _WRITE = int(IoType.WRITE)
 _SUCCESS = int(IoStatus.SUCCESS)
 _FAILED = int(IoStatus.FAILED)
 _NOMEM = int(IoStatus.NOMEM)
+_PENDING = int(IoStatus.PENDING)
 _ENOMEM = -errno.ENOMEM
 
 
