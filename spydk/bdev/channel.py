@@ -377,6 +377,17 @@ class BdevChannel:
         self.outstanding -= len(ios)
         self.free.extend(ios)
 
+    def _batch_done_pooled(self, ios: list[BdevIO]) -> None:
+        """_batch_done for a batch of reads into pooled buffers (rw_batch on a bdev that is
+        not zero-copy): the buffers go back to the pool after the callback has read them."""
+        self._batch_done(ios)
+        put = iobuf_pool.put
+        for io in ios:
+            pb = io.pool_buf
+            if pb is not None:
+                put(pb)
+                io.pool_buf = None
+
     def _account(self, t: int, n: int, nb: int, lsum: int, lmin: int, lmax: int) -> None:
         """Add n successful I/Os of type t (nb bytes, latencies summing to lsum)."""
         stat = self.stat

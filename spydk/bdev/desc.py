@@ -175,7 +175,8 @@ class BdevDesc:
         own memory on a zero-copy bdev, else a pooled buffer); read it from io.iovs in cb.
 
         Returns how many were submitted: a prefix of the lists (the first one that is out
-        of range, of the wrong size, or finds no free BdevIO, and those after it, were not;
+        of range, of the wrong size, or finds no free BdevIO (or, for a read without a
+        buffer on a bdev that copies, no free pooled buffer), and those after it, were not;
         writes on a read-only descriptor: none). cb(ios) is called with lists of the
         completed BdevIOs (io.status, io.cb_arg; valid only during the call), never from
         inside rw_batch. When the module has submit_batch and the channel is on its fast
@@ -190,12 +191,12 @@ class BdevDesc:
         if write and not self.writable:
             return 0
         bdev = self.bdev
-        # (not `None in bufs`: comparing a memoryview with None raises and clears a TypeError
-        # inside, ~190 ns per element)
-        if batch_fn is None or ch.slow or (not write and not bdev.zcopy_read and any(b is None for b in bufs)):
+        if batch_fn is None or ch.slow:
             return self._rw_each(ch, write, bufs, offsets, num_blocks, cb, cb_args)
         nblocks = bdev.num_blocks
         nbytes = num_blocks * bdev.block_size
+        zcopy = bdev.zcopy_read
+        pooled = False
         pop = ch.free.pop
         t = WRITE if write else READ
         now = _now()
@@ -211,8 +212,14 @@ class BdevDesc:
                 if io is None:
                     break
             io.nbytes = nbytes
-            if buf is None:  # a zero-copy read: submit_batch points io.iovs at its memory
-                io.iovs = None
+            if buf is None:
+                if zcopy:  # submit_batch points io.iovs at its memory
+                    io.iovs = None
+                elif nbytes > iobuf_pool.opts.oversize_bytes or not ch._attach_pool_buf(io):
+                    ch.free.append(io)  # read_blocks refuses it or waits for a buffer
+                    break
+                else:
+                    pooled = True
             else:
                 io.iovs = iov1 = io._iov1
                 iov1[0] = buf
@@ -241,7 +248,7 @@ class BdevDesc:
             ios = _one_by_one(ch, ios, rest, cb)
             if not ios:
                 return i
-        ch.thread.send_msg(ch._batch_done, ios)
+        ch.thread.send_msg(ch._batch_done_pooled if pooled else ch._batch_done, ios)
         return i
 
     def _rw_each(self, ch: BdevChannel, write: bool, bufs: list[Any], offsets: list[int], num_blocks: int,

@@ -194,23 +194,38 @@ def test_zero_copy_reads_take_none_buffers(env: Env) -> None:
 
 
 def test_none_buffers_on_a_copying_bdev_take_pooled_buffers(env: Env) -> None:
-    """A bdev without zero-copy reads: None goes one by one through read_blocks, which
-    supplies pooled buffers; the data and statuses are the same."""
+    """A bdev without zero-copy reads: rw_batch gives each None read a pooled buffer of
+    exactly its size, the batch stays one module call, and every buffer is back in the
+    pool once the callback has read it."""
+    from spydk.bdev.iobuf import pool
+
+    def out() -> int:
+        st = pool.stats()
+        return st["small_created"] + st["large_created"] - st["small_free"] - st["large_free"]
     d = env.disk("Pb", num_blocks=64)
     desc = env.open("Pb")
     ch = env.call(desc.get_io_channel)
     blobs = [bytes([i + 1]) * 512 for i in range(4)]
     sink = Sink(ch, [False])
     assert _batch(env, desc, ch, True, blobs, [3, 4, 5, 6], 1, sink, [0, 1, 2, 3]) == 4
+    calls: list[int] = []
 
-    def never(ctx: Any, ios: list[BdevIO]) -> None:
-        raise AssertionError("submit_batch got I/O without buffers on a bdev that copies")
-    ch.batch_fn = never  # as if the module could batch: still one by one
+    def copy(ctx: Any, ios: list[BdevIO]) -> None:
+        calls.append(len(ios))
+        for io in ios:
+            assert io.pool_buf is not None and io.iovs is not None and len(io.iovs[0]) == io.nbytes
+            off = io.offset_blocks * 512
+            io.iovs[0][:] = d.data[off:off + io.nbytes]
+            io.status = SUCCESS
+    ch.batch_fn = copy  # as if the module could batch
+    before = out()
     grab = Grab()
     assert env.call(lambda: desc.rw_batch(ch, False, [None] * 4, [3, 4, 5, 6], 1, grab, [0, 1, 2, 3])) == 4
     env.drain()
+    assert calls == [4]
     assert [grab.data[i] for i in range(4)] == [(SUCCESS, b) for b in blobs]
     assert d.iostat().ops[READ] == 4 and ch.outstanding == 0
+    assert out() == before
     env.call(desc.put_io_channel, ch)
 
 

@@ -263,3 +263,51 @@ def test_bdevperf_regroups_handed_back_writes_into_full_batches(monkeypatch: Any
         assert all(blob.clusters)                        # every cluster was allocated by a first write
         assert min(sizes) < qd                           # handed-back writes completed alone ...
         assert sizes[-20:] == [qd] * 20                  # ... and were gathered into full batches again
+
+
+def test_reads_without_buffers_take_pooled_buffers_in_one_batch() -> None:
+    """The NVMe/TCP target hands reads over without buffers; an lvol is not zero-copy, so
+    rw_batch gives each a pooled buffer, the batch stays one call, and every buffer goes
+    back to the pool after the callback."""
+    from spydk.bdev.iobuf import pool
+
+    def out() -> int:
+        st = pool.stats()
+        return st["small_created"] + st["large_created"] - st["small_free"] - st["large_free"]
+
+    with AppHarness() as h:
+        h.client.call("bdev_malloc_create", {"name": "M7", "num_blocks": 32768, "block_size": BS})
+        _store(h, "M7", thin=True)
+        offs = [0, IO, 2 * MIB]
+        data = [bytes([0x70 + i]) * IO for i in range(3)]
+        h.run(_batch("lvs/v", True, data[:2], offs[:2]))
+
+        async def go() -> tuple[list[int], list[bytes], int]:
+            d = await AsyncDesc.open("lvs/v")
+            try:
+                sizes: list[int] = []
+                got: dict[int, bytes] = {}
+                fut = asyncio.get_running_loop().create_future()
+
+                def cb(ios: list[BdevIO]) -> None:
+                    sizes.append(len(ios))
+                    for io in ios:
+                        assert io.status == SUCCESS
+                        got[io.cb_arg] = bytes(io.iovs[0])  # type: ignore[index]
+                    if len(got) == 3:
+                        fut.set_result(None)
+
+                async def submit() -> int:
+                    return d.desc.rw_batch(d.ch, False, [None] * 3, [o // BS for o in offs], NB, cb,  # type: ignore[no-any-return]
+                                           [0, 1, 2])
+                before = out()
+                assert await on_thread(submit(), d.thread) == 3
+                await asyncio.wait_for(fut, 30)
+                await asyncio.sleep(0.05)
+                assert out() == before
+                return sizes, [got[i] for i in range(3)], before
+            finally:
+                await d.close()
+        sizes, read, _ = h.run(go())
+        assert sizes == [3]
+        assert read == [*data[:2], bytes(IO)]
