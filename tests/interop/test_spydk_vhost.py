@@ -3,6 +3,7 @@ virtio-blk driver: data pattern, fio verify, discard, ext4 mkfs/mount/fsck, and 
 the host finds in the backing file afterwards."""
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from pathlib import Path
@@ -57,8 +58,12 @@ def test_vhost_user_blk_virtio(run_guest, spydk_target, tmp_path: Path) -> None:
 
 def test_vhost_user_scsi_virtio(run_guest, spydk_target) -> None:
     """vhost-user-scsi-pci on a spydk vhost-scsi controller with one target (a malloc LU):
-    sg3-utils INQUIRY/READ CAPACITY/VPD, fio verify, discard (the file system check
-    is the blk test's: it would only repeat the same LU path at TCG speed)."""
+    sg3-utils INQUIRY/READ CAPACITY/VPD, then 40 SCSI conformance checks through the guest's
+    sg driver (VPD pages, mode pages, REPORT LUNS, READ/WRITE 10/16 data, VERIFY, WRITE
+    SAME, UNMAP, GET LBA STATUS, COMPARE AND WRITE and its MISCOMPARE, sense data for an
+    LBA out of range and an unknown opcode, persistent reservations), fio verify, discard
+    (the file system check is the blk test's: it would only repeat the same LU path at TCG
+    speed)."""
     config = {"subsystems": [
         {"subsystem": "bdev", "config": [
             {"method": "bdev_malloc_create",
@@ -79,6 +84,8 @@ def test_vhost_user_scsi_virtio(run_guest, spydk_target) -> None:
     res = run_guest("vhost-user-scsi.sh", {"VHOST_MB": str(MB), "VHOST_VENDOR": "SPYDK"},
                     vhost_user_scsi=[sock])
     guest_passed(res, "VHOST-USER-SCSI CHECK PASSED")
+    m = re.search(r"SCSI conformance: (\d+)/(\d+) passed", res.console)
+    assert m and m.group(1) == m.group(2) and int(m.group(2)) >= 40, m and m.group(0)
     assert "discard: 1 MiB at 40 MiB discarded" in res.console
 
 
