@@ -260,25 +260,19 @@ class Job:
 
     def _batch_done(self, ios: list[BdevIO]) -> None:
         # The hot path of read and write workloads: account a completion batch, resubmit it.
-        cpl = self.ch.cpl_ns  # type: ignore[union-attr]
-        lat_min, lat_max = self.lat_min, self.lat_max
-        lsum = failed = 0
-        slots: list[int] = []
-        append = slots.append
-        for io in ios:
-            lat = cpl - io.submit_ns
-            lsum += lat
-            if lat > lat_max:
-                lat_max = lat
-            if lat < lat_min:
-                lat_min = lat
-            if io.status != SUCCESS:
-                failed += 1
-            append(io.cb_arg)
-        self.lat_sum += lsum
-        self.lat_min, self.lat_max = lat_min, lat_max
-        self.done += len(ios) - failed
-        self.failed += failed
+        # rw_batch gives a batch one submission time (and one completion time), so every I/O
+        # of it has the same latency.
+        n = len(ios)
+        lat = self.ch.cpl_ns - ios[0].submit_ns  # type: ignore[union-attr]
+        self.lat_sum += lat * n
+        if lat > self.lat_max:
+            self.lat_max = lat
+        if lat < self.lat_min:
+            self.lat_min = lat
+        slots = [io.cb_arg for io in ios]
+        ok = [io.status for io in ios].count(SUCCESS)
+        self.done += ok
+        self.failed += n - ok
         if not self.running:
             self.outstanding -= len(ios)
             self._check_done()

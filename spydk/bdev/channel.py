@@ -347,7 +347,7 @@ class BdevChannel:
         batch.clear()
         self._spare = batch
 
-    def _batch_done(self, ios: list[BdevIO]) -> None:
+    def _batch_done(self, ios: list[BdevIO], cb: Callable[[list[BdevIO]], Any]) -> None:
         """Complete a batch that BdevDesc.rw_batch gave the module's submit_batch: one
         message, one timestamp, the statistics added once (each I/O's latency is the same:
         one submission time, one completion time), then one call of the caller's batch
@@ -356,13 +356,12 @@ class BdevChannel:
         io0 = ios[0]
         t = io0.type
         lat = now - io0.submit_ns
-        n = 0
-        for io in ios:
-            if io.status == SUCCESS:
-                n += 1
-            else:
-                errors = self.stat.errors
-                errors[io.status] = errors.get(io.status, 0) + 1
+        n = [io.status for io in ios].count(SUCCESS)
+        if n != len(ios):
+            errors = self.stat.errors
+            for io in ios:
+                if io.status != SUCCESS:
+                    errors[io.status] = errors.get(io.status, 0) + 1
         if n:
             hist = self.hist
             if hist is not None:
@@ -371,16 +370,16 @@ class BdevChannel:
                         hist.tally(lat)
             self._account(t, n, n * io0.nbytes, n * lat, lat, lat)
         try:
-            io0.cb(ios)  # type: ignore[misc,call-arg,arg-type]
+            cb(ios)
         except Exception:
-            _cb_raised(io0)
+            _cb_raised(io0, cb)
         self.outstanding -= len(ios)
         self.free.extend(ios)
 
-    def _batch_done_pooled(self, ios: list[BdevIO]) -> None:
+    def _batch_done_pooled(self, ios: list[BdevIO], cb: Callable[[list[BdevIO]], Any]) -> None:
         """_batch_done for a batch of reads into pooled buffers (rw_batch on a bdev that is
         not zero-copy): the buffers go back to the pool after the callback has read them."""
-        self._batch_done(ios)
+        self._batch_done(ios, cb)
         put = iobuf_pool.put
         for io in ios:
             pb = io.pool_buf
@@ -703,10 +702,11 @@ class BdevChannel:
 _cb_failed: dict[str, int] = {}
 
 
-def _cb_raised(io: BdevIO) -> None:
+def _cb_raised(io: BdevIO, cb: Any = None) -> None:
     # A completion callback's bug must not lose the other completions of its batch; it is
     # logged once per callback (then counted) so a broken caller cannot flood the log.
-    cb = io.cb
+    if cb is None:
+        cb = io.cb
     name = str(getattr(cb, "__qualname__", None) or cb)
     n = _cb_failed.get(name, 0)
     _cb_failed[name] = n + 1

@@ -226,8 +226,7 @@ class BdevDesc:
             io.type = t
             io.offset_blocks = off
             io.num_blocks = num_blocks
-            io.cb = cb  # type: ignore[assignment]
-            io.cb_arg = arg
+            io.cb_arg = arg  # (cb goes with the completion message, not into every BdevIO)
             io.status = PENDING
             io.submit_ns = now
             append(io)
@@ -248,7 +247,7 @@ class BdevDesc:
             ios = _one_by_one(ch, ios, rest, cb)
             if not ios:
                 return i
-        ch.thread.send_msg(ch._batch_done_pooled if pooled else ch._batch_done, ios)
+        ch.thread.send_msg(ch._batch_done_pooled if pooled else ch._batch_done, ios, cb)
         return i
 
     def _rw_each(self, ch: BdevChannel, write: bool, bufs: list[Any], offsets: list[int], num_blocks: int,

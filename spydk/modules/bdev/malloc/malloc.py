@@ -229,20 +229,21 @@ class MallocBdev(Bdev):
         # none (io.iovs None) for a zero-copy read: it gets a view of the memory.
         mem = self.mem
         shift = self._shift
+        n = ios[0].nbytes  # one size per batch
         if ios[0].type == READ:
             for io in ios:
                 off = io.offset_blocks << shift
                 if io.iovs is None:
                     iov1 = io._iov1
-                    iov1[0] = mem[off:off + io.nbytes]
+                    iov1[0] = mem[off:off + n]
                     io.iovs = iov1
                 else:
-                    io._iov1[0][_ALL] = mem[off:off + io.nbytes]
+                    io._iov1[0][_ALL] = mem[off:off + n]
                 io.status = SUCCESS
         else:
             for io in ios:
                 off = io.offset_blocks << shift
-                mem[off:off + io.nbytes] = io._iov1[0]
+                mem[off:off + n] = io._iov1[0]
                 io.status = SUCCESS
 
     def _zero(self, off: int, end: int) -> None:
