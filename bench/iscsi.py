@@ -121,7 +121,17 @@ def measure(targets: dict[str, tuple[str, int]], args: argparse.Namespace,
             iops: dict[tuple[str, str], list[float]], cpu: dict[tuple[str, str], list[float]]) -> None:
     """Runs alternate between the targets, so background load hits them alike."""
     for url, _ in targets.values():
-        iscsi_perf(url, 8, 32, True, 2)  # warm-up (login, caches)
+        # warm-up (login, caches); SPDK's iscsi_tgt listens before its JSON config has added
+        # the target node, so a first login may find no target yet
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                iscsi_perf(url, 8, 32, True, 2)
+                break
+            except RuntimeError as e:
+                if "Target not found" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     for label, blocks, depth, random in WORKLOADS:
         for _ in range(args.runs):
             for name, (url, pid) in targets.items():
