@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import logging
 import os
 import resource
 import signal
@@ -131,8 +132,11 @@ def raise_fd_limit() -> None:
     if soft != resource.RLIM_INFINITY and soft < want:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-        except (ValueError, OSError):
-            pass  # kept as it was: the limits' own refusals still apply
+        except (ValueError, OSError) as e:
+            # the target still runs; its connection limits refuse what the descriptors cannot hold
+            logging.getLogger("spydk.app").warning(
+                "open-file limit stays at %d (raising it to %d failed: %s); raise it with "
+                "`ulimit -n` to hold more connections", soft, want, e)
 
 
 def run_target(cmd: str, argv: Sequence[str]) -> int:

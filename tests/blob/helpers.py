@@ -26,3 +26,9 @@ def write_bdev(h: AppHarness, name: str, offset: int, data: bytes) -> None:
         finally:
             await d.close()
     h.run(go())
+
+
+def iostat_ops(h: AppHarness, name: str) -> tuple[int, int]:
+    """(reads, writes) completed on bdev ``name``, from bdev_get_iostat."""
+    [st] = h.client.call("bdev_get_iostat", {"name": name})["bdevs"]
+    return st["num_read_ops"], st["num_write_ops"]

@@ -15,6 +15,8 @@ from spydk.bdev.io import SUCCESS, BdevIO
 from spydk.modules.bdev.lvol import lvol as v
 from spydk.testing import AppHarness
 
+from .helpers import iostat_ops as _ops
+
 MIB = 1024 * 1024
 BS = 512
 IO = 4096
@@ -71,11 +73,6 @@ async def _read(name: str, offset: int, length: int) -> bytes:
         return await d.read(offset, length)
     finally:
         await d.close()
-
-
-def _ops(h: AppHarness, name: str) -> tuple[int, int]:
-    [st] = h.client.call("bdev_get_iostat", {"name": name})["bdevs"]
-    return st["num_read_ops"], st["num_write_ops"]
 
 
 def _store(h: AppHarness, base: str, thin: bool = False) -> None:

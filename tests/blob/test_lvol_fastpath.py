@@ -13,6 +13,8 @@ from spydk.bdev.awaitable import AsyncDesc
 from spydk.modules.bdev.lvol import lvol as v
 from spydk.testing import AppHarness
 
+from .helpers import iostat_ops as _ops
+
 MIB = 1024 * 1024
 
 
@@ -43,11 +45,6 @@ async def _rw(name: str, offset: int, data: bytes | None, length: int = 0) -> by
         return await d.read(offset, length)
     finally:
         await d.close()
-
-
-def _ops(h: AppHarness, name: str) -> tuple[int, int]:
-    [st] = h.client.call("bdev_get_iostat", {"name": name})["bdevs"]
-    return st["num_read_ops"], st["num_write_ops"]
 
 
 def test_fast_path_on_malloc_maps_clusters_and_counts_base_io() -> None:

@@ -195,7 +195,7 @@ class _ClosedOwner:
             req.pool_buf = None
 
     def disconnect(self, reason: str) -> None:
-        pass
+        return None  # already closed: there is nothing left to disconnect
 
 
 class TcpConnection(asyncio.BufferedProtocol):
